@@ -1,0 +1,1 @@
+"""carbonshift: plan ML training for the cleanest hours and regions."""

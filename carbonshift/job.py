@@ -1,0 +1,281 @@
+"""Training job specs (pydantic, the boundary users write in YAML) and their resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from carbonshift.catalog import PROVIDERS, Catalog, CatalogError, InstanceType, Provider, Region
+from carbonshift.units import format_duration, parse_duration_s, parse_instant, to_epoch_s
+
+DurationS = Annotated[float, BeforeValidator(parse_duration_s), Field(ge=0)]
+
+
+class JobSpecError(ValueError):
+    """A job spec that cannot be planned; names the job and the field to fix."""
+
+    def __init__(self, job: str, field: str, message: str) -> None:
+        self.job = job
+        self.field = field
+        super().__init__(f"job {job!r}: {field}: {message}")
+
+
+class WorkOnInstance(BaseModel):
+    """Work measured as wall-clock time on one instance type."""
+
+    model_config = ConfigDict(extra="forbid")
+    duration_s: DurationS = Field(gt=0, alias="duration", description="e.g. '4h' or 14400")
+    instance_type: str = Field(description="the instance type the duration was measured on")
+
+
+class WorkGpuHours(BaseModel):
+    """Work measured as GPU-hours on a reference GPU model."""
+
+    model_config = ConfigDict(extra="forbid")
+    gpu_hours: float = Field(gt=0)
+    reference_gpu: str = "A100"
+
+
+class JobSpec(BaseModel):
+    """One training job in the queue."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=60)
+    work: WorkOnInstance | WorkGpuHours
+    earliest_start: datetime | None = Field(
+        default=None, description="UTC; empty means when the planner runs"
+    )
+    deadline: datetime | None = Field(default=None, description="UTC time the job must end by")
+    within_s: DurationS | None = Field(
+        default=None, alias="within", description="deadline relative to the earliest start, e.g. '24h'"
+    )
+    regions: list[str] = Field(
+        default_factory=list,
+        description="candidate regions as provider:region; the first is home; empty = all",
+    )
+    providers: list[Provider] = Field(default_factory=lambda: list(PROVIDERS))
+    instance_types: list[str] = Field(
+        default_factory=list,
+        description="allowed instance types; empty = the work's instance type, else all",
+    )
+    interruptible: bool = False
+    resume_overhead_s: DurationS = Field(default=0.0, alias="resume_overhead")
+    urgent: bool = False
+    objective: Literal["emissions", "cost"] = Field(
+        default="emissions", description="emissions, or cost + emissions x carbon price"
+    )
+    carbon_price_usd_per_t: float = Field(default=0.0, ge=0)
+    carbon_budget_kg: float | None = Field(default=None, gt=0)
+    cost_cap_usd: float | None = Field(default=None, gt=0)
+    utilisation: float = Field(default=1.0, gt=0, le=1, description="share of board power drawn")
+    placement: Literal["colocate", "spread"] = "colocate"
+    replicas: int = Field(default=1, ge=1, description="data-parallel replicas when spread")
+    entrypoint: str | None = Field(
+        default=None, description="training entrypoint, module:function or a command"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _instants(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("earliest_start", "deadline"):
+                if isinstance(data.get(key), str):
+                    data = {**data, key: parse_instant(data[key])}
+        return data
+
+    @model_validator(mode="after")
+    def _window(self) -> JobSpec:
+        if self.deadline is None and self.within_s is None:
+            raise ValueError("deadline: give a deadline (UTC) or 'within' (e.g. '24h')")
+        if self.deadline is not None and self.within_s is not None:
+            raise ValueError("deadline: give either deadline or within, not both")
+        for key in ("earliest_start", "deadline"):
+            value = getattr(self, key)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{key}: {value.isoformat()} has no time zone: add 'Z' for UTC")
+        if self.earliest_start and self.deadline and self.deadline <= self.earliest_start:
+            raise ValueError(
+                f"deadline: {self.deadline.isoformat()} is not after earliest_start "
+                f"{self.earliest_start.isoformat()}: move the deadline later"
+            )
+        if self.placement == "colocate" and self.replicas > 1:
+            raise ValueError("replicas: more than one replica needs placement: spread")
+        return self
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (region, instance type) a job may run on, with what running there costs."""
+
+    region: Region
+    instance_type: InstanceType
+    duration_s: float
+    energy_kwh: float
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class ResolvedJob:
+    spec: JobSpec
+    earliest_s: int
+    deadline_s: int
+    candidates: tuple[Candidate, ...]  # the first candidate's region is home
+
+    @property
+    def home(self) -> Candidate:
+        return self.candidates[0]
+
+
+def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
+    """Turn a spec into concrete candidates; catalog errors name the offending field."""
+    name = spec.name
+    now_s = to_epoch_s(now)
+    earliest = to_epoch_s(spec.earliest_start) if spec.earliest_start else now_s
+    if spec.urgent:
+        earliest = max(earliest, now_s)
+    deadline = to_epoch_s(spec.deadline) if spec.deadline else earliest + int(spec.within_s or 0)
+    if deadline <= earliest:
+        raise JobSpecError(name, "deadline", "the deadline has passed: move it later")
+
+    reference = _reference_work(spec, catalog)
+    regions = _regions(spec, catalog)
+    types = _instance_types(spec, catalog)
+    candidates: list[Candidate] = []
+    for region in regions:
+        for itype in types:
+            if not itype.offered_in(region):
+                continue
+            shard = reference / spec.replicas
+            duration_s = shard / itype.throughput * 3600.0
+            hours = duration_s / 3600.0
+            energy = (itype.power_w * spec.utilisation * catalog.pue[region.provider] * hours
+                      / 1000.0)
+            price = itype.spot_usd_per_h if spec.interruptible else itype.on_demand_usd_per_h
+            candidates.append(Candidate(region, itype, duration_s, energy, price * hours))
+    if not candidates:
+        raise JobSpecError(name, "instance_types",
+                           "none of the allowed instance types is offered in the candidate "
+                           "regions: allow more instance types or regions")
+    window = deadline - earliest
+    fastest = min(c.duration_s for c in candidates)
+    if fastest > window:
+        raise JobSpecError(
+            name, "deadline",
+            f"the job needs {format_duration(fastest)} on its fastest allowed instance but its "
+            f"window is {format_duration(window)}: move the deadline later or allow faster GPUs",
+        )
+    home = regions[0]
+    candidates.sort(key=lambda c: (c.region != home, c.region.key))
+    return ResolvedJob(spec, earliest, deadline, tuple(candidates))
+
+
+def _regions(spec: JobSpec, catalog: Catalog) -> list[Region]:
+    if not spec.regions:
+        return catalog.regions_of(spec.providers)
+    out = []
+    for i, key in enumerate(spec.regions):
+        try:
+            region = catalog.region(key)
+        except CatalogError as e:
+            raise JobSpecError(spec.name, f"regions[{i}]", str(e)) from None
+        if region.provider not in spec.providers:
+            raise JobSpecError(spec.name, f"regions[{i}]",
+                               f"{key} is on {region.provider}, not in providers {spec.providers}")
+        out.append(region)
+    return out
+
+
+def _instance_types(spec: JobSpec, catalog: Catalog) -> list[InstanceType]:
+    names = spec.instance_types
+    if not names:
+        if isinstance(spec.work, WorkOnInstance):
+            names = [spec.work.instance_type]
+        else:
+            return [t for t in catalog.instance_types.values() if t.provider in spec.providers]
+    out = []
+    for i, type_name in enumerate(names):
+        try:
+            out.append(catalog.instance_type(type_name))
+        except CatalogError as e:
+            raise JobSpecError(spec.name, f"instance_types[{i}]", str(e)) from None
+    return out
+
+
+def _reference_work(spec: JobSpec, catalog: Catalog) -> float:
+    """The job's work in reference-GPU-hours (one A100 hour = 1)."""
+    work = spec.work
+    if isinstance(work, WorkOnInstance):
+        try:
+            itype = catalog.instance_type(work.instance_type)
+        except CatalogError as e:
+            raise JobSpecError(spec.name, "work.instance_type", str(e)) from None
+        return work.duration_s / 3600.0 * itype.throughput
+    try:
+        gpu = catalog.gpu(work.reference_gpu)
+    except CatalogError as e:
+        raise JobSpecError(spec.name, "work.reference_gpu", str(e)) from None
+    return work.gpu_hours * gpu.throughput_factor
+
+
+# -- job files ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobQueue:
+    jobs: list[JobSpec]
+    errors: list[JobSpecError]
+
+
+def parse_jobs(raw: Any, origin: str = "jobs") -> JobQueue:
+    """Parse a list of job mappings; a bad job is reported and the others are kept."""
+    items = raw.get("jobs", raw) if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise ValueError(f"{origin}: expected a list of jobs under 'jobs:'")
+    jobs: list[JobSpec] = []
+    errors: list[JobSpecError] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        label = item.get("name", f"#{i}") if isinstance(item, dict) else f"#{i}"
+        try:
+            job = JobSpec.model_validate(item)
+        except ValidationError as e:
+            errors.append(_from_validation(str(label), e))
+            continue
+        if job.name in seen:
+            errors.append(JobSpecError(job.name, "name", "another job has this name: rename one"))
+            continue
+        seen.add(job.name)
+        jobs.append(job)
+    return JobQueue(jobs, errors)
+
+
+def load_jobs(path: Path | str) -> JobQueue:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot read the job file ({e})") from e
+    return parse_jobs(raw, str(path))
+
+
+def _from_validation(job: str, error: ValidationError) -> JobSpecError:
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    message = first["msg"].removeprefix("Value error, ")
+    field, sep, rest = message.partition(": ")
+    if sep and not loc and " " not in field:
+        return JobSpecError(job, field, rest)
+    return JobSpecError(job, loc or "job", message)

@@ -1,0 +1,266 @@
+"""Location, hardware and time: plan a queue of jobs against per-region forecasts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from carbonshift.catalog import Catalog, Region
+from carbonshift.job import Candidate, JobSpec, JobSpecError, ResolvedJob, resolve
+from carbonshift.plan import Explanation, Plan, Slot
+from carbonshift.planner.batch import Rows, Starts, best_starts
+from carbonshift.planner.grid import ForecastGrid
+from carbonshift.planner.interruptible import Segments, plan_interruptible
+from carbonshift.planner.spread import plan_spread
+from carbonshift.planner.static import static_start_s
+from carbonshift.series import IntensitySeries
+from carbonshift.units import from_epoch_s
+
+FloatArray = npt.NDArray[np.float64]
+
+STATIC_SOURCE = "static"
+
+
+def forecasts_for(
+    regions: Sequence[Region], by_zone: Mapping[str, IntensitySeries]
+) -> dict[str, IntensitySeries]:
+    """Forecasts keyed by region (`aws:us-east-1`) from forecasts keyed by Electricity Maps zone."""
+    return {r.key: by_zone[r.em_zone] for r in regions if r.em_zone in by_zone}
+
+
+@dataclass(frozen=True)
+class RowTable:
+    """Every (job, candidate) row with its best start, and what it emits and costs there."""
+
+    jobs: list[ResolvedJob]
+    candidates: list[Candidate]
+    rows: Rows
+    starts: Starts
+    static: npt.NDArray[np.bool_]
+    mean_g_per_kwh: FloatArray
+    energy_kwh: FloatArray
+    emissions_kg: FloatArray
+    cost_usd: FloatArray
+    objective: FloatArray
+    allowed: npt.NDArray[np.bool_]
+    segments: dict[int, Segments]
+    grid: ForecastGrid | None
+
+
+def plan_jobs(
+    specs: Sequence[JobSpec],
+    forecasts: Mapping[str, IntensitySeries],
+    *,
+    now: datetime,
+    catalog: Catalog,
+) -> list[Plan]:
+    """Plan every job; a job that cannot be planned gets an infeasible plan saying why."""
+    resolved: list[ResolvedJob] = []
+    plans: dict[str, Plan] = {}
+    for spec in specs:
+        try:
+            resolved.append(resolve(spec, catalog, now))
+        except JobSpecError as e:
+            plans[spec.name] = Plan(job=spec.name, feasible=False, reason=str(e))
+    table = evaluate(resolved, forecasts)
+    for j, job in enumerate(resolved):
+        plans[job.spec.name] = _plan_for(table, j, catalog)
+    return [plans[s.name] for s in specs]
+
+
+def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySeries]) -> RowTable:
+    """Score every (job, region, instance type): the vectorised part of planning."""
+    keys = sorted({c.region.key for j in jobs for c in j.candidates if c.region.key in forecasts})
+    row_of = {k: i for i, k in enumerate(keys)}
+    grid = None
+    if keys and jobs:
+        start = min(j.earliest_s for j in jobs)
+        end = max(j.deadline_s for j in jobs)
+        grid = ForecastGrid.build([forecasts[k].slice(start, end) for k in keys])
+    candidates = [c for j in jobs for c in j.candidates]
+    job_idx = np.repeat(np.arange(len(jobs)), [len(j.candidates) for j in jobs])
+    rows = Rows(
+        job=job_idx.astype(np.int64),
+        region_row=np.array([row_of.get(c.region.key, -1) for c in candidates], dtype=np.int64),
+        duration_s=np.array([c.duration_s for c in candidates], dtype=np.float64),
+        earliest_s=np.array([jobs[j].earliest_s for j in job_idx], dtype=np.float64),
+        deadline_s=np.array([jobs[j].deadline_s for j in job_idx], dtype=np.float64),
+        search=np.array([not jobs[j].spec.urgent for j in job_idx], dtype=bool),
+    )
+    starts = best_starts(grid, rows)
+    start_s = starts.start_s.copy()
+    mean = starts.mean_g_per_kwh.copy()
+    energy = np.array([c.energy_kwh for c in candidates], dtype=np.float64)
+    static = np.isnan(mean)
+    for i in np.flatnonzero(static):
+        c = candidates[i]
+        job = jobs[job_idx[i]]
+        start_s[i] = (job.earliest_s if job.spec.urgent else
+                      static_start_s(job.earliest_s, job.deadline_s, c.duration_s,
+                                     c.region.timezone)[0])
+        mean[i] = c.region.annual_mean_g_per_kwh
+    segments = _interruptible(jobs, candidates, rows, grid, forecasts, start_s, mean, energy)
+    emissions = energy * mean / 1000.0
+    cost = np.array([c.cost_usd for c in candidates], dtype=np.float64)
+    for i, seg in segments.items():
+        cost[i] *= seg.run_s / candidates[i].duration_s
+    price = np.array([jobs[j].spec.carbon_price_usd_per_t for j in job_idx])
+    by_cost = np.array([jobs[j].spec.objective == "cost" for j in job_idx], dtype=bool)
+    objective = np.where(by_cost, cost + emissions / 1000.0 * price, emissions)
+    budget = np.array([jobs[j].spec.carbon_budget_kg or np.inf for j in job_idx])
+    cap = np.array([jobs[j].spec.cost_cap_usd or np.inf for j in job_idx])
+    allowed = (emissions <= budget) & (cost <= cap)
+    return RowTable(list(jobs), candidates, rows,
+                    Starts(start_s, mean, starts.coverage), static, mean, energy, emissions,
+                    cost, objective, allowed, segments, grid)
+
+
+def ranked_rows(table: RowTable, j: int) -> list[int]:
+    """Rows of job j, allowed first, by objective; ties keep the candidate order (home first)."""
+    rows = np.flatnonzero(table.rows.job == j)
+    order = np.lexsort((rows, table.objective[rows], ~table.allowed[rows]))
+    return [int(r) for r in rows[order]]
+
+
+def _interruptible(
+    jobs: Sequence[ResolvedJob], candidates: Sequence[Candidate], rows: Rows,
+    grid: ForecastGrid | None, forecasts: Mapping[str, IntensitySeries],
+    start_s: FloatArray, mean: FloatArray, energy: FloatArray,
+) -> dict[int, Segments]:
+    """Swap in a lowest-steps plan where it beats the row's contiguous window (updates arrays)."""
+    out: dict[int, Segments] = {}
+    for i in np.flatnonzero(rows.region_row >= 0):
+        job = jobs[rows.job[i]]
+        if (not job.spec.interruptible or job.spec.urgent or job.spec.placement == "spread"
+                or np.isnan(start_s[i])):
+            continue
+        c = candidates[i]
+        seg = plan_interruptible(forecasts[c.region.key], job.earliest_s, job.deadline_s,
+                                 c.duration_s, job.spec.resume_overhead_s)
+        if seg is None or len(seg.periods) == 1:
+            continue
+        scale = seg.run_s / c.duration_s
+        if seg.mean_g_per_kwh * scale < mean[i]:
+            out[int(i)] = seg
+            start_s[i] = seg.start_s
+            mean[i] = seg.mean_g_per_kwh
+            energy[i] *= scale
+    return out
+
+
+def _plan_for(table: RowTable, j: int, catalog: Catalog) -> Plan:
+    job = table.jobs[j]
+    if job.spec.placement == "spread":
+        return plan_spread(table, j, catalog)
+    ranked = ranked_rows(table, j)
+    slots = [slot_of(table, i) for i in ranked if table.allowed[i]]
+    if not slots:
+        best = slot_of(table, ranked[0])
+        return Plan(job=job.spec.name, feasible=False, reason=_limits_reason(job, best))
+    chosen = slots[0]
+    now_home = now_home_slot(table, j)
+    return Plan(
+        job=job.spec.name, feasible=True, chosen=chosen, alternatives=slots,
+        explanation=explain(table, j, chosen, slots[1] if len(slots) > 1 else None, now_home,
+                            catalog),
+    )
+
+
+def slot_of(table: RowTable, i: int) -> Slot:
+    c = table.candidates[i]
+    start = float(table.starts.start_s[i])
+    seg = table.segments.get(i)
+    run_s = seg.run_s if seg else c.duration_s
+    end = seg.end_s if seg else start + run_s
+    signal = table.grid.signal.value if table.grid is not None else "lca"
+    return Slot(
+        region=c.region.key, instance_type=c.instance_type.name,
+        start=from_epoch_s(start), end=from_epoch_s(end),
+        segments=[(from_epoch_s(a), from_epoch_s(b)) for a, b in seg.periods] if seg else [],
+        duration_s=run_s, mean_g_per_kwh=float(table.mean_g_per_kwh[i]),
+        energy_kwh=float(table.energy_kwh[i]), emissions_kg=float(table.emissions_kg[i]),
+        cost_usd=float(table.cost_usd[i]), objective=float(table.objective[i]),
+        source=_source(table, i), signal=signal,
+        coverage=float(table.starts.coverage[i]),
+    )
+
+
+def now_home_slot(table: RowTable, j: int) -> Slot:
+    """The home candidate (first region, first instance type) started at the earliest start."""
+    job = table.jobs[j]
+    i = int(np.flatnonzero(table.rows.job == j)[0])
+    c = job.home
+    start = job.earliest_s
+    source = _source(table, i)
+    mean = c.region.annual_mean_g_per_kwh
+    if table.grid is not None and table.rows.region_row[i] >= 0:
+        series = table.grid.series[int(table.rows.region_row[i])]
+        if series.covers(start, start + c.duration_s):
+            mean = series.mean_over(start, start + c.duration_s)
+            source = series.source
+        else:
+            source = STATIC_SOURCE
+    emissions = c.energy_kwh * mean / 1000.0
+    objective = emissions
+    if job.spec.objective == "cost":
+        objective = c.cost_usd + emissions / 1000.0 * job.spec.carbon_price_usd_per_t
+    return Slot(
+        region=c.region.key, instance_type=c.instance_type.name, start=from_epoch_s(start),
+        end=from_epoch_s(start + c.duration_s), duration_s=c.duration_s, mean_g_per_kwh=mean,
+        energy_kwh=c.energy_kwh, emissions_kg=emissions, cost_usd=c.cost_usd,
+        objective=objective, source=source,
+        signal=table.grid.signal.value if table.grid is not None else "lca",
+        coverage=float(table.starts.coverage[i]),
+    )
+
+
+def explain(table: RowTable, j: int, chosen: Slot, runner_up: Slot | None, now_home: Slot,
+            catalog: Catalog) -> Explanation:
+    job = table.jobs[j]
+    spec = job.spec
+    itype = catalog.instance_type(chosen.instance_type)
+    region = catalog.region(chosen.region)
+    hours = chosen.duration_s / 3600.0
+    energy = (f"{itype.gpu_count} x {itype.gpu.model} {itype.gpu.board_power_w:.0f} W x "
+              f"{spec.utilisation:.2f} x PUE {catalog.pue[region.provider]:.2f} x {hours:.2f} h "
+              f"= {chosen.energy_kwh:.2f} kWh")
+    if spec.urgent:
+        reason = f"urgent: starts now in the region with the lowest {spec.objective} now"
+    elif chosen.source == STATIC_SOURCE:
+        reason = (f"no forecast for {chosen.region}: static default 02:00 local time "
+                  f"({region.timezone}); intensity estimated from the zone's annual mean")
+    elif chosen.segments:
+        reason = (f"interruptible: {len(chosen.segments)} runs in the lowest-intensity steps "
+                  f"before the deadline, {spec.resume_overhead_s:.0f} s overhead per resume")
+    else:
+        reason = f"lowest forecast {spec.objective} with a start before the deadline"
+    if chosen.coverage < 1.0 and chosen.source != STATIC_SOURCE:
+        reason += f"; the forecast covered {chosen.coverage:.0%} of the job's window"
+    saved = now_home.emissions_kg - chosen.emissions_kg
+    fraction = saved / now_home.emissions_kg if now_home.emissions_kg > 0 else 0.0
+    return Explanation(
+        reason=reason, runner_up=runner_up, now_home=now_home, savings_kg=saved,
+        savings_fraction=fraction, energy_estimate=energy, forecast_source=chosen.source,
+    )
+
+
+def _source(table: RowTable, i: int) -> str:
+    if table.static[i] or table.grid is None:
+        return STATIC_SOURCE
+    return table.grid.series[int(table.rows.region_row[i])].source
+
+
+def _limits_reason(job: ResolvedJob, best: Slot) -> str:
+    spec = job.spec
+    parts = []
+    if spec.carbon_budget_kg is not None and best.emissions_kg > spec.carbon_budget_kg:
+        parts.append(f"carbon budget {spec.carbon_budget_kg:g} kg")
+    if spec.cost_cap_usd is not None and best.cost_usd > spec.cost_cap_usd:
+        parts.append(f"cost cap ${spec.cost_cap_usd:g}")
+    return (f"no candidate meets the {' and '.join(parts)}: the best is {best.emissions_kg:.1f} kg, "
+            f"${best.cost_usd:.2f} in {best.region} on {best.instance_type} at "
+            f"{best.start.isoformat()}; raise the limit or allow more regions")

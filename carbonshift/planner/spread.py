@@ -1,0 +1,112 @@
+"""Spread placement: data-parallel replicas in several regions, started together.
+
+Replicas synchronise every step, so all of them run as long as the slowest. We keep one instance
+type across the replicas (so the slowest is every one of them) and pick, for each start on the
+common grid, the `replicas` regions with the lowest emissions over that run; the best start is the
+one with the lowest total objective, earliest on ties.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from carbonshift.catalog import Catalog
+from carbonshift.plan import Explanation, Plan, Slot
+from carbonshift.planner.windows import window_means
+from carbonshift.units import from_epoch_s
+
+if TYPE_CHECKING:
+    from carbonshift.planner.choose import RowTable
+
+
+def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
+    from carbonshift.planner.choose import now_home_slot
+
+    job = table.jobs[j]
+    spec = job.spec
+    k = spec.replicas
+    grid = table.grid
+    rows = np.flatnonzero((table.rows.job == j) & (table.rows.region_row >= 0))
+    best: tuple[float, list[Slot]] | None = None
+    if grid is not None:
+        types = sorted({table.candidates[i].instance_type.name for i in rows})
+        for type_name in types:
+            mine = np.array([i for i in rows if table.candidates[i].instance_type.name == type_name])
+            if len(mine) < k:
+                continue
+            found = _best_start(table, mine, k)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = found
+    if best is None:
+        return Plan(job=spec.name, feasible=False,
+                    reason=f"replicas: {k} replicas need {k} candidate regions with a forecast "
+                           "and a common instance type over a full run: allow more regions")
+    total, shards = best
+    emissions = sum(s.emissions_kg for s in shards)
+    cost = sum(s.cost_usd for s in shards)
+    if (spec.carbon_budget_kg is not None and emissions > spec.carbon_budget_kg) or (
+        spec.cost_cap_usd is not None and cost > spec.cost_cap_usd
+    ):
+        return Plan(job=spec.name, feasible=False,
+                    reason=f"no spread placement meets the limits: the best emits "
+                           f"{emissions:.1f} kg and costs ${cost:.2f}")
+    home = now_home_slot(table, j)
+    home_total = home.emissions_kg * k
+    itype = catalog.instance_type(shards[0].instance_type)
+    hours = shards[0].duration_s / 3600.0
+    explanation = Explanation(
+        reason=f"spread: {k} replicas on {itype.name} in {', '.join(s.region for s in shards)}, "
+               f"started together in the window with the lowest total {spec.objective}",
+        runner_up=None, now_home=home, savings_kg=home_total - emissions,
+        savings_fraction=(home_total - emissions) / home_total if home_total > 0 else 0.0,
+        energy_estimate=f"{k} replicas x {itype.gpu_count} x {itype.gpu.model} "
+                        f"{itype.gpu.board_power_w:.0f} W x {spec.utilisation:.2f} x PUE x "
+                        f"{hours:.2f} h = {sum(s.energy_kwh for s in shards):.2f} kWh",
+        forecast_source=", ".join(sorted({s.source for s in shards})),
+    )
+    return Plan(job=spec.name, feasible=True, chosen=shards[0], shards=shards,
+                alternatives=shards, explanation=explanation)
+
+
+def _best_start(table: RowTable, rows: np.ndarray, k: int) -> tuple[float, list[Slot]] | None:
+    from carbonshift.planner.choose import slot_of
+
+    grid = table.grid
+    assert grid is not None
+    job = table.jobs[int(table.rows.job[rows[0]])]
+    spec = job.spec
+    duration = float(table.rows.duration_s[rows[0]])
+    regions = table.rows.region_row[rows]
+    means = window_means(grid.values[regions], grid.step_s, duration)
+    means[~grid.starts[regions]] = np.nan
+    lo = max(0, int(grid.index_at_or_before(job.earliest_s - 1)) + 1)
+    hi = int(grid.index_at_or_before(job.deadline_s - duration))
+    if hi < lo:
+        return None
+    window = means[:, lo : hi + 1]
+    energy = table.energy_kwh[rows][:, None]
+    emissions = energy * window / 1000.0
+    if spec.objective == "cost":
+        score = table.cost_usd[rows][:, None] + emissions / 1000.0 * spec.carbon_price_usd_per_t
+    else:
+        score = emissions
+    score = np.where(np.isnan(score), np.inf, score)
+    lowest = np.sort(score, axis=0)[:k]
+    totals = lowest.sum(axis=0)
+    if not np.isfinite(totals).any():
+        return None
+    t = int(np.argmin(np.round(totals, 6)))
+    picked = np.argsort(score[:, t], kind="stable")[:k]
+    start_s = grid.time_of(lo + t)
+    shards = []
+    for p in picked:
+        base = slot_of(table, int(rows[p]))
+        mean = float(window[p, t])
+        shards.append(base.model_copy(update={
+            "start": from_epoch_s(start_s), "end": from_epoch_s(start_s + duration),
+            "segments": [], "mean_g_per_kwh": mean,
+            "emissions_kg": float(emissions[p, t]), "objective": float(score[p, t]),
+        }))
+    return float(totals[t]), shards

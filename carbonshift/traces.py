@@ -1,0 +1,134 @@
+"""Readers for recorded carbon-intensity traces (Electricity Maps CSV exports, generic CSV)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from carbonshift.series import IntensitySeries, SeriesError, Signal
+
+EM_TIME = "Datetime (UTC)"
+EM_COLUMNS = {
+    Signal.LCA: "Carbon Intensity gCO₂eq/kWh (LCA)",
+    Signal.DIRECT: "Carbon Intensity gCO₂eq/kWh (direct)",
+}
+EM_ZONE = "Zone Id"
+GENERIC_TIME = "timestamp"
+
+
+class TraceError(SeriesError):
+    pass
+
+
+def bundled_traces_dir() -> Path:
+    """Real 2023 hourly traces shipped with the package (see data/traces/SOURCES.md)."""
+    return Path(str(resources.files("carbonshift") / "data" / "traces"))
+
+
+def read_trace(
+    path: Path | str, *, signal: Signal | str = Signal.LCA, fill_gaps_up_to: int = 0
+) -> IntensitySeries:
+    """Read an Electricity Maps export or a generic `timestamp,<value>` CSV, by its header."""
+    path = Path(path)
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise TraceError(f"{path}: cannot read it as CSV ({e})") from e
+    if EM_TIME in header:
+        return read_electricitymaps_csv(path, signal=signal, fill_gaps_up_to=fill_gaps_up_to)
+    if GENERIC_TIME in header:
+        return read_generic_csv(path, signal=signal, fill_gaps_up_to=fill_gaps_up_to)
+    raise TraceError(
+        f"{path}: unknown trace format (columns {list(header)}): expected an Electricity Maps "
+        f"export ({EM_TIME!r}, ...) or a generic CSV ({GENERIC_TIME!r} + one g/kWh column)"
+    )
+
+
+def read_electricitymaps_csv(
+    path: Path | str, *, signal: Signal | str = Signal.LCA, fill_gaps_up_to: int = 0
+) -> IntensitySeries:
+    path = Path(path)
+    sig = Signal(signal)
+    if sig not in EM_COLUMNS:
+        raise TraceError(f"{path}: Electricity Maps exports hold lca or direct, not {sig.value}")
+    column = EM_COLUMNS[sig]
+    frame = pd.read_csv(path)
+    if column not in frame.columns:
+        raise TraceError(f"{path}: no column {column!r}: is this an Electricity Maps export?")
+    zone = str(frame[EM_ZONE].iloc[0]) if EM_ZONE in frame.columns and len(frame) else ""
+    return _build(path, frame[EM_TIME], frame[column], sig, zone or _zone_from_name(path),
+                  "electricitymaps", fill_gaps_up_to)
+
+
+def read_generic_csv(
+    path: Path | str, *, signal: Signal | str = Signal.LCA, fill_gaps_up_to: int = 0
+) -> IntensitySeries:
+    """`timestamp` (ISO 8601, UTC when no offset) and exactly one value column in g/kWh."""
+    path = Path(path)
+    frame = pd.read_csv(path)
+    values = [c for c in frame.columns if c != GENERIC_TIME]
+    if len(values) != 1:
+        raise TraceError(
+            f"{path}: a generic trace has 'timestamp' and one g/kWh column, found {values}"
+        )
+    return _build(path, frame[GENERIC_TIME], frame[values[0]], Signal(signal),
+                  _zone_from_name(path), "csv", fill_gaps_up_to)
+
+
+def read_traces(
+    paths: Iterable[Path | str], *, signal: Signal | str = Signal.LCA
+) -> dict[str, IntensitySeries]:
+    """Read many traces keyed by zone; files of one zone (several years) are joined in time."""
+    by_zone: dict[str, list[IntensitySeries]] = {}
+    for p in paths:
+        s = read_trace(p, signal=signal)
+        by_zone.setdefault(s.zone, []).append(s)
+    return {zone: join(parts) for zone, parts in by_zone.items()}
+
+
+def traces_in(directory: Path | str) -> list[Path]:
+    found = sorted(Path(directory).glob("*.csv"))
+    if not found:
+        raise TraceError(f"{directory}: no .csv traces in it")
+    return found
+
+
+def join(parts: list[IntensitySeries]) -> IntensitySeries:
+    """Concatenate consecutive pieces of one zone's series (e.g. yearly files)."""
+    parts = sorted(parts, key=lambda s: s.start_s)
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    times = np.concatenate([p.times_s for p in parts])
+    values = np.concatenate([p.g_per_kwh for p in parts])
+    return IntensitySeries.from_points(
+        times, values, signal=first.signal, source=first.source, zone=first.zone,
+        step_s=min(p.step_s for p in parts),
+    )
+
+
+def _zone_from_name(path: Path) -> str:
+    return path.stem.split("_")[0]
+
+
+def _build(
+    path: Path, times: pd.Series, values: pd.Series, signal: Signal, zone: str, kind: str,
+    fill_gaps_up_to: int,
+) -> IntensitySeries:
+    try:
+        parsed = pd.to_datetime(times, utc=True, format="ISO8601")
+    except (ValueError, TypeError) as e:
+        raise TraceError(f"{path}: timestamps are not ISO 8601 ({e})") from e
+    numeric = pd.to_numeric(values, errors="coerce")
+    raw = [None if pd.isna(v) else float(v) for v in numeric]
+    try:
+        return IntensitySeries.from_points(
+            parsed.dt.tz_localize(None).to_numpy(), raw, signal=signal,
+            source=f"replay:{kind}:{path.name}", zone=zone, fill_gaps_up_to=fill_gaps_up_to,
+        )
+    except SeriesError as e:
+        raise TraceError(f"{path}: {e}") from e
