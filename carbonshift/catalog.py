@@ -132,24 +132,31 @@ class Catalog:
 def default_catalog() -> Catalog:
     """The catalog from the package's data files."""
     gpus = {
-        row["gpu_model"]: Gpu(row["gpu_model"], float(row["board_power_w"]),
-                              float(row["throughput_factor"]))
+        row["gpu_model"]: Gpu(
+            row["gpu_model"], float(row["board_power_w"]), float(row["throughput_factor"])
+        )
         for row in _rows("gpus.csv")
     }
     regions = {}
     for row in _rows("regions.csv"):
         region = Region(
-            provider=_provider(row["provider"]), name=row["region"], location=row["location"],
-            em_zone=row["em_zone"], watttime_region=row["watttime_region"],
-            timezone=row["timezone"], annual_mean_g_per_kwh=float(row["annual_mean_g_per_kwh"]),
+            provider=_provider(row["provider"]),
+            name=row["region"],
+            location=row["location"],
+            em_zone=row["em_zone"],
+            watttime_region=row["watttime_region"],
+            timezone=row["timezone"],
+            annual_mean_g_per_kwh=float(row["annual_mean_g_per_kwh"]),
         )
         regions[region.key] = region
     types = {}
     for row in _rows("instances.csv"):
         names = row["regions"].strip()
         types[row["instance_type"]] = InstanceType(
-            provider=_provider(row["provider"]), name=row["instance_type"],
-            gpu=gpus[row["gpu_model"]], gpu_count=int(row["gpu_count"]),
+            provider=_provider(row["provider"]),
+            name=row["instance_type"],
+            gpu=gpus[row["gpu_model"]],
+            gpu_count=int(row["gpu_count"]),
             on_demand_usd_per_h=float(row["on_demand_usd_per_h"]),
             spot_usd_per_h=float(row["spot_usd_per_h"]),
             regions=frozenset() if names == "*" else frozenset(names.split(";")),

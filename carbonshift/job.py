@@ -60,7 +60,9 @@ class JobSpec(BaseModel):
     )
     deadline: datetime | None = Field(default=None, description="UTC time the job must end by")
     within_s: DurationS | None = Field(
-        default=None, alias="within", description="deadline relative to the earliest start, e.g. '24h'"
+        default=None,
+        alias="within",
+        description="deadline relative to the earliest start, e.g. '24h'",
     )
     regions: list[str] = Field(
         default_factory=list,
@@ -161,19 +163,24 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
             shard = reference / spec.replicas
             duration_s = shard / itype.throughput * 3600.0
             hours = duration_s / 3600.0
-            energy = (itype.power_w * spec.utilisation * catalog.pue[region.provider] * hours
-                      / 1000.0)
+            energy = (
+                itype.power_w * spec.utilisation * catalog.pue[region.provider] * hours / 1000.0
+            )
             price = itype.spot_usd_per_h if spec.interruptible else itype.on_demand_usd_per_h
             candidates.append(Candidate(region, itype, duration_s, energy, price * hours))
     if not candidates:
-        raise JobSpecError(name, "instance_types",
-                           "none of the allowed instance types is offered in the candidate "
-                           "regions: allow more instance types or regions")
+        raise JobSpecError(
+            name,
+            "instance_types",
+            "none of the allowed instance types is offered in the candidate "
+            "regions: allow more instance types or regions",
+        )
     window = deadline - earliest
     fastest = min(c.duration_s for c in candidates)
     if fastest > window:
         raise JobSpecError(
-            name, "deadline",
+            name,
+            "deadline",
             f"the job needs {format_duration(fastest)} on its fastest allowed instance but its "
             f"window is {format_duration(window)}: move the deadline later or allow faster GPUs",
         )
@@ -192,8 +199,11 @@ def _regions(spec: JobSpec, catalog: Catalog) -> list[Region]:
         except CatalogError as e:
             raise JobSpecError(spec.name, f"regions[{i}]", str(e)) from None
         if region.provider not in spec.providers:
-            raise JobSpecError(spec.name, f"regions[{i}]",
-                               f"{key} is on {region.provider}, not in providers {spec.providers}")
+            raise JobSpecError(
+                spec.name,
+                f"regions[{i}]",
+                f"{key} is on {region.provider}, not in providers {spec.providers}",
+            )
         out.append(region)
     return out
 

@@ -226,7 +226,9 @@ def _as_epoch_array(times: Sequence[datetime] | Sequence[int] | npt.NDArray[Any]
     return np.asarray(out, dtype=np.int64)
 
 
-def _as_value_array(values: Sequence[float | None] | npt.NDArray[Any], times_s: IntArray) -> FloatArray:
+def _as_value_array(
+    values: Sequence[float | None] | npt.NDArray[Any], times_s: IntArray
+) -> FloatArray:
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
         if v is None:

@@ -60,8 +60,15 @@ def read_electricitymaps_csv(
     if column not in frame.columns:
         raise TraceError(f"{path}: no column {column!r}: is this an Electricity Maps export?")
     zone = str(frame[EM_ZONE].iloc[0]) if EM_ZONE in frame.columns and len(frame) else ""
-    return _build(path, frame[EM_TIME], frame[column], sig, zone or _zone_from_name(path),
-                  "electricitymaps", fill_gaps_up_to)
+    return _build(
+        path,
+        frame[EM_TIME],
+        frame[column],
+        sig,
+        zone or _zone_from_name(path),
+        "electricitymaps",
+        fill_gaps_up_to,
+    )
 
 
 def read_generic_csv(
@@ -75,8 +82,15 @@ def read_generic_csv(
         raise TraceError(
             f"{path}: a generic trace has 'timestamp' and one g/kWh column, found {values}"
         )
-    return _build(path, frame[GENERIC_TIME], frame[values[0]], Signal(signal),
-                  _zone_from_name(path), "csv", fill_gaps_up_to)
+    return _build(
+        path,
+        frame[GENERIC_TIME],
+        frame[values[0]],
+        Signal(signal),
+        _zone_from_name(path),
+        "csv",
+        fill_gaps_up_to,
+    )
 
 
 def read_traces(
@@ -106,7 +120,11 @@ def join(parts: list[IntensitySeries]) -> IntensitySeries:
     times = np.concatenate([p.times_s for p in parts])
     values = np.concatenate([p.g_per_kwh for p in parts])
     return IntensitySeries.from_points(
-        times, values, signal=first.signal, source=first.source, zone=first.zone,
+        times,
+        values,
+        signal=first.signal,
+        source=first.source,
+        zone=first.zone,
         step_s=min(p.step_s for p in parts),
     )
 
@@ -116,7 +134,12 @@ def _zone_from_name(path: Path) -> str:
 
 
 def _build(
-    path: Path, times: pd.Series, values: pd.Series, signal: Signal, zone: str, kind: str,
+    path: Path,
+    times: pd.Series,
+    values: pd.Series,
+    signal: Signal,
+    zone: str,
+    kind: str,
     fill_gaps_up_to: int,
 ) -> IntensitySeries:
     try:
@@ -127,8 +150,12 @@ def _build(
     raw = [None if pd.isna(v) else float(v) for v in numeric]
     try:
         return IntensitySeries.from_points(
-            parsed.dt.tz_localize(None).to_numpy(), raw, signal=signal,
-            source=f"replay:{kind}:{path.name}", zone=zone, fill_gaps_up_to=fill_gaps_up_to,
+            parsed.dt.tz_localize(None).to_numpy(),
+            raw,
+            signal=signal,
+            source=f"replay:{kind}:{path.name}",
+            zone=zone,
+            fill_gaps_up_to=fill_gaps_up_to,
         )
     except SeriesError as e:
         raise TraceError(f"{path}: {e}") from e

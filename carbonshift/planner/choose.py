@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -82,41 +83,60 @@ def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySerie
         end = max(j.deadline_s for j in jobs)
         grid = ForecastGrid.build([forecasts[k].slice(start, end) for k in keys])
     candidates = [c for j in jobs for c in j.candidates]
-    job_idx = np.repeat(np.arange(len(jobs)), [len(j.candidates) for j in jobs])
+    counts = [len(j.candidates) for j in jobs]
+
+    def per_row(values: Sequence[float], dtype: type) -> npt.NDArray[Any]:
+        return np.repeat(np.array(values, dtype=dtype), counts)
+
+    job_idx = per_row(list(range(len(jobs))), np.int64)
     rows = Rows(
-        job=job_idx.astype(np.int64),
+        job=job_idx,
         region_row=np.array([row_of.get(c.region.key, -1) for c in candidates], dtype=np.int64),
         duration_s=np.array([c.duration_s for c in candidates], dtype=np.float64),
-        earliest_s=np.array([jobs[j].earliest_s for j in job_idx], dtype=np.float64),
-        deadline_s=np.array([jobs[j].deadline_s for j in job_idx], dtype=np.float64),
-        search=np.array([not jobs[j].spec.urgent for j in job_idx], dtype=bool),
+        earliest_s=per_row([j.earliest_s for j in jobs], np.float64),
+        deadline_s=per_row([j.deadline_s for j in jobs], np.float64),
+        search=per_row([not j.spec.urgent for j in jobs], np.bool_),
     )
     starts = best_starts(grid, rows)
     start_s = starts.start_s.copy()
     mean = starts.mean_g_per_kwh.copy()
     energy = np.array([c.energy_kwh for c in candidates], dtype=np.float64)
     static = np.isnan(mean)
-    for i in np.flatnonzero(static):
+    for i in map(int, np.flatnonzero(static)):
         c = candidates[i]
-        job = jobs[job_idx[i]]
-        start_s[i] = (job.earliest_s if job.spec.urgent else
-                      static_start_s(job.earliest_s, job.deadline_s, c.duration_s,
-                                     c.region.timezone)[0])
+        job = jobs[int(job_idx[i])]
+        start_s[i] = (
+            job.earliest_s
+            if job.spec.urgent
+            else static_start_s(job.earliest_s, job.deadline_s, c.duration_s, c.region.timezone)[0]
+        )
         mean[i] = c.region.annual_mean_g_per_kwh
     segments = _interruptible(jobs, candidates, rows, grid, forecasts, start_s, mean, energy)
     emissions = energy * mean / 1000.0
     cost = np.array([c.cost_usd for c in candidates], dtype=np.float64)
     for i, seg in segments.items():
         cost[i] *= seg.run_s / candidates[i].duration_s
-    price = np.array([jobs[j].spec.carbon_price_usd_per_t for j in job_idx])
-    by_cost = np.array([jobs[j].spec.objective == "cost" for j in job_idx], dtype=bool)
+    price = per_row([j.spec.carbon_price_usd_per_t for j in jobs], np.float64)
+    by_cost = per_row([j.spec.objective == "cost" for j in jobs], np.bool_)
     objective = np.where(by_cost, cost + emissions / 1000.0 * price, emissions)
-    budget = np.array([jobs[j].spec.carbon_budget_kg or np.inf for j in job_idx])
-    cap = np.array([jobs[j].spec.cost_cap_usd or np.inf for j in job_idx])
+    budget = per_row([j.spec.carbon_budget_kg or np.inf for j in jobs], np.float64)
+    cap = per_row([j.spec.cost_cap_usd or np.inf for j in jobs], np.float64)
     allowed = (emissions <= budget) & (cost <= cap)
-    return RowTable(list(jobs), candidates, rows,
-                    Starts(start_s, mean, starts.coverage), static, mean, energy, emissions,
-                    cost, objective, allowed, segments, grid)
+    return RowTable(
+        list(jobs),
+        candidates,
+        rows,
+        Starts(start_s, mean, starts.coverage),
+        static,
+        mean,
+        energy,
+        emissions,
+        cost,
+        objective,
+        allowed,
+        segments,
+        grid,
+    )
 
 
 def ranked_rows(table: RowTable, j: int) -> list[int]:
@@ -127,20 +147,34 @@ def ranked_rows(table: RowTable, j: int) -> list[int]:
 
 
 def _interruptible(
-    jobs: Sequence[ResolvedJob], candidates: Sequence[Candidate], rows: Rows,
-    grid: ForecastGrid | None, forecasts: Mapping[str, IntensitySeries],
-    start_s: FloatArray, mean: FloatArray, energy: FloatArray,
+    jobs: Sequence[ResolvedJob],
+    candidates: Sequence[Candidate],
+    rows: Rows,
+    grid: ForecastGrid | None,
+    forecasts: Mapping[str, IntensitySeries],
+    start_s: FloatArray,
+    mean: FloatArray,
+    energy: FloatArray,
 ) -> dict[int, Segments]:
     """Swap in a lowest-steps plan where it beats the row's contiguous window (updates arrays)."""
     out: dict[int, Segments] = {}
-    for i in np.flatnonzero(rows.region_row >= 0):
-        job = jobs[rows.job[i]]
-        if (not job.spec.interruptible or job.spec.urgent or job.spec.placement == "spread"
-                or np.isnan(start_s[i])):
+    for i in map(int, np.flatnonzero(rows.region_row >= 0)):
+        job = jobs[int(rows.job[i])]
+        if (
+            not job.spec.interruptible
+            or job.spec.urgent
+            or job.spec.placement == "spread"
+            or np.isnan(start_s[i])
+        ):
             continue
         c = candidates[i]
-        seg = plan_interruptible(forecasts[c.region.key], job.earliest_s, job.deadline_s,
-                                 c.duration_s, job.spec.resume_overhead_s)
+        seg = plan_interruptible(
+            forecasts[c.region.key],
+            job.earliest_s,
+            job.deadline_s,
+            c.duration_s,
+            job.spec.resume_overhead_s,
+        )
         if seg is None or len(seg.periods) == 1:
             continue
         scale = seg.run_s / c.duration_s
@@ -164,9 +198,13 @@ def _plan_for(table: RowTable, j: int, catalog: Catalog) -> Plan:
     chosen = slots[0]
     now_home = now_home_slot(table, j)
     return Plan(
-        job=job.spec.name, feasible=True, chosen=chosen, alternatives=slots,
-        explanation=explain(table, j, chosen, slots[1] if len(slots) > 1 else None, now_home,
-                            catalog),
+        job=job.spec.name,
+        feasible=True,
+        chosen=chosen,
+        alternatives=slots,
+        explanation=explain(
+            table, j, chosen, slots[1] if len(slots) > 1 else None, now_home, catalog
+        ),
     )
 
 
@@ -178,13 +216,19 @@ def slot_of(table: RowTable, i: int) -> Slot:
     end = seg.end_s if seg else start + run_s
     signal = table.grid.signal.value if table.grid is not None else "lca"
     return Slot(
-        region=c.region.key, instance_type=c.instance_type.name,
-        start=from_epoch_s(start), end=from_epoch_s(end),
+        region=c.region.key,
+        instance_type=c.instance_type.name,
+        start=from_epoch_s(start),
+        end=from_epoch_s(end),
         segments=[(from_epoch_s(a), from_epoch_s(b)) for a, b in seg.periods] if seg else [],
-        duration_s=run_s, mean_g_per_kwh=float(table.mean_g_per_kwh[i]),
-        energy_kwh=float(table.energy_kwh[i]), emissions_kg=float(table.emissions_kg[i]),
-        cost_usd=float(table.cost_usd[i]), objective=float(table.objective[i]),
-        source=_source(table, i), signal=signal,
+        duration_s=run_s,
+        mean_g_per_kwh=float(table.mean_g_per_kwh[i]),
+        energy_kwh=float(table.energy_kwh[i]),
+        emissions_kg=float(table.emissions_kg[i]),
+        cost_usd=float(table.cost_usd[i]),
+        objective=float(table.objective[i]),
+        source=_source(table, i),
+        signal=signal,
         coverage=float(table.starts.coverage[i]),
     )
 
@@ -209,33 +253,47 @@ def now_home_slot(table: RowTable, j: int) -> Slot:
     if job.spec.objective == "cost":
         objective = c.cost_usd + emissions / 1000.0 * job.spec.carbon_price_usd_per_t
     return Slot(
-        region=c.region.key, instance_type=c.instance_type.name, start=from_epoch_s(start),
-        end=from_epoch_s(start + c.duration_s), duration_s=c.duration_s, mean_g_per_kwh=mean,
-        energy_kwh=c.energy_kwh, emissions_kg=emissions, cost_usd=c.cost_usd,
-        objective=objective, source=source,
+        region=c.region.key,
+        instance_type=c.instance_type.name,
+        start=from_epoch_s(start),
+        end=from_epoch_s(start + c.duration_s),
+        duration_s=c.duration_s,
+        mean_g_per_kwh=mean,
+        energy_kwh=c.energy_kwh,
+        emissions_kg=emissions,
+        cost_usd=c.cost_usd,
+        objective=objective,
+        source=source,
         signal=table.grid.signal.value if table.grid is not None else "lca",
         coverage=float(table.starts.coverage[i]),
     )
 
 
-def explain(table: RowTable, j: int, chosen: Slot, runner_up: Slot | None, now_home: Slot,
-            catalog: Catalog) -> Explanation:
+def explain(
+    table: RowTable, j: int, chosen: Slot, runner_up: Slot | None, now_home: Slot, catalog: Catalog
+) -> Explanation:
     job = table.jobs[j]
     spec = job.spec
     itype = catalog.instance_type(chosen.instance_type)
     region = catalog.region(chosen.region)
     hours = chosen.duration_s / 3600.0
-    energy = (f"{itype.gpu_count} x {itype.gpu.model} {itype.gpu.board_power_w:.0f} W x "
-              f"{spec.utilisation:.2f} x PUE {catalog.pue[region.provider]:.2f} x {hours:.2f} h "
-              f"= {chosen.energy_kwh:.2f} kWh")
+    energy = (
+        f"{itype.gpu_count} x {itype.gpu.model} {itype.gpu.board_power_w:.0f} W x "
+        f"{spec.utilisation:.2f} x PUE {catalog.pue[region.provider]:.2f} x {hours:.2f} h "
+        f"= {chosen.energy_kwh:.2f} kWh"
+    )
     if spec.urgent:
         reason = f"urgent: starts now in the region with the lowest {spec.objective} now"
     elif chosen.source == STATIC_SOURCE:
-        reason = (f"no forecast for {chosen.region}: static default 02:00 local time "
-                  f"({region.timezone}); intensity estimated from the zone's annual mean")
+        reason = (
+            f"no forecast for {chosen.region}: static default 02:00 local time "
+            f"({region.timezone}); intensity estimated from the zone's annual mean"
+        )
     elif chosen.segments:
-        reason = (f"interruptible: {len(chosen.segments)} runs in the lowest-intensity steps "
-                  f"before the deadline, {spec.resume_overhead_s:.0f} s overhead per resume")
+        reason = (
+            f"interruptible: {len(chosen.segments)} runs in the lowest-intensity steps "
+            f"before the deadline, {spec.resume_overhead_s:.0f} s overhead per resume"
+        )
     else:
         reason = f"lowest forecast {spec.objective} with a start before the deadline"
     if chosen.coverage < 1.0 and chosen.source != STATIC_SOURCE:
@@ -243,8 +301,13 @@ def explain(table: RowTable, j: int, chosen: Slot, runner_up: Slot | None, now_h
     saved = now_home.emissions_kg - chosen.emissions_kg
     fraction = saved / now_home.emissions_kg if now_home.emissions_kg > 0 else 0.0
     return Explanation(
-        reason=reason, runner_up=runner_up, now_home=now_home, savings_kg=saved,
-        savings_fraction=fraction, energy_estimate=energy, forecast_source=chosen.source,
+        reason=reason,
+        runner_up=runner_up,
+        now_home=now_home,
+        savings_kg=saved,
+        savings_fraction=fraction,
+        energy_estimate=energy,
+        forecast_source=chosen.source,
     )
 
 
@@ -261,6 +324,8 @@ def _limits_reason(job: ResolvedJob, best: Slot) -> str:
         parts.append(f"carbon budget {spec.carbon_budget_kg:g} kg")
     if spec.cost_cap_usd is not None and best.cost_usd > spec.cost_cap_usd:
         parts.append(f"cost cap ${spec.cost_cap_usd:g}")
-    return (f"no candidate meets the {' and '.join(parts)}: the best is {best.emissions_kg:.1f} kg, "
-            f"${best.cost_usd:.2f} in {best.region} on {best.instance_type} at "
-            f"{best.start.isoformat()}; raise the limit or allow more regions")
+    return (
+        f"no candidate meets the {' and '.join(parts)}: the best is {best.emissions_kg:.1f} kg, "
+        f"${best.cost_usd:.2f} in {best.region} on {best.instance_type} at "
+        f"{best.start.isoformat()}; raise the limit or allow more regions"
+    )

@@ -16,7 +16,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class ForecastGrid:
-    """Row r is `series[r]` resampled (time-weighted) onto the finest step; NaN where it has no data.
+    """Row r is `series[r]` resampled (time-weighted) onto the finest step; NaN where no data.
 
     `starts[r, i]` says whether grid point i is one of series r's own points: only those (and a
     job's earliest start) are candidate starts, so upsampling never invents extra candidates.
@@ -54,14 +54,16 @@ class ForecastGrid:
 
     def index_after(self, moment_s: float | npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """First grid index strictly after `moment_s`."""
-        return np.asarray(np.floor((np.asarray(moment_s) - self.origin_s) / self.step_s) + 1,
-                          dtype=np.int64)
+        return np.asarray(
+            np.floor((np.asarray(moment_s) - self.origin_s) / self.step_s) + 1, dtype=np.int64
+        )
 
     def index_at_or_before(
         self, moment_s: float | npt.NDArray[np.float64]
     ) -> npt.NDArray[np.int64]:
-        return np.asarray(np.floor((np.asarray(moment_s) - self.origin_s) / self.step_s),
-                          dtype=np.int64)
+        return np.asarray(
+            np.floor((np.asarray(moment_s) - self.origin_s) / self.step_s), dtype=np.int64
+        )
 
     def time_of(self, index: int) -> int:
         return self.origin_s + self.step_s * index

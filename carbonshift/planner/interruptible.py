@@ -28,7 +28,10 @@ class Segments:
 
 
 def plan_interruptible(
-    series: IntensitySeries, earliest_s: int, deadline_s: int, duration_s: float,
+    series: IntensitySeries,
+    earliest_s: int,
+    deadline_s: int,
+    duration_s: float,
     resume_overhead_s: float = 0.0,
 ) -> Segments | None:
     """Greedy lowest-steps cover of `duration_s` plus one overhead per extra block.

@@ -33,41 +33,57 @@ def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
     if grid is not None:
         types = sorted({table.candidates[i].instance_type.name for i in rows})
         for type_name in types:
-            mine = np.array([i for i in rows if table.candidates[i].instance_type.name == type_name])
+            mine = np.array(
+                [i for i in rows if table.candidates[i].instance_type.name == type_name]
+            )
             if len(mine) < k:
                 continue
             found = _best_start(table, mine, k)
             if found is not None and (best is None or found[0] < best[0]):
                 best = found
     if best is None:
-        return Plan(job=spec.name, feasible=False,
-                    reason=f"replicas: {k} replicas need {k} candidate regions with a forecast "
-                           "and a common instance type over a full run: allow more regions")
+        return Plan(
+            job=spec.name,
+            feasible=False,
+            reason=f"replicas: {k} replicas need {k} candidate regions with a forecast "
+            "and a common instance type over a full run: allow more regions",
+        )
     total, shards = best
     emissions = sum(s.emissions_kg for s in shards)
     cost = sum(s.cost_usd for s in shards)
     if (spec.carbon_budget_kg is not None and emissions > spec.carbon_budget_kg) or (
         spec.cost_cap_usd is not None and cost > spec.cost_cap_usd
     ):
-        return Plan(job=spec.name, feasible=False,
-                    reason=f"no spread placement meets the limits: the best emits "
-                           f"{emissions:.1f} kg and costs ${cost:.2f}")
+        return Plan(
+            job=spec.name,
+            feasible=False,
+            reason=f"no spread placement meets the limits: the best emits "
+            f"{emissions:.1f} kg and costs ${cost:.2f}",
+        )
     home = now_home_slot(table, j)
     home_total = home.emissions_kg * k
     itype = catalog.instance_type(shards[0].instance_type)
     hours = shards[0].duration_s / 3600.0
     explanation = Explanation(
         reason=f"spread: {k} replicas on {itype.name} in {', '.join(s.region for s in shards)}, "
-               f"started together in the window with the lowest total {spec.objective}",
-        runner_up=None, now_home=home, savings_kg=home_total - emissions,
+        f"started together in the window with the lowest total {spec.objective}",
+        runner_up=None,
+        now_home=home,
+        savings_kg=home_total - emissions,
         savings_fraction=(home_total - emissions) / home_total if home_total > 0 else 0.0,
         energy_estimate=f"{k} replicas x {itype.gpu_count} x {itype.gpu.model} "
-                        f"{itype.gpu.board_power_w:.0f} W x {spec.utilisation:.2f} x PUE x "
-                        f"{hours:.2f} h = {sum(s.energy_kwh for s in shards):.2f} kWh",
+        f"{itype.gpu.board_power_w:.0f} W x {spec.utilisation:.2f} x PUE x "
+        f"{hours:.2f} h = {sum(s.energy_kwh for s in shards):.2f} kWh",
         forecast_source=", ".join(sorted({s.source for s in shards})),
     )
-    return Plan(job=spec.name, feasible=True, chosen=shards[0], shards=shards,
-                alternatives=shards, explanation=explanation)
+    return Plan(
+        job=spec.name,
+        feasible=True,
+        chosen=shards[0],
+        shards=shards,
+        alternatives=shards,
+        explanation=explanation,
+    )
 
 
 def _best_start(table: RowTable, rows: np.ndarray, k: int) -> tuple[float, list[Slot]] | None:
@@ -104,9 +120,16 @@ def _best_start(table: RowTable, rows: np.ndarray, k: int) -> tuple[float, list[
     for p in picked:
         base = slot_of(table, int(rows[p]))
         mean = float(window[p, t])
-        shards.append(base.model_copy(update={
-            "start": from_epoch_s(start_s), "end": from_epoch_s(start_s + duration),
-            "segments": [], "mean_g_per_kwh": mean,
-            "emissions_kg": float(emissions[p, t]), "objective": float(score[p, t]),
-        }))
+        shards.append(
+            base.model_copy(
+                update={
+                    "start": from_epoch_s(start_s),
+                    "end": from_epoch_s(start_s + duration),
+                    "segments": [],
+                    "mean_g_per_kwh": mean,
+                    "emissions_kg": float(emissions[p, t]),
+                    "objective": float(score[p, t]),
+                }
+            )
+        )
     return float(totals[t]), shards

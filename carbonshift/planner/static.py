@@ -11,7 +11,10 @@ DEFAULT_LOCAL_START = time(2, 0)
 
 
 def static_start_s(
-    earliest_s: int, deadline_s: int, duration_s: float, timezone: str,
+    earliest_s: int,
+    deadline_s: int,
+    duration_s: float,
+    timezone: str,
     local_start: time = DEFAULT_LOCAL_START,
 ) -> tuple[int, bool]:
     """Next `local_start` in `timezone` at or after `earliest_s` that ends by the deadline.

@@ -65,7 +65,7 @@ class RangeArgmin:
 
     def __init__(self, means: FloatArray) -> None:
         keyed = np.round(np.where(np.isnan(means), np.inf, means), TIE_DECIMALS)
-        self._keys = np.atleast_2d(keyed)
+        self._keys: FloatArray = np.atleast_2d(keyed).astype(np.float64)
         rows, cols = self._keys.shape
         idx = np.broadcast_to(np.arange(cols, dtype=np.int64), (rows, cols)).copy()
         self._levels = [idx]
@@ -78,10 +78,8 @@ class RangeArgmin:
             self._levels.append(np.where(take_left, left, right))
             width *= 2
 
-    def _take(self, idx: IntArray, rows: IntArray | None = None) -> FloatArray:
-        if rows is None:
-            return np.take_along_axis(self._keys, idx, axis=1)
-        return self._keys[rows, idx]
+    def _take(self, idx: IntArray) -> FloatArray:
+        return np.asarray(np.take_along_axis(self._keys, idx, axis=1), dtype=np.float64)
 
     def query(self, rows: IntArray, lo: IntArray, hi: IntArray) -> tuple[IntArray, FloatArray]:
         """Best index in `[lo, hi]` (inclusive) of `rows`; -1 where the range holds no value."""
