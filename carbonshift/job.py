@@ -161,7 +161,10 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
             if not itype.offered_in(region):
                 continue
             shard = reference / spec.replicas
-            duration_s = shard / itype.throughput * 3600.0
+            if isinstance(spec.work, WorkOnInstance) and itype.name == spec.work.instance_type:
+                duration_s = spec.work.duration_s / spec.replicas  # exact, no round trip
+            else:
+                duration_s = round(shard / itype.throughput * 3600.0, 6)
             hours = duration_s / 3600.0
             energy = (
                 itype.power_w * spec.utilisation * catalog.pue[region.provider] * hours / 1000.0

@@ -299,7 +299,9 @@ def _infer_step(diffs: IntArray) -> int:
             f"cannot tell the resolution: intervals of {int(steps[np.argmax(counts)])}s; "
             "supported are 5, 15, 30 and 60 minutes (pass step_s)"
         )
-    return int(steps[allowed][np.argmax(counts[allowed])])
+    # The most common interval; on a tie the coarser one, so mixed data never reads as gappy.
+    candidates, tallies = steps[allowed], counts[allowed]
+    return int(candidates[tallies == tallies.max()].max())
 
 
 def _fill_gaps(

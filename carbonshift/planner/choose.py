@@ -75,13 +75,17 @@ def plan_jobs(
 
 def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySeries]) -> RowTable:
     """Score every (job, region, instance type): the vectorised part of planning."""
-    keys = sorted({c.region.key for j in jobs for c in j.candidates if c.region.key in forecasts})
+    # Only forecasts that overlap some job's window take part; the rest count as missing.
+    start = min((j.earliest_s for j in jobs), default=0)
+    end = max((j.deadline_s for j in jobs), default=0)
+    wanted = {c.region.key for j in jobs for c in j.candidates}
+    keys = sorted(
+        k
+        for k in wanted
+        if k in forecasts and forecasts[k].start_s < end and forecasts[k].end_s > start
+    )
     row_of = {k: i for i, k in enumerate(keys)}
-    grid = None
-    if keys and jobs:
-        start = min(j.earliest_s for j in jobs)
-        end = max(j.deadline_s for j in jobs)
-        grid = ForecastGrid.build([forecasts[k].slice(start, end) for k in keys])
+    grid = ForecastGrid.build([forecasts[k].slice(start, end) for k in keys]) if keys else None
     candidates = [c for j in jobs for c in j.candidates]
     counts = [len(j.candidates) for j in jobs]
 
