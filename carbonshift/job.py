@@ -95,7 +95,10 @@ class JobSpec(BaseModel):
         if isinstance(data, dict):
             for key in ("earliest_start", "deadline"):
                 if isinstance(data.get(key), str):
-                    data = {**data, key: parse_instant(data[key])}
+                    try:
+                        data = {**data, key: parse_instant(data[key])}
+                    except ValueError as e:
+                        raise ValueError(f"{key}: {e}") from None
         return data
 
     @model_validator(mode="after")

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from carbonshift.cli import main
+from carbonshift.traces import bundled_traces_dir
+
+TRACES = bundled_traces_dir()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_backtest_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "backtest",
+        str(TRACES / "DE-LU_2023_hourly.csv"),
+        str(TRACES / "GB_2023_hourly.csv"),
+        "--duration",
+        "4h",
+        "--slack",
+        "24h",
+        "--json",
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert out.count("\n") == 1
+    assert result["jobs"] == 8760 - 28 + 1
+    policies = result["policies"]
+    assert set(policies) == {"now", "window", "interruptible"}
+    assert set(policies["now"]) == {"mean_g_per_kwh"}
+    assert policies["now"]["mean_g_per_kwh"] == pytest.approx(367.5, abs=0.5)  # DE 2023
+    for name in ("window", "interruptible"):
+        p = policies[name]
+        assert p["savings"] == pytest.approx(
+            1 - p["mean_g_per_kwh"] / policies["now"]["mean_g_per_kwh"]
+        )
+    assert policies["interruptible"]["savings"] >= policies["window"]["savings"]
+
+
+def test_backtest_forecast_error_adds_share_of_perfect(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "backtest",
+        str(TRACES / "GB_2023_hourly.csv"),
+        "--duration",
+        "2h",
+        "--slack",
+        "12h",
+        "--forecast-error",
+        "0.3",
+        "--seed",
+        "1",
+        "--json",
+    )
+    assert code == 0
+    window = json.loads(out)["policies"]["window"]
+    assert 0 < window["share_of_perfect"] < 1
+    assert window["perfect_foresight_savings"] > window["savings"]
+
+
+def test_backtest_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(
+        capsys, "backtest", str(tmp_path / "missing.csv"), "--duration", "4h", "--slack", "1h"
+    )
+    assert code == 2
+    assert err.startswith("carbonshift: error: ") and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["backtest", "x.csv", "--duration", "four hours", "--slack", "1h"])
+
+
+def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys,
+        "plan",
+        "--jobs",
+        str(REPO / "deployments" / "jobs.yaml"),
+        "--now",
+        "2023-06-01T00:00:00Z",
+        "--json",
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    plans = {p["job"]: p for p in result["plans"]}
+    assert plans
+    for plan in plans.values():
+        assert plan["feasible"], plan
+        assert plan["chosen"]["start"] >= "2023-06-01T00:00:00"
+        assert plan["explanation"]["energy_estimate"].endswith("kWh")
+    urgent = [p for p in plans.values() if p["explanation"]["reason"].startswith("urgent")]
+    assert len(urgent) == 1 and urgent[0]["chosen"]["start"].startswith("2023-06-01T00:00:00")
+
+
+def test_plan_reports_bad_jobs_and_plans_the_rest(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        "jobs:\n"
+        "  - {name: ok, work: {duration: 2h, instance_type: g5.xlarge}, within: 12h,"
+        " regions: [aws:eu-west-2]}\n"
+        "  - {name: typo, work: {duration: 2h, instance_type: g5.xlarge}, within: 12h,"
+        " regions: [aws:eu-west-9]}\n"
+        "  - {name: late, work: {duration: 2h, instance_type: g5.xlarge}, within: 1h}\n"
+    )
+    code, out, err = run(capsys, "plan", "--jobs", str(jobs), "--now", "2023-06-01T00:00:00Z")
+    assert code == 0  # both are planning outcomes, not a bad file
+    assert "ok " in out
+    assert "typo               not scheduled: job 'typo': regions[0]: unknown region" in out
+    assert "late               not scheduled: job 'late': deadline:" in out
+    jobs.write_text("jobs:\n  - {name: broken, work: {duration: 2h}, within: 12h}\n")
+    code, out, err = run(capsys, "plan", "--jobs", str(jobs), "--now", "2023-06-01T00:00:00Z")
+    assert code == 1
+    assert "job 'broken': work" in err
+
+
+def test_console_script_installed() -> None:
+    exe = Path(sys.executable).with_name("carbonshift")
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
+    assert "backtest" in result.stdout and "plan" in result.stdout
