@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -28,7 +28,7 @@ class Region:
     timezone: str
     annual_mean_g_per_kwh: float
 
-    @property
+    @cached_property
     def key(self) -> str:
         """`aws:us-east-1`, the form jobs and the CLI use."""
         return f"{self.provider}:{self.name}"

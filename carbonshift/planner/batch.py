@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from carbonshift.planner.grid import ForecastGrid
-from carbonshift.planner.windows import TIE_DECIMALS, RangeArgmin, window_means
+from carbonshift.planner.windows import TIE_DECIMALS, WindowSearch
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -68,20 +68,22 @@ def best_starts(grid: ForecastGrid | None, rows: Rows) -> Starts:
         hi = np.minimum(rows.deadline_s[sel], series.end_s)
         coverage[sel] = np.clip((hi - lo) / (rows.deadline_s[sel] - e[sel]), 0.0, 1.0)
 
-    # Every forecast point after it: one range-argmin table per distinct duration.
+    # Every forecast point after it, one duration at a time over the shared prefix sums.
     search = np.flatnonzero(has & rows.search)
     lo_idx = grid.index_after(e[search])
     hi_idx = grid.index_at_or_before(rows.deadline_s[search] - d[search])
+    finder = WindowSearch(grid.values, grid.step_s, grid.starts)
     durations, groups = np.unique(d[search], return_inverse=True)
+    order = np.argsort(groups, kind="stable")
+    bounds = np.searchsorted(groups[order], np.arange(len(durations) + 1))
     for g, duration in enumerate(durations):
-        sel = np.flatnonzero(groups == g)
-        means = window_means(grid.values, grid.step_s, float(duration))
-        means[~grid.starts] = np.nan
-        idx, key = RangeArgmin(means).query(rows.region_row[search[sel]], lo_idx[sel], hi_idx[sel])
+        sel = order[bounds[g] : bounds[g + 1]]
         target = search[sel]
+        idx, key, exact = finder.best(
+            float(duration), rows.region_row[target], lo_idx[sel], hi_idx[sel]
+        )
         better = key < key_e[target]  # ties keep the earlier start: the earliest start
         chosen = target[better]
-        regions = rows.region_row[chosen]
         start[chosen] = grid.origin_s + grid.step_s * idx[better]
-        mean[chosen] = means[regions, idx[better]]
+        mean[chosen] = exact[better]
     return Starts(start, mean, coverage)

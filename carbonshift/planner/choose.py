@@ -162,7 +162,9 @@ def _interruptible(
 ) -> dict[int, Segments]:
     """Swap in a lowest-steps plan where it beats the row's contiguous window (updates arrays)."""
     out: dict[int, Segments] = {}
-    for i in map(int, np.flatnonzero(rows.region_row >= 0)):
+    wanted = {j for j, job in enumerate(jobs) if job.spec.interruptible}
+    maybe = np.flatnonzero((rows.region_row >= 0) & np.isin(rows.job, list(wanted)))
+    for i in map(int, maybe):
         job = jobs[int(rows.job[i])]
         if (
             not job.spec.interruptible

@@ -27,9 +27,7 @@ def window_means(values: FloatArray, step_s: int, duration_s: float) -> FloatArr
     if duration_s <= 0:
         raise ValueError("duration_s must be > 0")
     n = values.shape[-1]
-    full, part_s = divmod(float(duration_s), float(step_s))
-    m = int(full)
-    frac = part_s / step_s
+    m, frac = _split(duration_s, step_s)
     steps_needed = m + (1 if frac > 0 else 0)
     out = np.full(values.shape, np.nan)
     if steps_needed > n:
@@ -64,22 +62,21 @@ class RangeArgmin:
     """Earliest argmin of each row of `means` over index ranges, after one O(S log S) build."""
 
     def __init__(self, means: FloatArray) -> None:
-        keyed = np.round(np.where(np.isnan(means), np.inf, means), TIE_DECIMALS)
-        self._keys: FloatArray = np.atleast_2d(keyed).astype(np.float64)
-        rows, cols = self._keys.shape
-        idx = np.broadcast_to(np.arange(cols, dtype=np.int64), (rows, cols)).copy()
-        self._levels = [idx]
+        keys = np.atleast_2d(np.round(np.where(np.isnan(means), np.inf, means), TIE_DECIMALS))
+        rows, cols = keys.shape
+        self._keys: FloatArray = keys
+        idx = np.broadcast_to(np.arange(cols, dtype=np.int64), (rows, cols))
+        # Level k holds, for every start i, the minimum over [i, i + 2^k) and where it is.
+        self._values: list[FloatArray] = [keys]
+        self._index: list[IntArray] = [idx]
         width = 1
         while 2 * width <= cols:
-            prev = self._levels[-1]
-            left = prev[:, : cols - 2 * width + 1]
-            right = prev[:, width : cols - width + 1]
-            take_left = self._take(left) <= self._take(right)
-            self._levels.append(np.where(take_left, left, right))
+            vals, where = self._values[-1], self._index[-1]
+            left, right = vals[:, :-width], vals[:, width:]
+            take_left = left <= right  # ties keep the earlier index
+            self._values.append(np.where(take_left, left, right))
+            self._index.append(np.where(take_left, where[:, :-width], where[:, width:]))
             width *= 2
-
-    def _take(self, idx: IntArray) -> FloatArray:
-        return np.asarray(np.take_along_axis(self._keys, idx, axis=1), dtype=np.float64)
 
     def query(self, rows: IntArray, lo: IntArray, hi: IntArray) -> tuple[IntArray, FloatArray]:
         """Best index in `[lo, hi]` (inclusive) of `rows`; -1 where the range holds no value."""
@@ -93,14 +90,92 @@ class RangeArgmin:
         length = np.maximum(hi_c - lo_c + 1, 1)
         level = np.floor(np.log2(length)).astype(np.int64)
         best = np.empty(len(rows), dtype=np.int64)
+        keys = np.empty(len(rows))
         for k in np.unique(level):
-            sel = level == k
-            table = self._levels[int(k)]
+            sel = np.flatnonzero(level == k)
+            vals, where = self._values[int(k)], self._index[int(k)]
             r = rows[sel]
-            a = table[r, lo_c[sel]]
-            b = table[r, hi_c[sel] - (1 << int(k)) + 1]
-            best[sel] = np.where(self._keys[r, a] <= self._keys[r, b], a, b)
-        keys = self._keys[rows, best]
+            a = lo_c[sel]
+            b = hi_c[sel] - (1 << int(k)) + 1
+            take_left = vals[r, a] <= vals[r, b]
+            best[sel] = np.where(take_left, where[r, a], where[r, b])
+            keys[sel] = np.where(take_left, vals[r, a], vals[r, b])
         invalid = empty | ~np.isfinite(keys)
         best[invalid] = -1
         return best, np.where(invalid, np.inf, keys)
+
+
+class WindowSearch:
+    """Best start per row for many durations over one grid of values (regions x steps).
+
+    Prefix sums are computed once. Per duration, a small group of rows is answered by gathering
+    each row's candidate range directly; a large group builds a `RangeArgmin` table instead,
+    whichever touches fewer values.
+    """
+
+    def __init__(self, values: FloatArray, step_s: int, valid_start: npt.NDArray[np.bool_]) -> None:
+        self.values = values
+        self.step_s = step_s
+        self.valid_start = valid_start
+        missing = np.isnan(values)
+        self._clean = np.where(missing, 0.0, values)
+        zeros = np.zeros((values.shape[0], 1))
+        self._csum = np.concatenate([zeros, np.cumsum(self._clean, axis=1)], axis=1)
+        self._holes = np.concatenate([zeros, np.cumsum(missing, axis=1)], axis=1)
+
+    def means(self, duration_s: float) -> FloatArray:
+        """`window_means` of every row, NaN where a start is not one of the row's own points."""
+        rows, n = self.values.shape
+        m, frac = _split(duration_s, self.step_s)
+        steps_needed = m + (1 if frac > 0 else 0)
+        out = np.full((rows, n), np.nan)
+        starts = n - steps_needed + 1
+        if starts <= 0:
+            return out
+        total = self._csum[:, m : m + starts] - self._csum[:, :starts]
+        if frac > 0:
+            total = total + frac * self._clean[:, m : m + starts]
+        touched = self._holes[:, steps_needed : steps_needed + starts] - self._holes[:, :starts]
+        out[:, :starts] = np.where(touched > 0, np.nan, total / (m + frac))
+        out[~self.valid_start] = np.nan
+        return out
+
+    def best(
+        self, duration_s: float, rows: IntArray, lo: IntArray, hi: IntArray
+    ) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Earliest best start in `[lo, hi]` per row: (index or -1, tie key, exact mean)."""
+        means = self.means(duration_s)
+        n = means.shape[1]
+        lo = np.clip(lo, 0, n)
+        hi = np.minimum(hi, n - 1)
+        span = int(np.max(hi - lo + 1, initial=0))
+        levels = max(1, int(np.log2(max(span, 1))) + 1)
+        if len(rows) * span <= means.size * levels:
+            idx, key = _gather_argmin(means, rows, lo, hi, span)
+        else:
+            idx, key = RangeArgmin(means).query(rows, lo, hi)
+        exact = np.where(idx >= 0, means[rows, np.maximum(idx, 0)], np.nan)
+        return idx, key, exact
+
+
+def _split(duration_s: float, step_s: int) -> tuple[int, float]:
+    full, part_s = divmod(float(duration_s), float(step_s))
+    return int(full), part_s / step_s
+
+
+def _gather_argmin(
+    means: FloatArray, rows: IntArray, lo: IntArray, hi: IntArray, span: int
+) -> tuple[IntArray, FloatArray]:
+    if span <= 0:
+        return np.full(len(rows), -1, dtype=np.int64), np.full(len(rows), np.inf)
+    n = means.shape[1]
+    # One flat gather from tie keys padded with an +inf column that out-of-range picks point at.
+    keys = np.full((means.shape[0], n + 1), np.inf)
+    keys[:, :n] = np.round(np.where(np.isnan(means), np.inf, means), TIE_DECIMALS)
+    cols = lo[:, None] + np.arange(span)[None, :]
+    cols = np.where(cols <= hi[:, None], cols, n)
+    picked = keys.ravel()[rows[:, None] * (n + 1) + cols]
+    first = np.argmin(picked, axis=1)
+    key = picked[np.arange(len(rows)), first]
+    idx = np.where(np.isfinite(key), lo + first, -1)
+    return idx.astype(np.int64), key

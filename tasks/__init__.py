@@ -1,0 +1,1 @@
+"""Prefect tasks: thin `@task` wrappers (retries, caching, logging) over the carbonshift core."""
