@@ -29,13 +29,17 @@ def main() -> None:
     perfect_s, result = timed()
     error_s, _ = timed(forecast_error=0.2, seed=1)
     overhead_s, _ = timed(resume_overhead_s=600)
-    print(json.dumps({
-        "jobs": result["jobs"],
-        "traces": len(ZONES),
-        "perfect_foresight_s": round(perfect_s, 3),
-        "forecast_error_s": round(error_s, 3),
-        "resume_overhead_s": round(overhead_s, 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "jobs": result["jobs"],
+                "traces": len(ZONES),
+                "perfect_foresight_s": round(perfect_s, 3),
+                "forecast_error_s": round(error_s, 3),
+                "resume_overhead_s": round(overhead_s, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -115,6 +115,7 @@ def main() -> None:
         best = best_per_job(table)
         times.append((time.perf_counter() - t0) * 1000)
     carbonshift_ms = statistics.median(times)
+    assert len(best) == JOBS
 
     t0 = time.perf_counter()
     plans = plan_jobs(specs, fc, now=NOW, catalog=catalog)

@@ -96,6 +96,11 @@ def backtest(
     window_idx, window_trace = _window_choice(data, arrivals, duration_s, slack_s)
     window = actual_means[window_trace, window_idx]
     interruptible = _interruptible(data, arrivals, duration_s, span_steps, resume_overhead_s)
+    if resume_overhead_s > 0:
+        # As in the planner, one block (the contiguous window) is an interruptible plan too.
+        per_trace_window = sliding_window_view(actual_means, int(slack_s // step) + 1, axis=1)
+        best_window = np.nanmin(per_trace_window[:, arrivals], axis=(0, 2))
+        interruptible = np.minimum(interruptible, best_window)
     result: dict[str, Any] = {
         "jobs": jobs,
         "duration_s": duration_s,

@@ -147,7 +147,8 @@ def _plan(args: argparse.Namespace) -> int:
         )
     else:
         print(format_plans(plans))
-    return 1 if queue.errors else 0
+    bad_specs = queue.errors or any(p.field for p in plans)
+    return 1 if bad_specs else 0
 
 
 def format_plans(plans: Sequence[Plan]) -> str:

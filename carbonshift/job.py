@@ -148,10 +148,10 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
     """Turn a spec into concrete candidates; catalog errors name the offending field."""
     name = spec.name
     now_s = to_epoch_s(now)
-    earliest = to_epoch_s(spec.earliest_start) if spec.earliest_start else now_s
-    if spec.urgent:
-        earliest = max(earliest, now_s)
-    deadline = to_epoch_s(spec.deadline) if spec.deadline else earliest + int(spec.within_s or 0)
+    asked = to_epoch_s(spec.earliest_start) if spec.earliest_start else now_s
+    deadline = to_epoch_s(spec.deadline) if spec.deadline else asked + int(spec.within_s or 0)
+    # Nothing starts in the past: an earliest start before now means "as soon as possible".
+    earliest = max(asked, now_s)
     if deadline <= earliest:
         raise JobSpecError(name, "deadline", "the deadline has passed: move it later")
 

@@ -49,6 +49,7 @@ class Plan(BaseModel):
     job: str
     feasible: bool
     reason: str = ""
+    field: str = Field(default="", description="the job-spec field to fix, when the spec is bad")
     chosen: Slot | None = None
     shards: list[Slot] = Field(default_factory=list, description="spread placement: one per region")
     alternatives: list[Slot] = Field(

@@ -116,3 +116,11 @@ def test_errors() -> None:
         )
     with pytest.raises(ValueError, match="duration must be > 0"):
         backtest(short, duration_s=0, slack_s=0)
+
+
+def test_huge_resume_overhead_falls_back_to_one_block() -> None:
+    rng = np.random.default_rng(5)
+    traces = [series_at(rng.integers(1, 500, 60).astype(float), step_min=60)]
+    result = backtest(traces, duration_s=3 * 3600, slack_s=8 * 3600, resume_overhead_s=48 * 3600)
+    policies = result["policies"]
+    assert policies["interruptible"]["savings"] == pytest.approx(policies["window"]["savings"])

@@ -114,10 +114,17 @@ def test_plan_reports_bad_jobs_and_plans_the_rest(
         "  - {name: late, work: {duration: 2h, instance_type: g5.xlarge}, within: 1h}\n"
     )
     code, out, err = run(capsys, "plan", "--jobs", str(jobs), "--now", "2023-06-01T00:00:00Z")
-    assert code == 0  # both are planning outcomes, not a bad file
+    assert code == 1  # bad specs, though every other job was planned
     assert "ok " in out
     assert "typo               not scheduled: job 'typo': regions[0]: unknown region" in out
     assert "late               not scheduled: job 'late': deadline:" in out
+    jobs.write_text(
+        "jobs:\n  - {name: fine, work: {duration: 2h, instance_type: g5.xlarge}, within: 12h,"
+        " regions: [aws:eu-west-2], carbon_budget_kg: 0.001}\n"
+    )
+    code, out, err = run(capsys, "plan", "--jobs", str(jobs), "--now", "2023-06-01T00:00:00Z")
+    assert code == 0  # over budget is a planning outcome, not a bad spec
+    assert "not scheduled: no candidate meets the carbon budget" in out
     jobs.write_text("jobs:\n  - {name: broken, work: {duration: 2h}, within: 12h}\n")
     code, out, err = run(capsys, "plan", "--jobs", str(jobs), "--now", "2023-06-01T00:00:00Z")
     assert code == 1

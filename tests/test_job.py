@@ -130,3 +130,10 @@ def test_unreadable_job_file(tmp_path: Path) -> None:
     path.write_text("jobs: [unclosed\n")
     with pytest.raises(ValueError, match="cannot read the job file"):
         load_jobs(path)
+
+
+def test_earliest_start_in_the_past_means_now(catalog: Catalog) -> None:
+    spec = job(earliest_start=T0 - timedelta(hours=3), within="6h")
+    resolved = resolve(spec, catalog, T0)
+    assert resolved.earliest_s == int(T0.timestamp())
+    assert resolved.deadline_s == int((T0 + timedelta(hours=3)).timestamp())

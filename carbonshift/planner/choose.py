@@ -66,7 +66,7 @@ def plan_jobs(
         try:
             resolved.append(resolve(spec, catalog, now))
         except JobSpecError as e:
-            plans[spec.name] = Plan(job=spec.name, feasible=False, reason=str(e))
+            plans[spec.name] = Plan(job=spec.name, feasible=False, reason=str(e), field=e.field)
     table = evaluate(resolved, forecasts)
     for j, job in enumerate(resolved):
         plans[job.spec.name] = _plan_for(table, j, catalog)

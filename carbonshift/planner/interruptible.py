@@ -1,18 +1,22 @@
 """Interruptible jobs: run in the lowest-intensity steps before the deadline, paying a resume
-overhead for every block after the first."""
+overhead at the start of every block after the first."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from carbonshift.series import IntensitySeries
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class Segments:
-    """Run periods `[start_s, end_s)` in time order and the intensity-weighted run time."""
+    """Run periods `[start_s, end_s)` in time order, the run time and its mean intensity."""
 
     periods: tuple[tuple[int, int], ...]
     run_s: float  # work plus resume overheads
@@ -34,11 +38,12 @@ def plan_interruptible(
     duration_s: float,
     resume_overhead_s: float = 0.0,
 ) -> Segments | None:
-    """Greedy lowest-steps cover of `duration_s` plus one overhead per extra block.
+    """Greedy: the k lowest whole steps in `[earliest_s, deadline_s)`, smallest k that works.
 
-    Only whole forecast steps inside `[earliest_s, deadline_s)` are used. It is a heuristic: the
-    planner keeps the contiguous window when that is better (one block is a valid interruptible
-    plan too). None when the steps cannot cover the work.
+    A candidate set is run in time order: each block after the first first spends the resume
+    overhead, the run stops as soon as the work is done, and a block too short to do any work
+    after its overhead is skipped. It is a heuristic: the planner keeps the contiguous window when
+    that is better (one block is a valid interruptible plan too). None when no set finishes.
     """
     step = series.step_s
     first = max(0, -((series.start_s - earliest_s) // step))
@@ -47,41 +52,51 @@ def plan_interruptible(
         return None
     values = series.g_per_kwh[first:last]
     order = np.argsort(values, kind="stable")
-    chosen = np.zeros(len(values), dtype=bool)
-    needed = duration_s
-    count = 0
-    while True:
-        while count < len(order) and count * step < needed:
-            chosen[order[count]] = True
-            count += 1
-        blocks = _blocks(chosen)
-        needed = duration_s + (len(blocks) - 1) * resume_overhead_s
-        if count * step >= needed:
-            break
-        if count >= len(order):
-            return None
-    # Only the work's worth of the last block-edge step is used: the dearest step is trimmed when it
-    # sits at an edge of its block, otherwise the run ends early in its block's last step.
-    spare = count * step - needed
-    dearest = int(order[count - 1])
-    used = np.where(chosen, float(step), 0.0)
-    periods = []
+    prefix = np.concatenate([[0.0], np.cumsum(values)])
+    origin = series.start_s + first * step
+    for k in range(max(1, math.ceil(duration_s / step)), len(values) + 1):
+        chosen = np.zeros(len(values), dtype=bool)
+        chosen[order[:k]] = True
+        found = _run(chosen, values, prefix, step, duration_s, resume_overhead_s)
+        if found is not None:
+            periods, run_s, weighted = found
+            spans = tuple(
+                (origin + a * step, origin + a * step + int(round(u))) for a, u in periods
+            )
+            return Segments(spans, run_s, weighted / run_s)
+    return None
+
+
+def _run(
+    chosen: npt.NDArray[np.bool_],
+    values: FloatArray,
+    prefix: FloatArray,
+    step: int,
+    duration_s: float,
+    overhead_s: float,
+) -> tuple[list[tuple[int, float]], float, float] | None:
+    """Run through the chosen blocks in time order: (block start, seconds used), run time, ∫."""
+    done = run = weighted = 0.0
+    periods: list[tuple[int, float]] = []
     for a, b in _blocks(chosen):
-        start = series.start_s + (first + a) * step
-        end = series.start_s + (first + b) * step
-        if a <= dearest < b and spare > 0:
-            if dearest == a and b - a > 1:
-                start += int(round(spare))
-                used[a] -= spare
-            else:
-                end -= int(round(spare))
-                used[b - 1] -= spare
-        periods.append((int(start), int(end)))
-    mean = float(np.dot(used, values) / needed)
-    return Segments(tuple(periods), needed, mean)
+        cost = overhead_s if periods else 0.0
+        useful = (b - a) * step - cost
+        if useful <= 0:
+            continue
+        used = cost + min(useful, duration_s - done)
+        full, rest = divmod(used, step)
+        weighted += step * (prefix[a + int(full)] - prefix[a])
+        if rest > 0:
+            weighted += rest * values[a + int(full)]
+        periods.append((a, used))
+        run += used
+        done += used - cost
+        if done >= duration_s - 1e-9:
+            return periods, run, weighted
+    return None
 
 
-def _blocks(chosen: np.ndarray) -> list[tuple[int, int]]:
+def _blocks(chosen: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     padded = np.concatenate([[False], chosen, [False]]).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
