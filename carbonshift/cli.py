@@ -46,9 +46,6 @@ def _parser() -> argparse.ArgumentParser:
         "--slack", required=True, type=parse_duration_s, help="how long a job may wait, e.g. 24h"
     )
     bt.add_argument(
-        "--signal", choices=[Signal.LCA.value, Signal.DIRECT.value], default=Signal.LCA.value
-    )
-    bt.add_argument(
         "--forecast-error",
         type=float,
         default=None,
@@ -62,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="run time lost per resume of an interruptible job, e.g. 10m",
     )
-    bt.add_argument("--json", action="store_true", help="print one JSON object")
+    _signal_and_json(bt)
     bt.set_defaults(run=_backtest)
 
     pl = sub.add_parser("plan", help="plan a job file against recorded traces at a given moment")
@@ -77,18 +74,25 @@ def _parser() -> argparse.ArgumentParser:
         "--now", required=True, type=parse_instant, help="ISO 8601, e.g. 2023-06-01T00:00Z"
     )
     pl.add_argument(
-        "--signal", choices=[Signal.LCA.value, Signal.DIRECT.value], default=Signal.LCA.value
-    )
-    pl.add_argument(
         "--throughput",
         action="append",
         default=[],
         metavar="GPU=FACTOR",
         help="override a GPU's throughput relative to A100, e.g. H100=2.5",
     )
-    pl.add_argument("--json", action="store_true", help="print one JSON object")
+    _signal_and_json(pl)
     pl.set_defaults(run=_plan)
     return parser
+
+
+def _signal_and_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--signal",
+        choices=[Signal.LCA.value, Signal.DIRECT.value],
+        default=Signal.LCA.value,
+        help="which Electricity Maps column to read (default: lca)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _backtest(args: argparse.Namespace) -> int:

@@ -62,9 +62,11 @@ class RangeArgmin:
     """Earliest argmin of each row of `means` over index ranges, after one O(S log S) build."""
 
     def __init__(self, means: FloatArray) -> None:
-        keys = np.atleast_2d(np.round(np.where(np.isnan(means), np.inf, means), TIE_DECIMALS))
+        keys: FloatArray = np.atleast_2d(
+            np.round(np.where(np.isnan(means), np.inf, means), TIE_DECIMALS)
+        ).astype(np.float64)
         rows, cols = keys.shape
-        self._keys: FloatArray = keys
+        self._keys = keys
         idx = np.broadcast_to(np.arange(cols, dtype=np.int64), (rows, cols))
         # Level k holds, for every start i, the minimum over [i, i + 2^k) and where it is.
         self._values: list[FloatArray] = [keys]
