@@ -153,7 +153,14 @@ class WindowSearch:
         span = int(np.max(hi - lo + 1, initial=0))
         levels = max(1, int(np.log2(max(span, 1))) + 1)
         if len(rows) * span <= means.size * levels:
-            idx, key = _gather_argmin(means, rows, lo, hi, span)
+            # Gather in two halves by range length, so short ranges are not padded to the longest.
+            spans = hi - lo + 1
+            order = np.argsort(spans, kind="stable")
+            idx = np.empty(len(rows), dtype=np.int64)
+            key = np.empty(len(rows))
+            for part in np.array_split(order, 2 if len(rows) > 8 else 1):
+                width = int(np.max(spans[part], initial=0))
+                idx[part], key[part] = _gather_argmin(means, rows[part], lo[part], hi[part], width)
         else:
             idx, key = RangeArgmin(means).query(rows, lo, hi)
         exact = np.where(idx >= 0, means[rows, np.maximum(idx, 0)], np.nan)
