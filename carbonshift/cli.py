@@ -8,11 +8,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from carbonshift import forecast_cli
 from carbonshift.backtest import backtest
 from carbonshift.catalog import CatalogError, default_catalog
 from carbonshift.job import load_jobs
 from carbonshift.plan import Plan
 from carbonshift.planner import forecasts_for, plan_jobs
+from carbonshift.providers import ForecastUnavailable, ProviderError
 from carbonshift.series import SeriesError, Signal
 from carbonshift.traces import bundled_traces_dir, read_trace, read_traces, traces_in
 from carbonshift.units import parse_duration_s, parse_instant
@@ -24,7 +26,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
-    except (SeriesError, CatalogError, ValueError, OSError) as e:
+    except (
+        SeriesError,
+        CatalogError,
+        ProviderError,
+        ForecastUnavailable,
+        ValueError,
+        OSError,
+    ) as e:
         print(f"carbonshift: error: {e}", file=sys.stderr)
         return 2
 
@@ -61,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _signal_and_json(bt)
     bt.set_defaults(run=_backtest)
+
+    forecast_cli.add_parser(sub)
 
     pl = sub.add_parser("plan", help="plan a job file against recorded traces at a given moment")
     pl.add_argument(

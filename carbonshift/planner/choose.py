@@ -17,13 +17,11 @@ from carbonshift.planner.batch import Rows, Starts, best_starts
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments, plan_interruptible
 from carbonshift.planner.spread import plan_spread
-from carbonshift.planner.static import static_start_s
+from carbonshift.planner.static import STATIC_SOURCE, static_start_s
 from carbonshift.series import IntensitySeries
 from carbonshift.units import from_epoch_s
 
 FloatArray = npt.NDArray[np.float64]
-
-STATIC_SOURCE = "static"
 
 
 def forecasts_for(
@@ -82,7 +80,10 @@ def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySerie
     keys = sorted(
         k
         for k in wanted
-        if k in forecasts and forecasts[k].start_s < end and forecasts[k].end_s > start
+        if k in forecasts
+        and forecasts[k].source != STATIC_SOURCE
+        and forecasts[k].start_s < end
+        and forecasts[k].end_s > start
     )
     row_of = {k: i for i, k in enumerate(keys)}
     grid = ForecastGrid.build([forecasts[k].slice(start, end) for k in keys]) if keys else None

@@ -1,0 +1,99 @@
+"""`carbonshift forecast`: one zone's forecast through a provider chain, as one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from carbonshift.catalog import default_catalog
+from carbonshift.providers import (
+    NAMES,
+    Credentials,
+    ForecastCache,
+    ProviderSettings,
+    Served,
+    build_chain,
+)
+from carbonshift.providers.cache import default_cache_dir
+from carbonshift.series import Signal
+from carbonshift.units import from_epoch_s
+
+
+def add_parser(sub: Any) -> None:
+    fc = sub.add_parser("forecast", help="fetch one zone's forecast through a provider chain")
+    fc.add_argument(
+        "--provider",
+        required=True,
+        metavar="NAME[,NAME...]",
+        help=f"a provider or a comma-separated chain of: {', '.join(NAMES)}",
+    )
+    where = fc.add_mutually_exclusive_group(required=True)
+    where.add_argument("--zone", help="the provider's zone id, e.g. DE, CAISO_NORTH, GB")
+    where.add_argument("--region", help="a catalog region, e.g. aws:us-west-2 or gcp:europe-west4")
+    fc.add_argument("--hours", type=float, default=48.0, help="how far ahead (default 48)")
+    fc.add_argument("--base-url", help="override the providers' API address (self-hosted, proxy)")
+    fc.add_argument(
+        "--signal",
+        choices=[Signal.LCA.value, Signal.DIRECT.value],
+        default=Signal.LCA.value,
+        help="Electricity Maps and replay column",
+    )
+    fc.add_argument("--traces", type=Path, default=None, help="replay: folder of CSV traces")
+    fc.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="forecast cache (default $CARBONSHIFT_CACHE_DIR or ~/.cache/carbonshift)",
+    )
+    fc.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    fc.add_argument("--json", action="store_true", help="print one JSON object")
+    fc.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.provider.split(",") if n.strip()]
+    catalog = default_catalog()
+    settings = ProviderSettings(
+        credentials=Credentials.from_env(),
+        catalog=catalog,
+        base_urls={n: args.base_url for n in names} if args.base_url else {},
+        signal=Signal(args.signal),
+        traces_dir=args.traces,
+    )
+    cache = None if args.no_cache else ForecastCache(args.cache_dir or default_cache_dir())
+    chain = build_chain(names, settings, cache)
+    target = catalog.region(args.region) if args.region else args.zone
+    start = datetime.now(UTC)
+    served = chain.forecast(target, start, start + timedelta(hours=args.hours))
+    result = as_json(served)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['zone']} from {result['provider']} ({result['source']}, "
+            f"{result['signal']}, g/kWh):"
+        )
+        for point in result["points"]:
+            print(f"  {point['start']}  {point['g_per_kwh']:8.1f}")
+        for failure in served.failures:
+            print(f"  (skipped {failure})")
+    return 0
+
+
+def as_json(served: Served) -> dict[str, Any]:
+    series = served.series
+    return {
+        "provider": served.provider,
+        "zone": served.zone,
+        "signal": series.signal.value,
+        "source": served.source,
+        "points": [
+            {"start": from_epoch_s(int(t)).isoformat(), "g_per_kwh": float(v)}
+            for t, v in zip(series.times_s, series.g_per_kwh, strict=True)
+        ],
+        "series_source": series.source,
+        "failures": list(served.failures),
+    }

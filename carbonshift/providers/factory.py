@@ -1,0 +1,94 @@
+"""Build providers and chains by name, as the CLI and the flows configure them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from carbonshift.catalog import Catalog
+from carbonshift.providers.base import ForecastProvider
+from carbonshift.providers.cache import ForecastCache
+from carbonshift.providers.carbon_aware_sdk import CarbonAwareSdk
+from carbonshift.providers.chain import ProviderChain
+from carbonshift.providers.credentials import Credentials
+from carbonshift.providers.electricitymaps import ElectricityMaps
+from carbonshift.providers.http import DEFAULT_TIMEOUT, RetryPolicy
+from carbonshift.providers.replay import Replay
+from carbonshift.providers.static import Static
+from carbonshift.providers.ukneso import UkNeso
+from carbonshift.providers.watttime import WattTime
+from carbonshift.series import Signal
+
+NAMES = ("electricitymaps", "watttime", "ukneso", "carbon-aware-sdk", "replay", "static")
+
+
+@dataclass
+class ProviderSettings:
+    """Everything a chain needs besides the names; `base_urls` override per provider name."""
+
+    credentials: Credentials = field(default_factory=Credentials)
+    catalog: Catalog | None = None
+    base_urls: dict[str, str] = field(default_factory=dict)
+    signal: Signal = Signal.LCA
+    traces_dir: Path | None = None
+    replay_as_of_now: bool = True
+    client: httpx.Client | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def build_provider(name: str, settings: ProviderSettings) -> ForecastProvider:
+    client = settings.client or httpx.Client(timeout=DEFAULT_TIMEOUT)
+    url = settings.base_urls.get(name)
+    creds = settings.credentials
+    retry, sleep = settings.retry, settings.sleep
+    if name == "electricitymaps":
+        return ElectricityMaps(
+            creds.electricitymaps_token,
+            signal=settings.signal,
+            base_url=url,
+            client=client,
+            retry=retry,
+            sleep=sleep,
+            clock=settings.clock,
+        )
+    if name == "watttime":
+        return WattTime(
+            creds.watttime_username,
+            creds.watttime_password,
+            base_url=url,
+            client=client,
+            retry=retry,
+            sleep=sleep,
+            clock=settings.clock,
+        )
+    if name == "ukneso":
+        return UkNeso(base_url=url, client=client, retry=retry, sleep=sleep)
+    if name == "carbon-aware-sdk":
+        if not url:
+            raise ValueError("carbon-aware-sdk is self-hosted: give its address (--base-url)")
+        return CarbonAwareSdk(url, signal=settings.signal, client=client, retry=retry, sleep=sleep)
+    if name == "replay":
+        return Replay.from_dir(
+            settings.traces_dir,
+            signal=settings.signal,
+            as_of_now=settings.replay_as_of_now,
+            clock=settings.clock,
+        )
+    if name == "static":
+        if settings.catalog is None:
+            raise ValueError("the static provider needs the catalog")
+        return Static(settings.catalog)
+    raise ValueError(f"unknown provider {name!r}: one of {', '.join(NAMES)}")
+
+
+def build_chain(
+    names: Sequence[str], settings: ProviderSettings, cache: ForecastCache | None = None
+) -> ProviderChain:
+    return ProviderChain([build_provider(n.strip(), settings) for n in names], cache=cache)

@@ -1,0 +1,80 @@
+"""Turn a provider's (time, value) points into a validated series, or a typed error."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from carbonshift.providers.base import ProviderBadResponse
+from carbonshift.series import IntensitySeries, SeriesError, Signal
+from carbonshift.units import parse_instant
+
+# A null or missing point between two good ones is filled (and recorded) up to this many steps.
+FILL_UP_TO = 2
+
+
+def series_from_points(
+    provider: str,
+    zone: str,
+    points: Sequence[tuple[datetime, float | None]],
+    *,
+    signal: Signal,
+    source: str,
+    step_s: int | None = None,
+) -> IntensitySeries:
+    """Nulls are dropped (the series starts and ends with real values); short interior holes
+    are filled by interpolation and recorded; anything else is a ProviderBadResponse."""
+    known = [(t, v) for t, v in points if v is not None]
+    if not known:
+        raise ProviderBadResponse(provider, f"{zone}: the response holds no values (empty or null)")
+    try:
+        return IntensitySeries.from_points(
+            [t for t, _ in known],
+            [v for _, v in known],
+            signal=signal,
+            source=source,
+            zone=zone,
+            step_s=step_s or _step_with_nulls(points),
+            fill_gaps_up_to=FILL_UP_TO,
+        )
+    except SeriesError as e:
+        raise ProviderBadResponse(provider, f"{zone}: {e}") from None
+
+
+def instant(provider: str, text: object) -> datetime:
+    if not isinstance(text, str):
+        raise ProviderBadResponse(provider, f"expected an ISO 8601 time, got {text!r}")
+    try:
+        return parse_instant(text)
+    except ValueError as e:
+        raise ProviderBadResponse(provider, f"bad time {text!r}: {e}") from None
+
+
+def number(provider: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProviderBadResponse(provider, f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _step_with_nulls(points: Sequence[tuple[datetime, float | None]]) -> int | None:
+    """The interval of the raw points, nulls included: dropping nulls must not change it."""
+    if len(points) < 2:
+        return None
+    diffs = sorted(
+        int((b[0] - a[0]).total_seconds()) for a, b in zip(points, points[1:], strict=False)
+    )
+    return diffs[len(diffs) // 2] if diffs[len(diffs) // 2] > 0 else None
+
+
+def clip(provider: str, series: IntensitySeries, start: datetime, end: datetime) -> IntensitySeries:
+    """The part of `series` overlapping `[start, end)`; a forecast that stops short is returned
+    as it is (the planner says how much of the window it covered)."""
+    if series.start_s >= end.timestamp() or series.end_s <= start.timestamp():
+        raise ProviderBadResponse(
+            provider,
+            f"{series.zone}: no data between {start.isoformat()} and {end.isoformat()} "
+            f"(it has {series.start.isoformat()} to {series.end.isoformat()})",
+        )
+    return series.slice(start.timestamp(), end.timestamp())
