@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from carbonshift.providers.base import ProviderBadResponse
-from carbonshift.series import IntensitySeries, SeriesError, Signal
+from carbonshift.series import ALLOWED_STEPS_S, IntensitySeries, SeriesError, Signal
 from carbonshift.units import parse_instant
 
 # A null or missing point between two good ones is filled (and recorded) up to this many steps.
@@ -27,6 +27,9 @@ def series_from_points(
     known = [(t, v) for t, v in points if v is not None]
     if not known:
         raise ProviderBadResponse(provider, f"{zone}: the response holds no values (empty or null)")
+    step_s = step_s or _step_with_nulls(points)
+    if step_s is not None and step_s not in ALLOWED_STEPS_S:
+        known, step_s = _split_steps(provider, zone, known, step_s)
     try:
         return IntensitySeries.from_points(
             [t for t, _ in known],
@@ -34,7 +37,7 @@ def series_from_points(
             signal=signal,
             source=source,
             zone=zone,
-            step_s=step_s or _step_with_nulls(points),
+            step_s=step_s,
             fill_gaps_up_to=FILL_UP_TO,
         )
     except SeriesError as e:
@@ -78,3 +81,18 @@ def clip(provider: str, series: IntensitySeries, start: datetime, end: datetime)
             f"(it has {series.start.isoformat()} to {series.end.isoformat()})",
         )
     return series.slice(start.timestamp(), end.timestamp())
+
+
+def _split_steps(
+    provider: str, zone: str, known: list[tuple[datetime, float]], step_s: int
+) -> tuple[list[tuple[datetime, float]], int]:
+    """10-minute (or 2-hour, ...) points become whole supported steps holding the same value."""
+    finer = [a for a in ALLOWED_STEPS_S if step_s % a == 0]
+    if not finer:
+        raise ProviderBadResponse(
+            provider, f"{zone}: {step_s}s points fit no 5, 15, 30 or 60-minute grid"
+        )
+    target = max(finer)
+    parts = step_s // target
+    split = [(t + timedelta(seconds=target * k), v) for t, v in known for k in range(parts)]
+    return split, target

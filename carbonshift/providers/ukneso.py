@@ -55,7 +55,7 @@ class UkNeso:
             periods = _data_list(self.name, self._api.get(f"intensity/{frm}/fw48h"))
         else:
             body = self._api.get(f"regional/intensity/{frm}/fw48h/{kind}/{key}")
-            periods = _regional_periods(self.name, body)
+            periods = _regional_periods(self.name, body, kind, key)
         return clip(self.name, self._series(zone, periods, "forecast"), start, end)
 
     def actuals(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
@@ -102,9 +102,19 @@ def _data_list(provider: str, body: Any) -> list[Any]:
     return items
 
 
-def _regional_periods(provider: str, body: Any) -> list[Any]:
-    """`/regionid/n` and `/postcode/x` nest the periods under `data.data`."""
+def _regional_periods(provider: str, body: Any, kind: str, key: str) -> list[Any]:
+    """`/regionid/n` and `/postcode/x` nest the periods under `data.data`; the all-regions
+    endpoint lists periods each holding `regions`, from which we pick ours by regionid."""
     data = body.get("data") if isinstance(body, dict) else None
+    if isinstance(data, list) and data and isinstance(data[0], dict) and "regions" in data[0]:
+        if kind != "regionid":
+            raise ProviderBadResponse(provider, "an all-regions response cannot answer a postcode")
+        periods = []
+        for period in data:
+            mine = [r for r in period.get("regions", []) if str(r.get("regionid")) == key]
+            if mine:
+                periods.append({"from": period.get("from"), "intensity": mine[0].get("intensity")})
+        return periods
     if isinstance(data, list) and len(data) == 1:
         data = data[0]  # some responses wrap the region object in a one-item list
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):

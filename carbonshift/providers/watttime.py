@@ -103,7 +103,7 @@ class WattTime:
         units = meta.get("units")
         if units != UNITS:
             raise ProviderBadResponse(
-                self.name, f"{zone}: values are in {units!r}, expected {UNITS!r}: not converted"
+                self.name, f"{zone}: units are {units!r}, expected {UNITS!r}: not converted"
             )
         points = []
         for item in body["data"]:
