@@ -18,6 +18,7 @@ from carbonshift.providers import (
     build_chain,
 )
 from carbonshift.providers.cache import default_cache_dir
+from carbonshift.providers.http import RetryPolicy
 from carbonshift.series import Signal
 from carbonshift.units import from_epoch_s
 
@@ -49,6 +50,12 @@ def add_parser(sub: Any) -> None:
         help="forecast cache (default $CARBONSHIFT_CACHE_DIR or ~/.cache/carbonshift)",
     )
     fc.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    fc.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries per provider on timeouts, 5xx and 429 (default 3)",
+    )
     fc.add_argument("--json", action="store_true", help="print one JSON object")
     fc.set_defaults(run=run)
 
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         base_urls={n: args.base_url for n in names} if args.base_url else {},
         signal=Signal(args.signal),
         traces_dir=args.traces,
+        retry=RetryPolicy(attempts=max(0, args.retries) + 1),
     )
     cache = None if args.no_cache else ForecastCache(args.cache_dir or default_cache_dir())
     chain = build_chain(names, settings, cache)
