@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -27,3 +30,46 @@ def make_series(
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
     return default_catalog()
+
+
+_SAVED_ENV: dict[str, str | None] = {}
+_PREFECT_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # offline: no telemetry, no "database is locked"
+    "PREFECT_API_URL": "",
+    "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Prefect reads PREFECT_HOME at import: give the test session its own, so the task cache
+    and results of one run never leak into another."""
+    home = tempfile.mkdtemp(prefix="carbonshift-prefect-")
+    for key, value in {**_PREFECT_ENV, "PREFECT_HOME": home}.items():
+        _SAVED_ENV[key] = os.environ.get(key)
+        if value:
+            os.environ[key] = value
+        else:
+            os.environ.pop(key, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = os.environ.get("PREFECT_HOME", "")
+    for key, value in _SAVED_ENV.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if home.startswith(tempfile.gettempdir()):
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect server (SQLite) for the session, flow heartbeats off."""
+    from prefect.settings import temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120), temporary_settings(
+        updates={"flows.heartbeat_frequency": None}
+    ):
+        yield

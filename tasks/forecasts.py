@@ -1,0 +1,110 @@
+"""Forecast tasks: the provider chain behind Prefect retries, task caching and logging."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from prefect import get_run_logger, task
+from prefect.blocks.system import Secret
+from prefect.context import TaskRunContext
+from pydantic import BaseModel, Field, SecretStr
+
+from carbonshift.catalog import default_catalog
+from carbonshift.providers import (
+    Credentials,
+    ForecastCache,
+    ForecastUnavailable,
+    ProviderSettings,
+    Served,
+    build_chain,
+)
+from carbonshift.providers.cache import BUCKET_S, default_cache_dir
+from carbonshift.series import Signal
+
+# Prefect Secret blocks read when the environment does not set the credential.
+SECRET_BLOCKS = {
+    "electricitymaps_token": "electricitymaps-api-token",
+    "watttime_username": "watttime-username",
+    "watttime_password": "watttime-password",
+}
+
+
+class ForecastConfig(BaseModel):
+    """Where forecasts come from. Secrets are not here: see `load_credentials`."""
+
+    providers: list[str] = Field(
+        default_factory=lambda: ["replay", "static"],
+        description="provider chain in order, e.g. electricitymaps, watttime, static",
+    )
+    signal: Signal = Field(default=Signal.LCA, description="lca or direct (Electricity Maps)")
+    base_urls: dict[str, str] = Field(default_factory=dict, description="per-provider API address")
+    cache_dir: str | None = Field(default=None, description="forecast cache folder")
+    traces_dir: str | None = Field(default=None, description="replay: folder of CSV traces")
+    replay_as_of_now: bool = Field(default=True, description="replay: shift traces onto today")
+
+
+def load_credentials() -> Credentials:
+    """Environment variables first, then the Prefect Secret blocks in SECRET_BLOCKS."""
+    found = Credentials.from_env().model_dump()
+    for field, block in SECRET_BLOCKS.items():
+        if found.get(field) is None:
+            try:
+                value = cast("Secret[Any]", Secret.load(block)).get()
+            except ValueError:
+                continue  # no such block: the provider will say which variable to set
+            found[field] = value if field == "watttime_username" else SecretStr(str(value))
+    return Credentials(**found)
+
+
+def forecast_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """One task result per chain, region, window length and 30-minute bucket of the start."""
+    config: ForecastConfig = parameters["config"]
+    start: datetime = parameters["start"]
+    hours = (parameters["end"] - start).total_seconds() / 3600
+    bucket = int(start.timestamp()) // BUCKET_S
+    chain = "+".join(config.providers)
+    return f"forecast|{chain}|{config.signal.value}|{parameters['region_key']}|{hours:g}h|{bucket}"
+
+
+@task(
+    retries=1,
+    retry_delay_seconds=[10],
+    cache_key_fn=forecast_cache_key,
+    cache_expiration=timedelta(minutes=30),
+    task_run_name="forecast-{region_key}",
+)
+def fetch_forecast(
+    region_key: str, start: datetime, end: datetime, config: ForecastConfig
+) -> Served | None:
+    """The region's forecast through the chain; None (plan on the static default) if nothing
+    answered and the chain has no static provider."""
+    logger = get_run_logger()
+    catalog = default_catalog()
+    settings = ProviderSettings(
+        credentials=load_credentials(),
+        catalog=catalog,
+        base_urls=config.base_urls,
+        signal=config.signal,
+        replay_as_of_now=config.replay_as_of_now,
+        traces_dir=Path(config.traces_dir) if config.traces_dir else None,
+    )
+    cache = ForecastCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir())
+    chain = build_chain(config.providers, settings, cache)
+    try:
+        served = chain.forecast(catalog.region(region_key), start, end)
+    except ForecastUnavailable as e:
+        logger.warning("%s; planning %s on the static default", e, region_key)
+        return None
+    for failure in served.failures:
+        logger.warning("%s: skipped %s", region_key, failure)
+    logger.info(
+        "%s: %s forecast from %s (%s), %d points",
+        region_key,
+        served.source,
+        served.provider,
+        served.zone,
+        len(served.series),
+    )
+    return served
