@@ -21,7 +21,8 @@ from carbonshift.units import from_epoch_s, to_epoch_s
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-ALLOWED_STEPS_S = (300, 900, 1800, 3600)
+# 1-minute steps serve short-horizon feeds and end-to-end tests; the providers publish 5 to 60.
+ALLOWED_STEPS_S = (60, 300, 900, 1800, 3600)
 MAX_G_PER_KWH = 2000.0
 
 
@@ -66,7 +67,7 @@ class IntensitySeries:
     def __post_init__(self) -> None:
         if self.step_s not in ALLOWED_STEPS_S:
             raise SeriesError(
-                f"resolution {self.step_s}s is not supported: use 5, 15, 30 or 60 minutes"
+                f"resolution {self.step_s}s is not supported: use 1, 5, 15, 30 or 60 minutes"
             )
         values = np.asarray(self.g_per_kwh, dtype=np.float64)
         _check_values(values, self.start_s, self.step_s)
@@ -105,7 +106,7 @@ class IntensitySeries:
         step = int(step_s) if step_s is not None else _infer_step(diffs)
         if step not in ALLOWED_STEPS_S:
             raise SeriesError(
-                f"resolution {step}s is not supported: use 5, 15, 30 or 60 minutes "
+                f"resolution {step}s is not supported: use 1, 5, 15, 30 or 60 minutes "
                 "(pass step_s to say which the data has)"
             )
         times_s, vals, fills = _fill_gaps(times_s, vals, step, fill_gaps_up_to)

@@ -106,3 +106,12 @@ class ProviderChain:
         else:
             label = f"{source}:{provider.name}"
         return Served(replace(series, source=label), source, provider.name, zone, tuple(failures))
+
+
+def zone_groups(regions: Sequence[Region]) -> dict[str, list[Region]]:
+    """Regions that every provider maps to the same zone, keyed by the first of them, so a
+    planning run fetches each zone once (two AWS and GCP regions in Frankfurt, say)."""
+    groups: dict[tuple[str, str], list[Region]] = {}
+    for region in regions:
+        groups.setdefault((region.em_zone, region.watttime_region), []).append(region)
+    return {members[0].key: members for members in groups.values()}

@@ -90,7 +90,7 @@ def _split_steps(
     finer = [a for a in ALLOWED_STEPS_S if step_s % a == 0]
     if not finer:
         raise ProviderBadResponse(
-            provider, f"{zone}: {step_s}s points fit no 5, 15, 30 or 60-minute grid"
+            provider, f"{zone}: {step_s}s points fit no 1, 5, 15, 30 or 60-minute grid"
         )
     target = max(finer)
     parts = step_s // target

@@ -1,0 +1,205 @@
+"""Artifact content built by pure functions: keys, the plan table, per-job markdown and charts.
+
+The flows publish these with Prefect; here they are plain strings and rows, snapshot-tested.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from carbonshift.plan import Plan, Slot
+from carbonshift.series import IntensitySeries
+
+ScheduleStatus = Literal["scheduled", "unchanged", "replaced", "running", "not-scheduled"]
+PLAN_TABLE_KEY = "plan-summary"
+COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """What the planner did about one job's training run."""
+
+    job: str
+    status: ScheduleStatus
+    flow_run_id: str | None = None
+    link: str | None = None
+    note: str = ""
+
+
+def artifact_key(prefix: str, name: str) -> str:
+    """A stable Prefect artifact key: lowercase letters, digits and dashes only."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return f"{prefix}-{slug}" if slug else prefix
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def plan_rows(
+    plans: Sequence[Plan], scheduled: Mapping[str, Scheduled]
+) -> list[dict[str, str | float | None]]:
+    """One row per job for the planning run's table artifact (JSON-serialisable values)."""
+    rows: list[dict[str, str | float | None]] = []
+    for plan in plans:
+        done = scheduled.get(plan.job)
+        c, x = plan.chosen, plan.explanation
+        if not plan.feasible or c is None or x is None:
+            rows.append(
+                {
+                    "job": plan.job,
+                    "region": None,
+                    "instance_type": None,
+                    "start_utc": None,
+                    "end_utc": None,
+                    "forecast_g_per_kwh": None,
+                    "expected_kg_co2": None,
+                    "now_home_kg_co2": None,
+                    "savings_pct": None,
+                    "expected_cost_usd": None,
+                    "forecast_source": None,
+                    "status": "not-scheduled",
+                    "run": plan.reason,
+                }
+            )
+            continue
+        shards = plan.shards or [c]
+        rows.append(
+            {
+                "job": plan.job,
+                "region": ", ".join(s.region for s in shards),
+                "instance_type": c.instance_type,
+                "start_utc": _when(c.start),
+                "end_utc": _when(c.end),
+                "forecast_g_per_kwh": round(c.mean_g_per_kwh, 1),
+                "expected_kg_co2": round(sum(s.emissions_kg for s in shards), 3),
+                "now_home_kg_co2": round(x.now_home.emissions_kg * len(shards), 3),
+                "savings_pct": round(100 * x.savings_fraction, 1),
+                "expected_cost_usd": round(sum(s.cost_usd for s in shards), 2),
+                "forecast_source": x.forecast_source,
+                "status": done.status if done else "not-scheduled",
+                "run": (done.link or done.flow_run_id or done.note) if done else None,
+            }
+        )
+    return rows
+
+
+def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None = None) -> str:
+    """Why this slot: chosen against runner-up and starting now in the home region."""
+    if not plan.feasible or plan.chosen is None or plan.explanation is None:
+        return f"# {plan.job}: not scheduled\n\n{plan.reason}\n"
+    x = plan.explanation
+    lines = [
+        f"# {plan.job}",
+        "",
+        f"**{x.reason}.**",
+        "",
+        "| option | region | instance | start (UTC) | end (UTC) | g/kWh | kg CO2 | cost $ "
+        "| source |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    options: list[tuple[str, Slot]] = [("chosen", s) for s in (plan.shards or [plan.chosen])]
+    if x.runner_up is not None:
+        options.append(("runner-up", x.runner_up))
+    options.append(("now, home region", x.now_home))
+    for label, s in options:
+        lines.append(
+            f"| {label} | {s.region} | {s.instance_type} | {_when(s.start)} | {_when(s.end)} | "
+            f"{s.mean_g_per_kwh:.0f} | {s.emissions_kg:.2f} | {s.cost_usd:.2f} | {s.source} |"
+        )
+    if plan.chosen.segments:
+        runs = ", ".join(f"{_when(a)}-{b:%H:%M}" for a, b in plan.chosen.segments)
+        lines += ["", f"Runs: {runs}."]
+    lines += [
+        "",
+        f"Expected savings against starting now in the home region: {x.savings_kg:.2f} kg CO2 "
+        f"({x.savings_fraction:.0%}).",
+        "",
+        f"Energy estimate: {x.energy_estimate}.",
+        "",
+        f"Forecast coverage of the job's window: {plan.chosen.coverage:.0%}.",
+    ]
+    if scheduled is not None:
+        target = scheduled.link or scheduled.flow_run_id or ""
+        lines += ["", f"Training run: {scheduled.status} {target} {scheduled.note}".rstrip()]
+    if chart_key:
+        lines += ["", f"Forecast chart: artifact `{chart_key}`."]
+    return "\n".join(lines) + "\n"
+
+
+def forecast_chart_svg(
+    series_by_region: Mapping[str, IntensitySeries],
+    chosen: Slot | None,
+    *,
+    width: int = 720,
+    height: int = 260,
+) -> str:
+    """Each candidate region's forecast as a step line, the chosen run shaded."""
+    pad_l, pad_r, pad_t, pad_b = 56, 150, 16, 36
+    plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
+    items = sorted(series_by_region.items())
+    if not items:
+        return _svg(width, height, [f'<text x="{pad_l}" y="{height // 2}">no forecast</text>'])
+    t0 = min(s.start_s for _, s in items)
+    t1 = max(s.end_s for _, s in items)
+    top = max(float(s.g_per_kwh.max()) for _, s in items) * 1.05 or 1.0
+
+    def x(t: float) -> float:
+        return pad_l + (t - t0) / max(t1 - t0, 1) * plot_w
+
+    def y(v: float) -> float:
+        return pad_t + plot_h - v / top * plot_h
+
+    parts = [
+        f'<rect x="{pad_l}" y="{pad_t}" width="{plot_w}" height="{plot_h}" '
+        'fill="#ffffff" stroke="#999999"/>'
+    ]
+    if chosen is not None:
+        for a, b in chosen.segments or [(chosen.start, chosen.end)]:
+            xa, xb = x(a.timestamp()), x(b.timestamp())
+            parts.append(
+                f'<rect x="{xa:.1f}" y="{pad_t}" width="{max(xb - xa, 1):.1f}" '
+                f'height="{plot_h}" fill="#4daf4a" fill-opacity="0.25"/>'
+            )
+    for i, (region, s) in enumerate(items):
+        colour = COLOURS[i % len(COLOURS)]
+        points = []
+        for t, v in zip(s.times_s, s.g_per_kwh, strict=True):
+            points += [f"{x(t):.1f},{y(v):.1f}", f"{x(t + s.step_s):.1f},{y(v):.1f}"]
+        width_px = 2.5 if chosen is not None and region == chosen.region else 1.2
+        parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="{width_px}" '
+            f'points="{" ".join(points)}"/>'
+        )
+        parts.append(
+            f'<text x="{pad_l + plot_w + 8}" y="{pad_t + 14 + 16 * i}" '
+            f'fill="{colour}" font-size="12">{region}</text>'
+        )
+    parts += [
+        f'<text x="{pad_l - 6}" y="{pad_t + 10}" text-anchor="end" font-size="11">{top:.0f}</text>',
+        f'<text x="{pad_l - 6}" y="{pad_t + plot_h}" text-anchor="end" font-size="11">0</text>',
+        f'<text x="{pad_l}" y="{height - 12}" font-size="11">'
+        f"{_when(min(s.start for _, s in items))} UTC</text>",
+        f'<text x="{pad_l + plot_w}" y="{height - 12}" text-anchor="end" font-size="11">'
+        f"{_when(max(s.end for _, s in items))} UTC</text>",
+        f'<text x="12" y="{pad_t + plot_h / 2:.0f}" font-size="11" '
+        f'transform="rotate(-90 12 {pad_t + plot_h / 2:.0f})">g CO2/kWh</text>',
+    ]
+    return _svg(width, height, parts)
+
+
+def svg_data_url(svg: str) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+
+
+def _svg(width: int, height: int, parts: list[str]) -> str:
+    body = "\n  ".join(parts)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif">\n  {body}\n</svg>\n'
+    )

@@ -1,0 +1,137 @@
+"""Planning tasks: load the queue, fetch forecasts per zone concurrently, plan, publish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from carbonshift.artifacts import (
+    PLAN_TABLE_KEY,
+    Scheduled,
+    artifact_key,
+    forecast_chart_svg,
+    plan_markdown,
+    plan_rows,
+    svg_data_url,
+)
+from carbonshift.catalog import Region, default_catalog
+from carbonshift.job import JobSpec, JobSpecError, parse_jobs, resolve
+from carbonshift.plan import Plan
+from carbonshift.planner import plan_jobs
+from carbonshift.providers import Served
+from carbonshift.providers.chain import zone_groups
+from carbonshift.series import IntensitySeries
+from tasks.forecasts import ForecastConfig, fetch_forecast
+
+
+@dataclass(frozen=True)
+class Queue:
+    jobs: list[JobSpec]
+    errors: list[JobSpecError]
+
+
+@task(cache_policy=NO_CACHE)
+def load_queue(queue_file: str | None, jobs: list[JobSpec] | None) -> Queue:
+    """The queue file's jobs and the given ones; a bad job is reported, the others kept."""
+    logger = get_run_logger()
+    found: list[JobSpec] = []
+    errors: list[JobSpecError] = []
+    if queue_file:
+        import yaml
+
+        raw = yaml.safe_load(Path(queue_file).read_text(encoding="utf-8"))
+        parsed = parse_jobs(raw, queue_file)
+        found += parsed.jobs
+        errors += parsed.errors
+    names = {j.name for j in found}
+    for job in jobs or []:
+        if job.name in names:
+            errors.append(JobSpecError(job.name, "name", "given twice: rename one"))
+            continue
+        names.add(job.name)
+        found.append(job)
+    for error in errors:
+        logger.error("%s", error)
+    logger.info("%d jobs to plan, %d rejected", len(found), len(errors))
+    return Queue(found, errors)
+
+
+def regions_and_horizon(jobs: list[JobSpec], now: datetime) -> tuple[list[Region], datetime]:
+    """Every candidate region of the plannable jobs, and the latest deadline among them."""
+    catalog = default_catalog()
+    seen: dict[str, Region] = {}
+    latest = now
+    for job in jobs:
+        try:
+            resolved = resolve(job, catalog, now)
+        except JobSpecError:
+            continue  # plan_queue reports it
+        latest = max(latest, datetime.fromtimestamp(resolved.deadline_s, now.tzinfo))
+        for c in resolved.candidates:
+            seen.setdefault(c.region.key, c.region)
+    return list(seen.values()), latest
+
+
+def fetch_forecasts(
+    jobs: list[JobSpec], now: datetime, config: ForecastConfig
+) -> dict[str, Served]:
+    """One forecast task per zone, all submitted at once; results shared by the zone's regions."""
+    regions, deadline = regions_and_horizon(jobs, now)
+    groups = zone_groups(regions)
+    end = deadline + timedelta(hours=1)
+    futures = {key: fetch_forecast.submit(key, now, end, config) for key in groups}
+    out: dict[str, Served] = {}
+    for key, future in futures.items():
+        served = future.result()
+        if served is not None:
+            for region in groups[key]:
+                out[region.key] = served
+    return out
+
+
+@task(cache_policy=NO_CACHE)
+def plan_queue(queue: Queue, forecasts: dict[str, Served], now: datetime) -> list[Plan]:
+    series = {key: s.series for key, s in forecasts.items()}
+    plans = plan_jobs(queue.jobs, series, now=now, catalog=default_catalog())
+    rejected = [Plan(job=e.job, feasible=False, reason=str(e), field=e.field) for e in queue.errors]
+    return plans + rejected
+
+
+@task(cache_policy=NO_CACHE)
+def publish_plan_artifacts(
+    plans: list[Plan],
+    scheduled: dict[str, Scheduled],
+    forecasts: dict[str, Served],
+    jobs: list[JobSpec],
+) -> None:
+    create_table_artifact(
+        plan_rows(plans, scheduled),
+        key=PLAN_TABLE_KEY,
+        description="carbonshift plan: one row per job",
+    )
+    regions_of = {j.name: j.regions for j in jobs}
+    for plan in plans:
+        chart_key = None
+        if plan.feasible and plan.chosen is not None:
+            shown: dict[str, IntensitySeries] = {}
+            for key in regions_of.get(plan.job) or [s.region for s in plan.alternatives]:
+                key = default_catalog().region(key).key
+                if key in forecasts and forecasts[key].series.source != "static":
+                    shown[key] = forecasts[key].series
+            if shown:
+                chart_key = artifact_key("plan-chart", plan.job)
+                create_image_artifact(
+                    svg_data_url(forecast_chart_svg(shown, plan.chosen)),
+                    key=chart_key,
+                    description=f"forecast per candidate region, {plan.job}",
+                )
+        create_markdown_artifact(
+            plan_markdown(plan, scheduled.get(plan.job), chart_key),
+            key=artifact_key("plan", plan.job),
+            description=f"why this slot for {plan.job}",
+        )
