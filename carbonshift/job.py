@@ -14,13 +14,28 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
 from carbonshift.catalog import PROVIDERS, Catalog, CatalogError, InstanceType, Provider, Region
 from carbonshift.units import format_duration, parse_duration_s, parse_instant, to_epoch_s
 
-DurationS = Annotated[float, BeforeValidator(parse_duration_s), Field(ge=0)]
+# Seconds, or text like '4h' / '90m': the JSON schema (Prefect forms, parameter checks) says both.
+DurationS = Annotated[
+    float,
+    BeforeValidator(parse_duration_s),
+    Field(ge=0),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(d|h|m|min|s)\s*)+$"},
+            ],
+            "description": "seconds, or e.g. '4h', '90m', '1h30m'",
+        }
+    ),
+]
 
 
 class JobSpecError(ValueError):
