@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-DEMO_NOW ?= 2023-06-01T00:00:00Z
+ARGS ?=
 
 .PHONY: setup demo test lint bench clean
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/carbonshift plan --jobs deployments/jobs.yaml --now $(DEMO_NOW)
+	$(VENV)/bin/carbonshift demo $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -203,3 +203,26 @@ def _svg(width: int, height: int, parts: list[str]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'font-family="sans-serif">\n  {body}\n</svg>\n'
     )
+
+
+def rows_as_text(rows: Sequence[Mapping[str, object]]) -> str:
+    """The plan table for a terminal."""
+    columns = [
+        ("job", "job", 20),
+        ("region", "region", 20),
+        ("instance_type", "instance", 14),
+        ("start_utc", "start (UTC)", 16),
+        ("forecast_g_per_kwh", "g/kWh", 6),
+        ("expected_kg_co2", "kg CO2", 8),
+        ("savings_pct", "saved %", 7),
+        ("status", "status", 13),
+    ]
+    header = " ".join(f"{title:<{width}}" for _, title, width in columns)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        cells = [f"{'' if row.get(k) is None else row.get(k)!s:<{w}}" for k, _, w in columns]
+        line = " ".join(cells)
+        if row.get("status") == "not-scheduled" and row.get("run"):
+            line += f"  {row['run']}"
+        lines.append(line.rstrip())
+    return "\n".join(lines)

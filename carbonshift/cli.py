@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
 
     forecast_cli.add_parser(sub)
 
+    demo = sub.add_parser(
+        "demo", help="local Prefect server + worker: plan the example queue, run the urgent job"
+    )
+    demo.add_argument(
+        "--exit",
+        action="store_true",
+        help="stop everything when the urgent run ends (non-zero unless completed)",
+    )
+    demo.add_argument("--timeout", default="600", help="seconds to wait (default 600)")
+    demo.set_defaults(run=_demo)
+
     pl = sub.add_parser("plan", help="plan a job file against recorded traces at a given moment")
     pl.add_argument(
         "--traces",
@@ -94,6 +106,14 @@ def _parser() -> argparse.ArgumentParser:
     _signal_and_json(pl)
     pl.set_defaults(run=_plan)
     return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # The demo drives Prefect, which the core never imports: it runs as its own process.
+    cmd = [sys.executable, "-m", "flows.demo", "--timeout", args.timeout]
+    if args.exit:
+        cmd.append("--exit")
+    return subprocess.run(cmd, check=False).returncode
 
 
 def _signal_and_json(parser: argparse.ArgumentParser) -> None:

@@ -15,11 +15,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
 POOL = "carbonshift-process"
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 HEALTH_TIMEOUT_S = 120.0
 
 
@@ -108,6 +109,56 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- talking to the server (plain REST, so this process needs no Prefect settings) ---------
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: HTTP {response.status_code} {response.text}")
+        return response.json()
+
+    def deployment(self, flow_name: str, name: str) -> dict[str, Any]:
+        found = self.api(
+            "POST",
+            "/deployments/filter",
+            {
+                "flows": {"name": {"any_": [flow_name]}},
+                "deployments": {"name": {"any_": [name]}},
+            },
+        )
+        if not found:
+            raise RuntimeError(f"no deployment {flow_name}/{name}")
+        result: dict[str, Any] = found[0]
+        return result
+
+    def run_deployment(self, flow_name: str, name: str, parameters: dict[str, Any]) -> str:
+        deployment = self.deployment(flow_name, name)
+        run = self.api(
+            "POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": parameters}
+        )
+        return str(run["id"])
+
+    def wait(self, run_id: str, timeout_s: float, poll_s: float = 1.0) -> dict[str, Any]:
+        """The flow run once final, or once `timeout_s` has passed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run: dict[str, Any] = self.api("GET", f"/flow_runs/{run_id}")
+            if run["state"]["type"] in FINAL or time.monotonic() > deadline:
+                return run
+            time.sleep(poll_s)
+
+    def runs_tagged(self, tag: str) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = self.api(
+            "POST", "/flow_runs/filter", {"flow_runs": {"tags": {"all_": [tag]}}}
+        )
+        return runs
+
+    def latest_artifact(self, key: str) -> dict[str, Any] | None:
+        found = self.api(
+            "POST", "/artifacts/latest/filter", {"artifacts": {"key": {"any_": [key]}}}
+        )
+        return found[0] if found else None
 
     def _start_server(self) -> None:
         port = free_port()
