@@ -4,8 +4,7 @@ against a registered (worker-less) train-model deployment, artifacts read back."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,12 @@ from prefect.states import Running
 
 from carbonshift.job import JobSpec
 from flows.plan import PlanningConfig, plan_training
-from flows.train import train_model
 from tasks.forecasts import ForecastConfig
 from tasks.scheduling import job_runs
+from tests.flows.conftest import NOW, write_trace
 
 pytestmark = pytest.mark.integration
 DEPLOYMENT = "train-model/default"
-NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-
-
-def write_trace(folder: Path, zone: str, low_hour: int, hours: int = 48) -> None:
-    """A generic CSV: 300 g/kWh everywhere but one 50 g/kWh hour, `low_hour` after NOW."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = ["timestamp,g_per_kwh"]
-    for h in range(-2, hours):
-        t = NOW + timedelta(hours=h)
-        rows.append(f"{t.isoformat()},{50 if h == low_hour else 300}")
-    (folder / f"{zone}_test.csv").write_text("\n".join(rows) + "\n")
 
 
 def job(name: str, **extra: Any) -> JobSpec:
@@ -46,12 +34,6 @@ def config(traces: Path) -> PlanningConfig:
     return PlanningConfig(forecast=ForecastConfig(
         providers=["replay", "static"], traces_dir=str(traces), replay_as_of_now=False,
         cache_dir=str(traces / "cache")))
-
-
-@pytest.fixture(scope="module")
-def deployment(prefect_server: None) -> Iterator[None]:
-    train_model.to_deployment(name="default").apply()
-    yield
 
 
 def artifact(key: str) -> Any:

@@ -1,0 +1,70 @@
+"""One call for your own flows: plan a training job and schedule its run.
+
+    from flows.api import schedule_training, wait_for_training
+
+    run = schedule_training(job)              # a FlowRun scheduled at the greenest slot
+    state = wait_for_training(run)            # only if you want to block until it ends
+
+Async flows use `aschedule_training` and `await_training`.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from uuid import UUID
+
+import anyio
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.flow_runs import wait_for_flow_run
+
+from carbonshift.job import JobSpec
+from flows.plan import PlanningConfig, plan_training
+
+
+class TrainingNotScheduled(RuntimeError):
+    """The job could not be planned (bad spec, no slot before the deadline, over budget)."""
+
+
+def schedule_training(job: JobSpec, *, config: PlanningConfig | None = None) -> FlowRun:
+    """Plan `job` now and schedule its `train-model` run; returns that (scheduled) flow run.
+
+    Called inside a flow, the planning shows up as a subflow run with its plan artifacts.
+    Calling it again with the same job and forecast returns the same run.
+    """
+    (outcome,) = plan_training(jobs=[job], queue_file=None, config=config)
+    if outcome.flow_run_id is None:
+        raise TrainingNotScheduled(f"{job.name}: {outcome.note}")
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(outcome.flow_run_id))
+
+
+async def aschedule_training(job: JobSpec, *, config: PlanningConfig | None = None) -> FlowRun:
+    return await anyio.to_thread.run_sync(partial(schedule_training, job, config=config))
+
+
+def wait_for_training(
+    run: FlowRun | UUID, *, timeout_s: float = 24 * 3600, poll_s: float = 30.0
+) -> State:
+    """Block until the training run ends (or `timeout_s` passes); returns its last state."""
+    run_id = run.id if isinstance(run, FlowRun) else run
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            current = client.read_flow_run(run_id)
+            if (current.state is not None and current.state.is_final()) or (
+                time.monotonic() >= deadline
+            ):
+                assert current.state is not None
+                return current.state
+            time.sleep(poll_s)
+
+
+async def await_training(
+    run: FlowRun | UUID, *, timeout_s: float = 24 * 3600, poll_s: float = 30.0
+) -> State:
+    run_id = run.id if isinstance(run, FlowRun) else run
+    finished = await wait_for_flow_run(run_id, timeout=int(timeout_s), poll_interval=int(poll_s))
+    assert finished.state is not None
+    return finished.state

@@ -1,0 +1,90 @@
+"""Artifact content is built by pure functions; markdown, table and chart are snapshot-tested.
+Set UPDATE_SNAPSHOTS=1 to rewrite the snapshots after a deliberate change, then review the diff."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from carbonshift.artifacts import (
+    Scheduled,
+    artifact_key,
+    forecast_chart_svg,
+    plan_markdown,
+    plan_rows,
+    rows_as_text,
+    svg_data_url,
+)
+from carbonshift.catalog import Catalog
+from carbonshift.plan import Plan
+from carbonshift.planner import plan_jobs
+from tests.helpers import T0, job, series_at
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+def snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"no snapshot {name}: run with UPDATE_SNAPSHOTS=1 and review it"
+    assert text == path.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def plans(catalog: Catalog) -> tuple[list[Plan], dict[str, object]]:
+    east, london = "aws:us-east-1", "aws:eu-west-2"
+    forecasts = {east: series_at([300, 280, 120, 100, 260, 300] * 2, step_min=60),
+                 london: series_at([200, 90, 80, 210, 220, 230] * 2, step_min=60, zone="GB")}
+    specs = [job("Nightly_Finetune", work={"duration": "2h", "instance_type": "g5.xlarge"},
+                 within="10h", regions=[east, london]),
+             job("too-late", within="5m")]
+    return plan_jobs(specs, forecasts, now=T0, catalog=catalog), forecasts
+
+
+@pytest.mark.parametrize(("prefix", "name", "key"), [
+    ("plan", "Nightly Finetune", "plan-nightly-finetune"),
+    ("plan-chart", "job_v2.1", "plan-chart-job-v2-1"),
+    ("run", "--", "run"),
+])
+def test_keys_are_stable_lowercase_and_dashed(prefix: str, name: str, key: str) -> None:
+    assert artifact_key(prefix, name) == key
+
+
+def test_plan_table_rows(plans: tuple[list[Plan], dict[str, object]]) -> None:
+    plan_list, _ = plans
+    scheduled = {"Nightly_Finetune": Scheduled("Nightly_Finetune", "scheduled", "id-1",
+                                               "http://ui/runs/flow-run/id-1")}
+    rows = plan_rows(plan_list, scheduled)
+    json.dumps(rows)  # Prefect needs JSON-serialisable table data
+    assert rows[0]["region"] == "aws:eu-west-2"
+    assert rows[0]["start_utc"] == f"{T0 + timedelta(hours=1):%Y-%m-%d %H:%M}"
+    assert rows[0]["forecast_g_per_kwh"] == 85.0
+    assert rows[0]["run"] == "http://ui/runs/flow-run/id-1"
+    assert rows[1]["status"] == "not-scheduled" and "deadline" in str(rows[1]["run"])
+    snapshot("plan_rows.json", json.dumps(rows, indent=1) + "\n")
+    snapshot("plan_rows.txt", rows_as_text(rows) + "\n")
+
+
+def test_plan_markdown(plans: tuple[list[Plan], dict[str, object]]) -> None:
+    plan_list, _ = plans
+    done = Scheduled("Nightly_Finetune", "scheduled", "id-1", "http://ui/runs/flow-run/id-1",
+                     "for 2020-01-01 01:00 UTC")
+    text = plan_markdown(plan_list[0], done, "plan-chart-nightly-finetune")
+    assert "| chosen | aws:eu-west-2 |" in text and "| now, home region | aws:us-east-1 |" in text
+    snapshot("plan_markdown.md", text)
+    snapshot("plan_markdown_infeasible.md", plan_markdown(plan_list[1], None))
+
+
+def test_forecast_chart(plans: tuple[list[Plan], dict[str, object]]) -> None:
+    plan_list, forecasts = plans
+    svg = forecast_chart_svg(forecasts, plan_list[0].chosen)  # type: ignore[arg-type]
+    assert svg.count("<polyline") == 2 and 'fill-opacity="0.25"' in svg
+    snapshot("forecast_chart.svg", svg)
+    url = svg_data_url(svg)
+    assert base64.b64decode(url.split(",", 1)[1]).decode() == svg
