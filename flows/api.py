@@ -65,6 +65,8 @@ async def await_training(
     run: FlowRun | UUID, *, timeout_s: float = 24 * 3600, poll_s: float = 30.0
 ) -> State:
     run_id = run.id if isinstance(run, FlowRun) else run
-    finished = await wait_for_flow_run(run_id, timeout=int(timeout_s), poll_interval=int(poll_s))
+    finished: FlowRun = await wait_for_flow_run(
+        run_id, timeout=int(timeout_s), poll_interval=int(poll_s)
+    )
     assert finished.state is not None
     return finished.state

@@ -44,7 +44,7 @@ def retrain_pipeline(
     if wait:
         state = wait_for_training(run)
         logger.info("retraining %s ended %s", job.name, state.name)
-        return state.name
+        return state.type.value
     return str(run.id)
 
 
