@@ -16,7 +16,7 @@ import httpx
 
 from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse
-from carbonshift.providers.http import DEFAULT_TIMEOUT, JsonApi, RetryPolicy
+from carbonshift.providers.http import JsonApi, RetryPolicy
 from carbonshift.providers.points import clip, instant, number, series_from_points
 from carbonshift.series import IntensitySeries, Signal
 from carbonshift.units import g_per_kwh_from_lbs_per_mwh
@@ -39,13 +39,7 @@ class CarbonAwareSdk:
     ) -> None:
         self.signal = signal
         self._units = units
-        self._api = JsonApi(
-            self.name,
-            base_url,
-            client or httpx.Client(timeout=DEFAULT_TIMEOUT),
-            retry or RetryPolicy(),
-            sleep,
-        )
+        self._api = JsonApi(self.name, base_url, client, retry, sleep)
 
     def zone_for(self, region: Region) -> str:
         return region.name  # configure the SDK's location source with your cloud's region names

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse, ProviderRejected
-from carbonshift.providers.http import DEFAULT_TIMEOUT, JsonApi, RetryPolicy
+from carbonshift.providers.http import JsonApi, RetryPolicy
 from carbonshift.providers.points import clip, instant, number, series_from_points
 from carbonshift.series import IntensitySeries, Signal
 
@@ -48,8 +48,8 @@ class ElectricityMaps:
         self._api = JsonApi(
             self.name,
             base_url or BASE_URL,
-            client or httpx.Client(timeout=DEFAULT_TIMEOUT),
-            retry or RetryPolicy(),
+            client,
+            retry,
             sleep,
             secrets=[token.get_secret_value()] if token else [],
         )

@@ -37,10 +37,16 @@ class AuthExpired(ProviderRejected):
 class JsonApi:
     provider: str
     base_url: str
-    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=DEFAULT_TIMEOUT))
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    client_: httpx.Client | None = None
+    retry_: RetryPolicy | None = None
     sleep: Callable[[float], None] = time.sleep
     secrets: Sequence[str] = ()
+    client: httpx.Client = field(init=False)
+    retry: RetryPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = self.client_ or httpx.Client(timeout=DEFAULT_TIMEOUT)
+        self.retry = self.retry_ or RetryPolicy()
 
     def get(
         self,

@@ -15,7 +15,7 @@ import httpx
 
 from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse, ProviderRejected
-from carbonshift.providers.http import DEFAULT_TIMEOUT, JsonApi, RetryPolicy
+from carbonshift.providers.http import JsonApi, RetryPolicy
 from carbonshift.providers.points import clip, instant, number, series_from_points
 from carbonshift.series import IntensitySeries, Signal
 
@@ -35,13 +35,7 @@ class UkNeso:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._api = JsonApi(
-            self.name,
-            base_url or BASE_URL,
-            client or httpx.Client(timeout=DEFAULT_TIMEOUT),
-            retry or RetryPolicy(),
-            sleep,
-        )
+        self._api = JsonApi(self.name, base_url or BASE_URL, client, retry, sleep)
 
     def zone_for(self, region: Region) -> str:
         if region.em_zone != "GB":

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse, ProviderRejected
-from carbonshift.providers.http import DEFAULT_TIMEOUT, AuthExpired, JsonApi, RetryPolicy
+from carbonshift.providers.http import AuthExpired, JsonApi, RetryPolicy
 from carbonshift.providers.points import clip, instant, number, series_from_points
 from carbonshift.series import IntensitySeries, Signal
 from carbonshift.units import g_per_kwh_from_lbs_per_mwh
@@ -47,8 +47,8 @@ class WattTime:
         self._api = JsonApi(
             self.name,
             base_url or BASE_URL,
-            client or httpx.Client(timeout=DEFAULT_TIMEOUT),
-            retry or RetryPolicy(),
+            client,
+            retry,
             sleep,
             secrets=[password.get_secret_value()] if password else [],
         )
