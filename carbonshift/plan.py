@@ -31,6 +31,18 @@ class Slot(BaseModel):
     coverage: float = Field(description="share of the job's window the forecast covered")
 
 
+class PlannedSeries(BaseModel):
+    """The forecast the plan was made on, over the chosen run: what the monitor checks against."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    step_s: int
+    g_per_kwh: list[float]
+    signal: str
+    source: str
+
+
 class Explanation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -56,3 +68,6 @@ class Plan(BaseModel):
         default_factory=list, description="ranked (region, instance type) options, best first"
     )
     explanation: Explanation | None = None
+    forecast: PlannedSeries | None = Field(
+        default=None, description="the chosen region's forecast over the run (none if static)"
+    )

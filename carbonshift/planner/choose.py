@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from carbonshift.catalog import Catalog, Region
 from carbonshift.job import Candidate, JobSpec, JobSpecError, ResolvedJob, resolve
-from carbonshift.plan import Explanation, Plan, Slot
+from carbonshift.plan import Explanation, Plan, PlannedSeries, Slot
 from carbonshift.planner.batch import Rows, Starts, best_starts
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments, plan_interruptible
@@ -212,6 +212,22 @@ def _plan_for(table: RowTable, j: int, catalog: Catalog) -> Plan:
         explanation=explain(
             table, j, chosen, slots[1] if len(slots) > 1 else None, now_home, catalog
         ),
+        forecast=planned_series(table, ranked[0], chosen),
+    )
+
+
+def planned_series(table: RowTable, i: int, chosen: Slot) -> PlannedSeries | None:
+    """The chosen region's forecast points overlapping the run."""
+    row = int(table.rows.region_row[i])
+    if table.grid is None or row < 0 or table.static[i]:
+        return None
+    part = table.grid.series[row].slice(chosen.start.timestamp(), chosen.end.timestamp())
+    return PlannedSeries(
+        start=part.start,
+        step_s=part.step_s,
+        g_per_kwh=part.g_per_kwh.tolist(),
+        signal=part.signal.value,
+        source=part.source,
     )
 
 

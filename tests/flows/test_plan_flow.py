@@ -56,6 +56,7 @@ def test_plans_schedule_runs_and_publish_artifacts(deployment: None, tmp_path: P
     assert run.expected_start_time == NOW + timedelta(hours=5)
     assert run.parameters["plan"]["chosen"]["region"] == "aws:eu-west-2"
     assert run.parameters["job"]["name"] == "flow-a"
+    assert run.parameters["plan"]["forecast"]["g_per_kwh"] == [50.0]  # for the run's monitor
     (urgent,) = job_runs(DEPLOYMENT, "flow-urgent", [StateType.SCHEDULED])
     assert urgent.expected_start_time == NOW
 

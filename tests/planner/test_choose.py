@@ -85,6 +85,9 @@ def test_location_chooses_the_cleanest_region(catalog: Catalog) -> None:
     assert plan.explanation.runner_up.region == FRANKFURT
     assert plan.explanation.now_home.region == EAST
     assert plan.explanation.savings_fraction == pytest.approx(1 - 100 / 300)
+    assert plan.forecast is not None  # what the training monitor compares actuals with
+    assert plan.forecast.start == plan.chosen.start and plan.forecast.g_per_kwh == [100.0, 100.0]
+    assert plan.forecast.source == "test:GB"
 
 
 def test_hardware_choice_uses_throughput_and_power(catalog: Catalog) -> None:
