@@ -1,0 +1,155 @@
+"""Energy meters behind one port, and emissions accounting over the run's intervals.
+
+RAPL (`/sys/class/powercap/intel-rapl*`) when readable, otherwise a labelled estimate from the
+catalog's board power; NVML on GPUs arrives with the GPU compute adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from carbonshift.series import IntensitySeries, SeriesError
+
+J_PER_KWH = 3.6e6
+RAPL_ROOT = Path("/sys/class/powercap")
+
+
+class EnergyMeter(Protocol):
+    label: str
+
+    def read_j(self) -> float:
+        """Energy in joules since the meter was opened."""
+        ...
+
+
+class EstimateMeter:
+    """Board power x utilisation x PUE x elapsed time: an estimate, and labelled as one."""
+
+    def __init__(self, power_w: float, clock: Callable[[], float], label: str) -> None:
+        self.power_w = power_w
+        self._clock = clock
+        self._t0 = clock()
+        self.label = f"estimate: {label}"
+
+    def read_j(self) -> float:
+        return self.power_w * (self._clock() - self._t0)
+
+
+class RaplMeter:
+    """Sum of the CPU packages' RAPL counters (µJ), minding each counter's wrap-around."""
+
+    label = "measured: RAPL (CPU packages)"
+
+    def __init__(self, root: Path = RAPL_ROOT) -> None:
+        self._zones = sorted(
+            p for p in root.glob("intel-rapl:*") if ":" in p.name and p.name.count(":") == 1
+        )
+        if not self._zones:
+            raise OSError("no RAPL packages")
+        self._last = [self._read(z) for z in self._zones]
+        self._ranges = [float((z / "max_energy_range_uj").read_text()) for z in self._zones]
+        self._total_uj = 0.0
+
+    @staticmethod
+    def _read(zone: Path) -> float:
+        return float((zone / "energy_uj").read_text())
+
+    def read_j(self) -> float:
+        for i, zone in enumerate(self._zones):
+            now = self._read(zone)
+            delta = now - self._last[i]
+            if delta < 0:  # the counter wrapped
+                delta += self._ranges[i]
+            self._total_uj += delta
+            self._last[i] = now
+        return self._total_uj / 1e6
+
+
+def open_meter(
+    estimate_power_w: float,
+    clock: Callable[[], float],
+    estimate_label: str,
+    rapl_root: Path = RAPL_ROOT,
+    prefer_rapl: bool = False,
+) -> EnergyMeter:
+    """RAPL when asked for and readable (a CPU job on this machine), else the estimate."""
+    if prefer_rapl:
+        try:
+            return RaplMeter(rapl_root)
+        except (OSError, ValueError):
+            pass
+    return EstimateMeter(estimate_power_w, clock, estimate_label)
+
+
+@dataclass(frozen=True)
+class Sample:
+    at_s: float
+    energy_j: float
+
+
+@dataclass(frozen=True)
+class Accounting:
+    energy_kwh: float
+    emissions_kg: float
+    counterfactual_kg: float
+    intensity_source: str
+    intervals: int
+
+    @property
+    def savings_kg(self) -> float:
+        return self.counterfactual_kg - self.emissions_kg
+
+
+def account(
+    samples: Sequence[Sample],
+    actual: IntensitySeries | None,
+    planned: IntensitySeries | None,
+    counterfactual: IntensitySeries | None,
+    shift_s: float,
+    fallback_g_per_kwh: float,
+) -> Accounting:
+    """Emissions: each interval's energy times the actual intensity over that interval (the
+    forecast, then the fallback, where actuals are missing). Counterfactual: the same energy
+    profile `shift_s` earlier (had the job started at once), on the `counterfactual` series."""
+    energy = emissions = would_be = 0.0
+    used: set[str] = set()
+    for a, b in zip(samples, samples[1:], strict=False):
+        kwh = max(b.energy_j - a.energy_j, 0.0) / J_PER_KWH
+        if kwh == 0 or b.at_s <= a.at_s:
+            continue
+        g, source = _intensity(
+            a.at_s, b.at_s, (actual, "actual"), (planned, "forecast"), fallback_g_per_kwh
+        )
+        used.add(source)
+        g_then, _ = _intensity(
+            a.at_s - shift_s,
+            b.at_s - shift_s,
+            (counterfactual, "actual"),
+            (None, ""),
+            fallback_g_per_kwh,
+        )
+        energy += kwh
+        emissions += kwh * g / 1000.0
+        would_be += kwh * g_then / 1000.0
+    return Accounting(
+        energy, emissions, would_be, "+".join(sorted(used)) or "none", max(len(samples) - 1, 0)
+    )
+
+
+def _intensity(
+    start_s: float,
+    end_s: float,
+    first: tuple[IntensitySeries | None, str],
+    second: tuple[IntensitySeries | None, str],
+    fallback: float,
+) -> tuple[float, str]:
+    for series, name in (first, second):
+        if series is not None:
+            try:
+                return series.mean_over(start_s, end_s), name
+            except SeriesError:
+                continue
+    return fallback, "fallback"

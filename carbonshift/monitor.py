@@ -1,0 +1,144 @@
+"""The grid monitor: compare actual intensity with the forecast the plan was made on, and decide
+whether a run should step aside. Pure decisions (`assess`) and a loop with an injected clock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from carbonshift.series import IntensitySeries, SeriesError
+
+log = logging.getLogger("carbonshift.monitor")
+
+
+@dataclass(frozen=True)
+class MonitorRule:
+    """Stop when, in the first hour, the actual intensity averaged over the last `window_s` is more
+    than `threshold` above the forecast for the same interval."""
+
+    threshold: float = 0.20
+    first_s: float = 3600.0
+    window_s: float = 900.0
+    grace_s: float = 300.0
+    interval_s: float = 300.0
+    max_replans: int = 2
+
+
+class Verdict(StrEnum):
+    CONTINUE = "continue"
+    STOP = "stop-and-replan"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    verdict: Verdict
+    reason: str
+    at_s: float
+    actual_g_per_kwh: float | None = None
+    forecast_g_per_kwh: float | None = None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the rule needs to know about the run besides the two series."""
+
+    started_s: float
+    deadline_s: float
+    remaining_s: float
+    resume_overhead_s: float = 0.0
+    replans: int = 0
+
+
+def assess(
+    planned: IntensitySeries | None,
+    actual: IntensitySeries | None,
+    facts: RunFacts,
+    now_s: float,
+    rule: MonitorRule,
+) -> Assessment:
+    elapsed = now_s - facts.started_s
+    if elapsed < rule.grace_s:
+        return Assessment(Verdict.CONTINUE, "grace period", now_s)
+    if elapsed > rule.first_s:
+        return Assessment(Verdict.CONTINUE, "past the first hour: the run carries on", now_s)
+    start = max(facts.started_s, now_s - rule.window_s)
+    actual_mean = _mean(actual, start, now_s)
+    if actual_mean is None:
+        return Assessment(
+            Verdict.CONTINUE, "actual intensity unavailable: the run carries on", now_s
+        )
+    forecast_mean = _mean(planned, start, now_s)
+    if forecast_mean is None or forecast_mean <= 0:
+        return Assessment(
+            Verdict.CONTINUE, "no forecast for this interval to compare with", now_s, actual_mean
+        )
+    excess = actual_mean / forecast_mean - 1.0
+    seen = Assessment(Verdict.CONTINUE, "", now_s, actual_mean, forecast_mean)
+    if excess <= rule.threshold:
+        return _with(seen, f"actual {actual_mean:.0f} g/kWh is {excess:+.0%} against the forecast")
+    over = f"actual {actual_mean:.0f} g/kWh is {excess:+.0%} above the forecast {forecast_mean:.0f}"
+    if facts.replans >= rule.max_replans:
+        return _with(seen, f"{over}, but the job was already re-planned {facts.replans} times")
+    if now_s + facts.resume_overhead_s + facts.remaining_s > facts.deadline_s:
+        return _with(seen, f"{over}, but the deadline is too close to re-plan: carrying on")
+    return Assessment(Verdict.STOP, over, now_s, actual_mean, forecast_mean)
+
+
+@dataclass
+class Watch:
+    """The monitor loop. `wait(seconds)` returns True once training has ended (so the loop
+    ends); `actuals(start_s, end_s)` returns the region's actual intensity or None."""
+
+    planned: IntensitySeries | None
+    facts: Callable[[], RunFacts]
+    actuals: Callable[[float, float], IntensitySeries | None]
+    clock: Callable[[], float]
+    wait: Callable[[float], bool]
+    rule: MonitorRule = field(default_factory=MonitorRule)
+    interrupted: Callable[[], bool] = lambda: False
+    on_tick: Callable[[float], None] = lambda now_s: None
+    history: list[Assessment] = field(default_factory=list)
+
+    def run(self) -> Assessment | None:
+        """The assessment that stopped the run, or None if training ended by itself."""
+        while not self.wait(self.rule.interval_s):
+            now = self.clock()
+            self.on_tick(now)
+            if self.interrupted():
+                stop = Assessment(
+                    Verdict.STOP,
+                    "the instance was interrupted (spot notice or "
+                    "loss): resume from the last checkpoint",
+                    now,
+                )
+                self.history.append(stop)
+                return stop
+            facts = self.facts()
+            try:
+                actual = self.actuals(max(facts.started_s, now - self.rule.window_s), now)
+            except Exception as e:  # noqa: BLE001 - a monitor never takes the run down
+                log.warning("actuals unavailable: %s", e)
+                actual = None
+            verdict = assess(self.planned, actual, facts, now, self.rule)
+            self.history.append(verdict)
+            log.info("monitor: %s (%s)", verdict.verdict.value, verdict.reason)
+            if verdict.verdict == Verdict.STOP:
+                return verdict
+        return None
+
+
+def _mean(series: IntensitySeries | None, start_s: float, end_s: float) -> float | None:
+    if series is None or end_s <= start_s:
+        return None
+    try:
+        return series.mean_over(start_s, end_s)
+    except SeriesError:
+        return None
+
+
+def _with(base: Assessment, reason: str) -> Assessment:
+    return Assessment(
+        base.verdict, reason, base.at_s, base.actual_g_per_kwh, base.forecast_g_per_kwh
+    )
