@@ -68,6 +68,7 @@ class Plan(BaseModel):
         default_factory=list, description="ranked (region, instance type) options, best first"
     )
     explanation: Explanation | None = None
+    deadline: datetime | None = Field(default=None, description="the job's deadline, resolved")
     forecast: PlannedSeries | None = Field(
         default=None, description="the chosen region's forecast over the run (none if static)"
     )

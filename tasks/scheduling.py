@@ -127,3 +127,31 @@ def schedule_one(plan: Plan, job: JobSpec, deployment: str) -> Scheduled:
         status = "unchanged"
         note = f"same plan as before ({run.state.name if run.state else 'scheduled'})"
     return Scheduled(plan.job, status, str(run.id), run_link(run.id), note)
+
+
+@task(cache_policy=NO_CACHE)
+def reschedule_remaining(
+    job: JobSpec, plan: Plan, deployment: str, parameters: dict[str, object], key: str
+) -> Scheduled:
+    """Schedule the rest of a stopped run (the current run is still running: no dedup by job)."""
+    assert plan.chosen is not None
+    run = cast(
+        FlowRun,
+        run_deployment(
+            deployment,
+            parameters=parameters,
+            scheduled_time=plan.chosen.start,
+            timeout=0,
+            idempotency_key=key,
+            tags=["carbonshift", JOB_TAG + job.name, "carbonshift-resume"],
+            flow_run_name=f"{job.name}-resume-{plan.chosen.start:%Y%m%d-%H%M}",
+            as_subflow=False,
+        ),
+    )
+    return Scheduled(
+        job.name,
+        "scheduled",
+        str(run.id),
+        run_link(run.id),
+        f"resumes at {plan.chosen.start:%Y-%m-%d %H:%M} UTC in {plan.chosen.region}",
+    )

@@ -1,50 +1,376 @@
-"""Training-run tasks. This release records each run against its plan; the checkpointing
-trainer, the grid monitor and energy metering plug in behind the same flow."""
+"""Training-run tasks: compute, the trainer and the grid monitor side by side, emissions."""
 
 from __future__ import annotations
 
+import importlib
+import threading
+import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
 
+import numpy as np
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
 
 from carbonshift.artifacts import artifact_key
+from carbonshift.catalog import default_catalog
+from carbonshift.checkpoint import CheckpointManager, LocalStore
+from carbonshift.compute import LocalCompute
+from carbonshift.energy import Accounting, Sample, account, open_meter
 from carbonshift.job import JobSpec
+from carbonshift.monitor import Assessment, MonitorRule, RunFacts, Watch
 from carbonshift.plan import Plan
+from carbonshift.planner import plan_jobs
+from carbonshift.providers import ForecastUnavailable, ProviderSettings, build_chain
+from carbonshift.series import IntensitySeries, Signal
+from carbonshift.training import Progress, TrainingContext, TrainingOutcome
+from tasks.forecasts import ForecastConfig, load_credentials
+from tasks.planning import fetch_forecasts
+from tasks.scheduling import reschedule_remaining
 
 
-def run_record(job: JobSpec, plan: Plan, started: datetime, resume_from: str | None) -> str:
+class MonitorSettings(BaseModel):
+    """The re-plan rule: during the first hour, actual intensity more than `threshold` above the
+    forecast (averaged over `window_s`) stops the run and re-plans the rest."""
+
+    threshold: float = Field(default=0.20, ge=0)
+    first_hour_s: float = Field(default=3600.0, gt=0)
+    window_s: float = Field(default=900.0, gt=0)
+    grace_s: float = Field(default=300.0, ge=0)
+    interval_s: float = Field(default=300.0, gt=0)
+    max_replans: int = Field(default=2, ge=0)
+
+    def rule(self) -> MonitorRule:
+        return MonitorRule(
+            self.threshold,
+            self.first_hour_s,
+            self.window_s,
+            self.grace_s,
+            self.interval_s,
+            self.max_replans,
+        )
+
+
+class TrainingConfig(BaseModel):
+    """Where checkpoints and compute state live, how the grid is watched."""
+
+    checkpoint_store: str = Field(
+        default=".carbonshift/checkpoints", description="folder or file:// URI for checkpoints"
+    )
+    checkpoint_every_s: float = Field(default=1800.0, gt=0)
+    keep_checkpoints: int = Field(default=3, ge=1)
+    compute_state_dir: str = Field(default=".carbonshift/compute")
+    forecast: ForecastConfig = Field(
+        default_factory=ForecastConfig, description="where actual intensity comes from"
+    )
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    options: dict[str, str] = Field(
+        default_factory=dict, description="passed to the training entrypoint"
+    )
+    replans: int = Field(default=0, ge=0, description="times this job was re-planned so far")
+    training_deployment: str = Field(
+        default="train-model/default", description="deployment that runs the rest after a re-plan"
+    )
+
+
+def compute_for(config: TrainingConfig) -> LocalCompute:
+    return LocalCompute(Path(config.compute_state_dir))
+
+
+def checkpoints_for(
+    job: JobSpec, config: TrainingConfig, resume_from: str | None
+) -> CheckpointManager:
+    """The job's checkpoint folder; `resume_from` (a checkpoint URI) names it when given."""
+    if resume_from:
+        path = Path(resume_from.removeprefix("file://"))
+        if not (path / "MANIFEST.json").is_file():
+            raise FileNotFoundError(f"resume_from: no checkpoint at {resume_from}")
+        return CheckpointManager(
+            LocalStore(path.parent.parent), path.parent.name, keep=config.keep_checkpoints
+        )
+    root = Path(config.checkpoint_store.removeprefix("file://"))
+    return CheckpointManager(LocalStore(root), job.name, keep=config.keep_checkpoints)
+
+
+@task(cache_policy=NO_CACHE)
+def provision(run_id: str, plan: Plan, config: TrainingConfig) -> str:
+    assert plan.chosen is not None
+    instance = compute_for(config).provision(run_id, plan.chosen.region, plan.chosen.instance_type)
+    get_run_logger().info(
+        "provisioned %s (%s) for run %s", instance.handle, instance.provider, run_id
+    )
+    return instance.handle
+
+
+@task(cache_policy=NO_CACHE)
+def release(run_id: str, config: TrainingConfig) -> bool:
+    released = compute_for(config).release(run_id)
+    get_run_logger().info("released compute of run %s: %s", run_id, released)
+    return released
+
+
+def release_on_hook(flow: Any, flow_run: Any, state: Any) -> None:
+    """on_cancellation / on_crashed: runs in the worker's process, finds compute by run id."""
+    raw = (flow_run.parameters or {}).get("config") or {}
+    config = TrainingConfig.model_validate(raw)
+    compute_for(config).release(str(flow_run.id))
+
+
+class ProgressReporter:
+    """Trainer progress into a Prefect progress artifact, at most every `every_s` seconds."""
+
+    def __init__(self, job: str, every_s: float = 5.0) -> None:
+        self.id = create_progress_artifact(
+            0.0, key=artifact_key("progress", job), description=f"training progress of {job}"
+        )
+        self.every_s = every_s
+        self.last = 0.0
+        self.fraction = 0.0
+
+    def __call__(self, progress: Progress) -> None:
+        self.fraction = progress.fraction
+        now = time.monotonic()
+        if now - self.last >= self.every_s or progress.step == progress.total_steps:
+            self.last = now
+            update_progress_artifact(cast(UUID, self.id), round(100 * progress.fraction, 1))
+
+
+def load_entrypoint(text: str) -> Any:
+    module, sep, function = text.partition(":")
+    if not sep:
+        raise ValueError(
+            f"entrypoint {text!r}: write module:function, e.g. "
+            "carbonshift.examples.tiny_train:train"
+        )
+    return getattr(importlib.import_module(module), function)
+
+
+@task(cache_policy=NO_CACHE)
+def run_training(job: JobSpec, ctx: TrainingContext, done: threading.Event) -> TrainingOutcome:
+    """Call the job's entrypoint with its checkpoints and stop signal; signal `done` at the end."""
+    try:
+        entry = load_entrypoint(job.entrypoint or "carbonshift.examples.tiny_train:train")
+        outcome: TrainingOutcome = entry(ctx)
+        get_run_logger().info(
+            "training ended at step %d/%d (%s)",
+            outcome.step,
+            outcome.total_steps,
+            "complete" if outcome.completed else outcome.stopped_reason,
+        )
+        return outcome
+    finally:
+        done.set()
+
+
+def planned_series(plan: Plan) -> IntensitySeries | None:
+    if plan.forecast is None:
+        return None
+    f = plan.forecast
+    values = np.asarray(f.g_per_kwh, dtype=np.float64)
+    return IntensitySeries(int(f.start.timestamp()), f.step_s, values, Signal(f.signal), f.source)
+
+
+def actuals_fetcher(plan: Plan, config: TrainingConfig) -> Any:
+    assert plan.chosen is not None
+    settings = ProviderSettings(
+        credentials=load_credentials(),
+        catalog=default_catalog(),
+        base_urls=config.forecast.base_urls,
+        signal=config.forecast.signal,
+        replay_as_of_now=config.forecast.replay_as_of_now,
+        traces_dir=Path(config.forecast.traces_dir) if config.forecast.traces_dir else None,
+    )
+    chain = build_chain(config.forecast.providers, settings)
+    region = default_catalog().region(plan.chosen.region)
+
+    def fetch(start_s: float, end_s: float) -> IntensitySeries | None:
+        try:
+            return chain.actuals(
+                region, datetime.fromtimestamp(start_s, UTC), datetime.fromtimestamp(end_s, UTC)
+            ).series
+        except ForecastUnavailable:
+            return None
+
+    return fetch
+
+
+@task(cache_policy=NO_CACHE)
+def watch_grid(
+    job: JobSpec,
+    plan: Plan,
+    config: TrainingConfig,
+    run_id: str,
+    started_s: float,
+    stop: threading.Event,
+    done: threading.Event,
+    reporter: ProgressReporter,
+    samples: list[Sample],
+    meter: Any,
+) -> Assessment | None:
+    """Every interval: sample energy, read actual intensity, apply the rule; on a verdict to
+    stop, ask the trainer to checkpoint and stop."""
+    assert plan.chosen is not None and plan.deadline is not None
+    duration = plan.chosen.duration_s
+    compute = compute_for(config)
+
+    def facts() -> RunFacts:
+        return RunFacts(
+            started_s=started_s,
+            deadline_s=plan.deadline.timestamp(),  # type: ignore[union-attr]
+            remaining_s=duration * (1 - reporter.fraction),
+            resume_overhead_s=job.resume_overhead_s,
+            replans=config.replans,
+        )
+
+    watch = Watch(
+        planned=planned_series(plan),
+        facts=facts,
+        actuals=actuals_fetcher(plan, config),
+        clock=time.time,
+        wait=done.wait,
+        rule=config.monitor.rule(),
+        interrupted=lambda: compute.interrupted(run_id),
+        on_tick=lambda now: samples.append(Sample(now, meter.read_j())),
+    )
+    verdict = watch.run()
+    logger = get_run_logger()
+    for a in watch.history:
+        logger.info("monitor at +%.0f s: %s (%s)", a.at_s - started_s, a.verdict.value, a.reason)
+    if verdict is not None:
+        stop.set()
+    return verdict
+
+
+def emissions_markdown(
+    job: str,
+    plan: Plan,
+    acc: Accounting,
+    meter_label: str,
+    outcome: TrainingOutcome,
+    verdict: Assessment | None,
+) -> str:
     c = plan.chosen
-    if c is None:
-        return f"# {job.name}\n\nNo feasible plan was passed: nothing to run.\n"
-    late_s = (started - c.start).total_seconds()
+    assert c is not None
     lines = [
-        f"# {job.name}: training run",
+        f"# {job}: energy and emissions",
         "",
-        f"- Region: {c.region} on {c.instance_type}",
-        f"- Planned start: {c.start:%Y-%m-%d %H:%M:%S} UTC; started {started:%Y-%m-%d %H:%M:%S} "
-        f"UTC ({late_s:+.0f} s)",
-        f"- Planned end: {c.end:%Y-%m-%d %H:%M} UTC",
-        f"- Forecast over the run: {c.mean_g_per_kwh:.0f} g/kWh ({c.source})",
-        f"- Expected: {c.energy_kwh:.2f} kWh, {c.emissions_kg:.2f} kg CO2, ${c.cost_usd:.2f}",
-        f"- Resuming from: {resume_from or 'the start'}",
-        f"- Entrypoint: {job.entrypoint or 'none given'}",
+        "| | value |",
+        "| --- | ---: |",
+        f"| energy | {acc.energy_kwh:.4f} kWh |",
+        f"| emissions (energy per interval x actual intensity) | {acc.emissions_kg:.4f} kg CO2 |",
+        f"| same energy profile, started at once in {c.region} | {acc.counterfactual_kg:.4f} kg |",
+        f"| saved | {acc.savings_kg:.4f} kg CO2 |",
+        "",
+        f"Meter: {meter_label}. Intensity used: {acc.intensity_source}. "
+        f"Intervals: {acc.intervals}.",
+        "",
+        f"Training: step {outcome.step}/{outcome.total_steps}"
+        f" ({'complete' if outcome.completed else outcome.stopped_reason}).",
     ]
+    if verdict is not None:
+        lines += ["", f"Stopped by the monitor: {verdict.reason}."]
     return "\n".join(lines) + "\n"
 
 
 @task(cache_policy=NO_CACHE)
-def record_run(job: JobSpec, plan: Plan, resume_from: str | None) -> str:
-    started = datetime.now(UTC)
-    get_run_logger().info(
-        "%s: started against plan for %s",
-        job.name,
-        plan.chosen.region if plan.chosen else "nothing",
-    )
+def publish_emissions(
+    job: JobSpec,
+    plan: Plan,
+    samples: list[Sample],
+    meter_label: str,
+    outcome: TrainingOutcome,
+    verdict: Assessment | None,
+    config: TrainingConfig,
+) -> Accounting:
+    assert plan.chosen is not None and plan.explanation is not None
+    fetch = actuals_fetcher(plan, config)
+    start, end = samples[0].at_s, samples[-1].at_s
+    actual = fetch(start, max(end, start + 1))
+    home = plan.explanation.now_home
+    shift = plan.chosen.start.timestamp() - home.start.timestamp()
+    acc = account(samples, actual, planned_series(plan), None, shift, home.mean_g_per_kwh)
     create_markdown_artifact(
-        run_record(job, plan, started, resume_from),
-        key=artifact_key("run", job.name),
-        description=f"training run of {job.name}",
+        emissions_markdown(job.name, plan, acc, meter_label, outcome, verdict),
+        key=artifact_key("emissions", job.name),
+        description=f"energy and emissions of {job.name}",
     )
-    return started.isoformat()
+    return acc
+
+
+def open_run_meter(plan: Plan, job: JobSpec) -> Any:
+    assert plan.chosen is not None and plan.explanation is not None
+    power_w = plan.chosen.energy_kwh * 1000 / (plan.chosen.duration_s / 3600)
+    return open_meter(
+        power_w, time.time, plan.explanation.energy_estimate.split(" = ")[0], prefer_rapl=False
+    )
+
+
+def remaining_job(job: JobSpec, plan: Plan, outcome: TrainingOutcome, now: datetime) -> JobSpec:
+    """The rest of the work, from now to the same deadline, plus one resume overhead."""
+    from carbonshift.job import WorkGpuHours, WorkOnInstance
+
+    left = 1.0 - outcome.fraction_done
+    overhead_h = job.resume_overhead_s / 3600
+    work: WorkOnInstance | WorkGpuHours
+    if isinstance(job.work, WorkOnInstance):
+        work = WorkOnInstance.model_validate(
+            {
+                "duration": job.work.duration_s * left + job.resume_overhead_s,
+                "instance_type": job.work.instance_type,
+            }
+        )
+    else:
+        gpu = default_catalog().gpu(job.work.reference_gpu)
+        itype = default_catalog().instance_type(plan.chosen.instance_type)  # type: ignore[union-attr]
+        extra = overhead_h * itype.throughput / gpu.throughput_factor
+        work = WorkGpuHours(
+            gpu_hours=job.work.gpu_hours * left + extra, reference_gpu=job.work.reference_gpu
+        )
+    return job.model_copy(
+        update={
+            "work": work,
+            "earliest_start": now,
+            "deadline": plan.deadline,
+            "within_s": None,
+            "urgent": False,
+        }
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def replan_rest(
+    job: JobSpec, plan: Plan, outcome: TrainingOutcome, config: TrainingConfig, run_id: str
+) -> tuple[bool, str]:
+    """Plan the remaining work before the same deadline and schedule a run that resumes from
+    the checkpoint; (scheduled?, what happened)."""
+    now = datetime.now(UTC)
+    rest = remaining_job(job, plan, outcome, now)
+    forecasts = fetch_forecasts([rest], now, config.forecast)
+    (new_plan,) = plan_jobs(
+        [rest], {k: s.series for k, s in forecasts.items()}, now=now, catalog=default_catalog()
+    )
+    if not new_plan.feasible or new_plan.chosen is None:
+        return False, f"could not re-plan: {new_plan.reason}; resume from {outcome.checkpoint_uri}"
+    scheduled = reschedule_remaining(
+        rest,
+        new_plan,
+        config.training_deployment,
+        {
+            "job": rest.model_dump(mode="json", by_alias=True),
+            "plan": new_plan.model_dump(mode="json"),
+            "resume_from": outcome.checkpoint_uri,
+            "config": config.model_copy(update={"replans": config.replans + 1}).model_dump(
+                mode="json"
+            ),
+        },
+        key=f"carbonshift-{job.name}-resume-{run_id}",
+    )
+    return True, f"{scheduled.note}; run {scheduled.flow_run_id}"

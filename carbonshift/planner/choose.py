@@ -213,6 +213,7 @@ def _plan_for(table: RowTable, j: int, catalog: Catalog) -> Plan:
             table, j, chosen, slots[1] if len(slots) > 1 else None, now_home, catalog
         ),
         forecast=planned_series(table, ranked[0], chosen),
+        deadline=from_epoch_s(job.deadline_s),
     )
 
 

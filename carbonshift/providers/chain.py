@@ -86,6 +86,23 @@ class ProviderChain:
         name = target.key if isinstance(target, Region) else target
         raise ForecastUnavailable(f"no forecast for {name}: " + "; ".join(failures))
 
+    def actuals(self, target: Region | str, start: datetime, end: datetime) -> Served:
+        """Measured intensity over a past period from the first provider that has it (no cache,
+        no static default: a missing actual is reported as missing, never invented)."""
+        failures: list[str] = []
+        for provider in self.providers:
+            if provider.name == "static":
+                continue
+            try:
+                zone = provider.zone_for(target) if isinstance(target, Region) else target
+                series = provider.actuals(zone, start, end)
+            except ProviderError as e:
+                failures.append(str(e))
+                continue
+            return self._served(series, "live", provider, zone, failures)
+        name = target.key if isinstance(target, Region) else target
+        raise ForecastUnavailable(f"no actuals for {name}: " + "; ".join(failures))
+
     def _cached(self, provider: ForecastProvider, zone: str) -> Cached | None:
         if self.cache is None:
             return None

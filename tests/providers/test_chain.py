@@ -162,3 +162,17 @@ def test_cached_forecast_that_ended_is_not_served_as_fresh(tmp_path: Path) -> No
     chain.forecast("DE", NOW, NOW + timedelta(hours=2))
     later = chain.forecast("DE", NOW + timedelta(hours=3), END)
     assert later.source == "live" and later.series.g_per_kwh[0] == 300.0
+
+
+def test_actuals_come_from_the_first_provider_that_has_them(tmp_path: Path,
+                                                            catalog: Catalog) -> None:
+    body = {"zone": "DE", "data": [{"zone": "DE", "carbonIntensity": 250,
+                                    "datetime": f"2023-06-01T0{h}:00:00.000Z"} for h in range(4)]}
+    router = (Router().on("/carbon-intensity/past-range", body))
+    em = ElectricityMaps(SecretStr("k"), client=router.client(), sleep=Sleeps(),
+                         clock=Clock(NOW + timedelta(days=3)))
+    chain = ProviderChain([Static(catalog), em])
+    served = chain.actuals("DE", NOW, NOW + timedelta(hours=2))
+    assert served.provider == "electricitymaps" and list(served.series.g_per_kwh) == [250, 250]
+    with pytest.raises(ForecastUnavailable, match="no actuals"):
+        ProviderChain([Static(catalog)]).actuals("DE", NOW, END)

@@ -1,0 +1,139 @@
+"""The training flow in-process under the test server: train, watch, account; a scripted
+forecast miss stops the run, schedules the rest, and the resumed run ends bit-exact."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+
+from carbonshift.catalog import default_catalog
+from carbonshift.checkpoint import CheckpointManager, LocalStore
+from carbonshift.compute import LocalCompute
+from carbonshift.examples import tiny_train
+from carbonshift.job import JobSpec
+from carbonshift.planner import plan_jobs
+from carbonshift.traces import read_traces, traces_in
+from carbonshift.training import TrainingContext
+from flows.train import train_model
+from tasks.forecasts import ForecastConfig
+from tasks.scheduling import job_runs
+from tasks.training import MonitorSettings, TrainingConfig, release_on_hook
+
+pytestmark = pytest.mark.integration
+STEPS = 3000
+
+
+def minute_csv(folder: Path, now: datetime, value: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=5)
+    rows = ["timestamp,g_per_kwh"] + [
+        f"{start + timedelta(minutes=m):%Y-%m-%dT%H:%M:%S}Z,{value}" for m in range(24 * 60)]
+    (folder / "GB_minutes.csv").write_text("\n".join(rows) + "\n")
+
+
+def job(name: str) -> JobSpec:
+    return JobSpec.model_validate({
+        "name": name, "work": {"duration": "10m", "instance_type": "g5.xlarge"},
+        "within": "6h", "regions": ["aws:eu-west-2"], "urgent": True,
+        "entrypoint": "carbonshift.examples.tiny_train:train"})
+
+
+def plan_for(spec: JobSpec, traces: Path, now: datetime):  # type: ignore[no-untyped-def]
+    forecasts = {"aws:eu-west-2": read_traces(traces_in(traces))["GB"]}
+    (plan,) = plan_jobs([spec], forecasts, now=now, catalog=default_catalog())
+    assert plan.feasible
+    return plan
+
+
+def config(tmp: Path, actual_traces: Path, **monitor: float) -> TrainingConfig:
+    return TrainingConfig(
+        checkpoint_store=str(tmp / "ckpt"), compute_state_dir=str(tmp / "compute"),
+        forecast=ForecastConfig(providers=["replay"], traces_dir=str(actual_traces),
+                                replay_as_of_now=False, cache_dir=str(tmp / "cache")),
+        monitor=MonitorSettings(**{"interval_s": 1.0, "grace_s": 0.0, "window_s": 60.0,
+                                   **monitor}),
+        options={"steps": str(STEPS)})
+
+
+def latest_weights(root: Path, name: str) -> dict[str, torch.Tensor]:
+    found = CheckpointManager(LocalStore(root), name).latest()
+    assert found is not None
+    weights: dict[str, torch.Tensor] = torch.load(io.BytesIO(found.parts["model.pt"]),
+                                                  weights_only=True)
+    return weights
+
+
+def artifact_data(key: str) -> str:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=[key])))
+    assert found, key
+    return str(sorted(found, key=lambda a: a.created)[-1].data)
+
+
+def test_trains_watches_and_accounts(deployment: None, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    minute_csv(tmp_path / "fc", now, 200.0)
+    spec = job("train-ok")
+    state = train_model(spec, plan_for(spec, tmp_path / "fc", now), None,
+                        config(tmp_path, tmp_path / "fc"), return_state=True)
+    assert state.type == StateType.COMPLETED and state.name == "Completed"
+    assert LocalCompute(tmp_path / "compute").held() == []  # released
+    text = artifact_data("emissions-train-ok")
+    assert "| energy |" in text and "estimate: 1 x A10G 300 W" in text
+    assert "Intensity used: actual" in text
+    assert latest_weights(tmp_path / "ckpt", "train-ok")  # the final checkpoint is there
+
+
+def test_forecast_miss_reschedules_and_resumes_bit_exact(deployment: None, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    minute_csv(tmp_path / "fc", now, 100.0)     # what the plan was made on
+    minute_csv(tmp_path / "actual", now, 300.0)  # what the grid did: +200%
+    spec = job("train-miss")
+    first = train_model(spec, plan_for(spec, tmp_path / "fc", now), None,
+                        config(tmp_path, tmp_path / "actual"), return_state=True)
+    assert first.type == StateType.COMPLETED and first.name == "Rescheduled", first.message
+    assert "above the forecast" in (first.message or "")
+    assert LocalCompute(tmp_path / "compute").held() == []
+    assert "Stopped by the monitor" in artifact_data("emissions-train-miss")
+
+    (rest,) = [r for r in job_runs("train-model/default", "train-miss", [StateType.SCHEDULED])]
+    params = rest.parameters
+    assert params["resume_from"].startswith("file://")
+    assert params["config"]["replans"] == 1
+    stopped_at = int(params["resume_from"].rsplit("-", 1)[1])
+    assert 0 < stopped_at < STEPS
+    # The rest of the work, to the same deadline.
+    assert params["job"]["work"]["duration"] < 600
+    params["config"]["monitor"]["threshold"] = 100.0  # the grid is what it is: carry on now
+    second = train_model(JobSpec.model_validate(params["job"]),
+                         params["plan"], params["resume_from"],
+                         TrainingConfig.model_validate(params["config"]), return_state=True)
+    assert second.type == StateType.COMPLETED and second.name == "Completed", second.message
+
+    whole = TrainingContext(CheckpointManager(LocalStore(tmp_path / "whole"), "w"),
+                            options={"steps": str(STEPS)})
+    assert tiny_train.train(whole).completed
+    a = latest_weights(tmp_path / "whole", "w")
+    b = latest_weights(tmp_path / "ckpt", "train-miss")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_hooks_release_compute_by_run_id(tmp_path: Path) -> None:
+    compute = LocalCompute(tmp_path / "compute")
+    compute.provision("run-77", "aws:eu-west-2", "g5.xlarge")
+    cfg = TrainingConfig(compute_state_dir=str(tmp_path / "compute"))
+    fake_run = SimpleNamespace(id="run-77", parameters={"config": json.loads(
+        cfg.model_dump_json())})
+    release_on_hook(None, fake_run, None)  # as the worker calls it: no memory of the run
+    assert compute.held() == []
