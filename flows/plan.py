@@ -12,6 +12,7 @@ from carbonshift.job import JobSpec
 from tasks.forecasts import ForecastConfig
 from tasks.planning import fetch_forecasts, load_queue, plan_queue, publish_plan_artifacts
 from tasks.scheduling import schedule_runs
+from tasks.training import TrainingConfig
 
 DEFAULT_QUEUE = "deployments/jobs.yaml"
 
@@ -24,6 +25,9 @@ class PlanningConfig(BaseModel):
         default="train-model/default", description="deployment that runs each job"
     )
     schedule: bool = Field(default=True, description="false: plan and publish artifacts only")
+    training: TrainingConfig | None = Field(
+        default=None, description="config for the training runs it schedules (default: theirs)"
+    )
 
 
 @flow(name="plan-training")

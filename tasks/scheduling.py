@@ -67,7 +67,12 @@ def job_runs(deployment: str, job: str, states: list[StateType]) -> list[FlowRun
 
 
 @task(cache_policy=NO_CACHE)
-def schedule_runs(plans: list[Plan], jobs: list[JobSpec], deployment: str) -> dict[str, Scheduled]:
+def schedule_runs(
+    plans: list[Plan],
+    jobs: list[JobSpec],
+    deployment: str,
+    training: dict[str, object] | None = None,
+) -> dict[str, Scheduled]:
     logger = get_run_logger()
     specs = {j.name: j for j in jobs}
     out: dict[str, Scheduled] = {}
@@ -75,12 +80,14 @@ def schedule_runs(plans: list[Plan], jobs: list[JobSpec], deployment: str) -> di
         if not plan.feasible or plan.chosen is None or plan.job not in specs:
             out[plan.job] = Scheduled(plan.job, "not-scheduled", note=plan.reason)
             continue
-        out[plan.job] = schedule_one(plan, specs[plan.job], deployment)
+        out[plan.job] = schedule_one(plan, specs[plan.job], deployment, training)
         logger.info("%s: %s %s", plan.job, out[plan.job].status, out[plan.job].note)
     return out
 
 
-def schedule_one(plan: Plan, job: JobSpec, deployment: str) -> Scheduled:
+def schedule_one(
+    plan: Plan, job: JobSpec, deployment: str, training: dict[str, object] | None = None
+) -> Scheduled:
     assert plan.chosen is not None
     running = job_runs(deployment, plan.job, ACTIVE)
     if running:
@@ -110,6 +117,7 @@ def schedule_one(plan: Plan, job: JobSpec, deployment: str) -> Scheduled:
                 "job": job.model_dump(mode="json", by_alias=True),
                 "plan": plan.model_dump(mode="json"),
                 "resume_from": None,
+                **({"config": training} if training else {}),
             },
             scheduled_time=plan.chosen.start,
             timeout=0,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shlex
+import signal
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime
@@ -153,12 +157,23 @@ def load_entrypoint(text: str) -> Any:
     return getattr(importlib.import_module(module), function)
 
 
+EXIT_STOPPED = 3  # a command entrypoint that stopped cleanly at a checkpoint exits with this
+
+
 @task(cache_policy=NO_CACHE)
 def run_training(job: JobSpec, ctx: TrainingContext, done: threading.Event) -> TrainingOutcome:
-    """Call the job's entrypoint with its checkpoints and stop signal; signal `done` at the end."""
+    """Run the job's entrypoint — `module:function` (called with a TrainingContext) or a
+    command (run with the checkpoint folder in its environment) — and signal `done`."""
     try:
-        entry = load_entrypoint(job.entrypoint or "carbonshift.examples.tiny_train:train")
-        outcome: TrainingOutcome = entry(ctx)
+        if not job.entrypoint:
+            raise ValueError(
+                f"job {job.name!r}: entrypoint: give module:function or a command "
+                "to train with, e.g. carbonshift.examples.tiny_train:train"
+            )
+        if ":" in job.entrypoint and " " not in job.entrypoint.strip():
+            outcome: TrainingOutcome = load_entrypoint(job.entrypoint)(ctx)
+        else:
+            outcome = run_command(job.entrypoint, ctx)
         get_run_logger().info(
             "training ended at step %d/%d (%s)",
             outcome.step,
@@ -168,6 +183,44 @@ def run_training(job: JobSpec, ctx: TrainingContext, done: threading.Event) -> T
         return outcome
     finally:
         done.set()
+
+
+def run_command(command: str, ctx: TrainingContext) -> TrainingOutcome:
+    """A training command: stop means SIGTERM and a stop marker; the latest checkpoint says
+    how far it got."""
+    store = ctx.checkpoints.store
+    root = store.uri.removeprefix("file://")
+    env = {
+        **os.environ,
+        "CARBONSHIFT_CHECKPOINT_ROOT": root,
+        "CARBONSHIFT_CHECKPOINT_PREFIX": ctx.checkpoints.prefix,
+        **{f"CARBONSHIFT_{k.upper()}": v for k, v in ctx.options.items()},
+    }
+    ctx.checkpoints.clear_stop()
+    proc = subprocess.Popen(shlex.split(command), env=env, stdin=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None:
+            if ctx.stop.wait(1.0):
+                ctx.checkpoints.request_stop("stop requested")
+                proc.send_signal(signal.SIGTERM)
+                proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    latest = ctx.checkpoints.latest()
+    step = int(latest.meta.get("step", 0)) if latest else 0
+    total = int(latest.meta.get("total_steps", step)) if latest else 0
+    if proc.returncode not in (0, EXIT_STOPPED):
+        raise RuntimeError(f"training command exited {proc.returncode}: {command}")
+    completed = proc.returncode == 0
+    return TrainingOutcome(
+        completed,
+        step,
+        total,
+        latest.uri if latest else None,
+        None if completed else "stop requested",
+    )
 
 
 def planned_series(plan: Plan) -> IntensitySeries | None:

@@ -66,3 +66,26 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
         harness.close()
     assert harness.outcome is not None
     return harness.outcome
+
+
+def main() -> int:
+    """As a command entrypoint: the flow passes the checkpoint folder and options in the
+    environment (CARBONSHIFT_CHECKPOINT_ROOT, CARBONSHIFT_CHECKPOINT_PREFIX, CARBONSHIFT_STEPS)
+    and asks it to stop with SIGTERM or a stop marker in the store."""
+    import os
+    import signal
+
+    from carbonshift.checkpoint import CheckpointManager, LocalStore
+
+    manager = CheckpointManager(
+        LocalStore(os.environ["CARBONSHIFT_CHECKPOINT_ROOT"]),
+        os.environ.get("CARBONSHIFT_CHECKPOINT_PREFIX", ""),
+    )
+    ctx = TrainingContext(manager, options={"steps": os.environ.get("CARBONSHIFT_STEPS", "20000")})
+    signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
+    outcome = train(ctx)
+    return 0 if outcome.completed else 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

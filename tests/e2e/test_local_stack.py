@@ -39,12 +39,20 @@ def test_plan_deploy_worker_train(tmp_path: Path) -> None:
         low = minute_trace(tmp_path / "traces", now)
         planning = stack.run_deployment("plan-training", "daily", {
             "jobs": [{"name": "e2e-job", "work": {"duration": "1m", "instance_type": "g5.xlarge"},
-                      "within": "10m", "regions": ["aws:eu-west-2"]}],
+                      "within": "10m", "regions": ["aws:eu-west-2"],
+                      "entrypoint": "carbonshift.examples.tiny_train:train"}],
             "queue_file": None,
             "now": now.isoformat(),
-            "config": {"forecast": {"providers": ["replay"], "traces_dir": str(tmp_path / "traces"),
-                                    "replay_as_of_now": False,
-                                    "cache_dir": str(tmp_path / "cache")}},
+            "config": {
+                "forecast": {"providers": ["replay"], "traces_dir": str(tmp_path / "traces"),
+                             "replay_as_of_now": False, "cache_dir": str(tmp_path / "cache")},
+                "training": {"checkpoint_store": str(tmp_path / "ckpt"),
+                             "compute_state_dir": str(tmp_path / "compute"),
+                             "options": {"steps": "300"},
+                             "forecast": {"providers": ["replay"],
+                                          "traces_dir": str(tmp_path / "traces"),
+                                          "replay_as_of_now": False}},
+            },
         })
         planned = stack.wait(planning, 180)
         assert planned["state"]["type"] == "COMPLETED", planned["state"]
@@ -58,11 +66,12 @@ def test_plan_deploy_worker_train(tmp_path: Path) -> None:
         assert low - timedelta(seconds=15) <= started <= low + timedelta(seconds=60)
 
         summary = stack.latest_artifact("plan-summary")
-        record = stack.latest_artifact("run-e2e-job")
+        record = stack.latest_artifact("emissions-e2e-job")
         assert summary is not None and record is not None
         rows = json.loads(summary["data"])
         assert rows[0]["job"] == "e2e-job"
         assert rows[0]["start_utc"] == f"{low:%Y-%m-%d %H:%M}"
         assert rows[0]["forecast_g_per_kwh"] == 20.0
         assert rows[0]["status"] == "scheduled"
-        assert "Planned start" in record["data"]
+        assert "| energy |" in record["data"]
+        assert not list((tmp_path / "compute").glob("*.json"))  # compute released

@@ -137,3 +137,31 @@ def test_hooks_release_compute_by_run_id(tmp_path: Path) -> None:
         cfg.model_dump_json())})
     release_on_hook(None, fake_run, None)  # as the worker calls it: no memory of the run
     assert compute.held() == []
+
+
+def test_command_entrypoint_stops_cleanly_on_request(tmp_path: Path) -> None:
+    import sys
+    import threading
+
+    from tasks.training import run_command
+
+    manager = CheckpointManager(LocalStore(tmp_path), "cmd")
+    ctx = TrainingContext(manager, options={"steps": "20000"})
+    threading.Timer(3.0, ctx.stop.set).start()
+    outcome = run_command(f"{sys.executable} -m carbonshift.examples.tiny_train", ctx)
+    assert not outcome.completed and 0 < outcome.step < 20000
+    assert outcome.checkpoint_uri is not None and outcome.checkpoint_uri.endswith(
+        f"ckpt-{outcome.step:012d}")
+
+
+def test_command_entrypoint_in_the_flow(deployment: None, tmp_path: Path) -> None:
+    import sys
+
+    now = datetime.now(UTC)
+    minute_csv(tmp_path / "fc", now, 200.0)
+    spec = job("train-cmd").model_copy(
+        update={"entrypoint": f"{sys.executable} -m carbonshift.examples.tiny_train"})
+    state = train_model(spec, plan_for(spec, tmp_path / "fc", now), None,
+                        config(tmp_path, tmp_path / "fc"), return_state=True)
+    assert state.type == StateType.COMPLETED and state.name == "Completed", state.message
+    assert CheckpointManager(LocalStore(tmp_path / "ckpt"), "train-cmd").latest().step == STEPS  # type: ignore[union-attr]
