@@ -5,11 +5,17 @@ training run is scheduled at that minute, picked up by the worker and completed.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from carbonshift.catalog import default_catalog
+from carbonshift.job import JobSpec
+from carbonshift.planner import plan_jobs
+from carbonshift.traces import read_traces, traces_in
 from flows.local_stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,50 +34,103 @@ def minute_trace(folder: Path, now: datetime) -> datetime:
     return low
 
 
-def test_plan_deploy_worker_train(tmp_path: Path) -> None:
-    with LocalStack(REPO, tmp_path / "prefect", log=lambda _: None) as stack:
-        daily = stack.deployment("plan-training", "daily")
-        assert daily["schedules"][0]["schedule"]["cron"] == "0 0 * * *"
-        assert daily["enforce_parameter_schema"] is True
-        assert stack.deployment("train-model", "default")["enforce_parameter_schema"] is True
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    home = tmp_path_factory.mktemp("prefect")
+    with LocalStack(REPO, home, log=lambda _: None) as running:
+        yield running
 
-        now = datetime.now(UTC)
-        low = minute_trace(tmp_path / "traces", now)
-        planning = stack.run_deployment("plan-training", "daily", {
-            "jobs": [{"name": "e2e-job", "work": {"duration": "1m", "instance_type": "g5.xlarge"},
-                      "within": "10m", "regions": ["aws:eu-west-2"],
-                      "entrypoint": "carbonshift.examples.tiny_train:train"}],
-            "queue_file": None,
-            "now": now.isoformat(),
-            "config": {
-                "forecast": {"providers": ["replay"], "traces_dir": str(tmp_path / "traces"),
-                             "replay_as_of_now": False, "cache_dir": str(tmp_path / "cache")},
-                "training": {"checkpoint_store": str(tmp_path / "ckpt"),
-                             "compute_state_dir": str(tmp_path / "compute"),
-                             "options": {"steps": "300"},
-                             "forecast": {"providers": ["replay"],
-                                          "traces_dir": str(tmp_path / "traces"),
-                                          "replay_as_of_now": False}},
-            },
-        })
-        planned = stack.wait(planning, 180)
-        assert planned["state"]["type"] == "COMPLETED", planned["state"]
 
-        (training,) = stack.runs_tagged("carbonshift-job:e2e-job")
-        expected = datetime.fromisoformat(training["expected_start_time"].replace("Z", "+00:00"))
-        assert expected == low
-        done = stack.wait(training["id"], 240)
-        assert done["state"]["type"] == "COMPLETED", done["state"]
-        started = datetime.fromisoformat(done["start_time"].replace("Z", "+00:00"))
-        assert low - timedelta(seconds=15) <= started <= low + timedelta(seconds=60)
+def test_plan_deploy_worker_train(stack: LocalStack, tmp_path: Path) -> None:
+    daily = stack.deployment("plan-training", "daily")
+    assert daily["schedules"][0]["schedule"]["cron"] == "0 0 * * *"
+    assert daily["enforce_parameter_schema"] is True
+    assert stack.deployment("train-model", "default")["enforce_parameter_schema"] is True
 
-        summary = stack.latest_artifact("plan-summary")
-        record = stack.latest_artifact("emissions-e2e-job")
-        assert summary is not None and record is not None
-        rows = json.loads(summary["data"])
-        assert rows[0]["job"] == "e2e-job"
-        assert rows[0]["start_utc"] == f"{low:%Y-%m-%d %H:%M}"
-        assert rows[0]["forecast_g_per_kwh"] == 20.0
-        assert rows[0]["status"] == "scheduled"
-        assert "| energy |" in record["data"]
-        assert not list((tmp_path / "compute").glob("*.json"))  # compute released
+    now = datetime.now(UTC)
+    low = minute_trace(tmp_path / "traces", now)
+    planning = stack.run_deployment("plan-training", "daily", {
+        "jobs": [{"name": "e2e-job", "work": {"duration": "1m", "instance_type": "g5.xlarge"},
+                  "within": "10m", "regions": ["aws:eu-west-2"],
+                  "entrypoint": "carbonshift.examples.tiny_train:train"}],
+        "queue_file": None,
+        "now": now.isoformat(),
+        "config": {
+            "forecast": {"providers": ["replay"], "traces_dir": str(tmp_path / "traces"),
+                         "replay_as_of_now": False, "cache_dir": str(tmp_path / "cache")},
+            "training": {"checkpoint_store": str(tmp_path / "ckpt"),
+                         "compute_state_dir": str(tmp_path / "compute"),
+                         "options": {"steps": "300"},
+                         "forecast": {"providers": ["replay"],
+                                      "traces_dir": str(tmp_path / "traces"),
+                                      "replay_as_of_now": False}},
+        },
+    })
+    planned = stack.wait(planning, 180)
+    assert planned["state"]["type"] == "COMPLETED", planned["state"]
+
+    (training,) = stack.runs_tagged("carbonshift-job:e2e-job")
+    expected = datetime.fromisoformat(training["expected_start_time"].replace("Z", "+00:00"))
+    assert expected == low
+    done = stack.wait(training["id"], 240)
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    started = datetime.fromisoformat(done["start_time"].replace("Z", "+00:00"))
+    assert low - timedelta(seconds=15) <= started <= low + timedelta(seconds=60)
+
+    summary = stack.latest_artifact("plan-summary")
+    record = stack.latest_artifact("emissions-e2e-job")
+    assert summary is not None and record is not None
+    rows = json.loads(summary["data"])
+    assert rows[0]["job"] == "e2e-job"
+    assert rows[0]["start_utc"] == f"{low:%Y-%m-%d %H:%M}"
+    assert rows[0]["forecast_g_per_kwh"] == 20.0
+    assert rows[0]["status"] == "scheduled"
+    assert "| energy |" in record["data"]
+    assert not list((tmp_path / "compute").glob("*.json"))  # compute released
+
+
+def flow_processes() -> list[str]:
+    """Flow-run processes still alive (the worker runs each flow run in its own process)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "prefect.engine" in cmd or "tiny_train" in cmd:
+                found.append(cmd)
+    return found
+
+
+def test_cancelling_a_running_training_releases_compute(stack: LocalStack, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    minute_trace(tmp_path / "traces", now)
+    job = JobSpec.model_validate({"name": "e2e-cancel", "urgent": True, "within": "1h",
+                                  "work": {"duration": "10m", "instance_type": "g5.xlarge"},
+                                  "regions": ["aws:eu-west-2"],
+                                  "entrypoint": "carbonshift.examples.tiny_train:train"})
+    forecasts = read_traces(traces_in(tmp_path / "traces"))
+    (plan,) = plan_jobs([job], {"aws:eu-west-2": forecasts["GB"]}, now=now,
+                        catalog=default_catalog())
+    compute = tmp_path / "compute"
+    run_id = stack.run_deployment("train-model", "default", {
+        "job": job.model_dump(mode="json", by_alias=True), "plan": plan.model_dump(mode="json"),
+        "resume_from": None,
+        "config": {"checkpoint_store": str(tmp_path / "ckpt"), "compute_state_dir": str(compute),
+                   "options": {"steps": "1000000"},
+                   "forecast": {"providers": ["replay"], "traces_dir": str(tmp_path / "traces"),
+                                "replay_as_of_now": False}},
+    })
+    deadline = time.monotonic() + 120
+    while not list(compute.glob("*.json")):  # provisioned: training is under way
+        assert time.monotonic() < deadline, stack.api("GET", f"/flow_runs/{run_id}")["state"]
+        time.sleep(1)
+    stack.api("POST", f"/flow_runs/{run_id}/set_state",
+              {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
+    done = stack.wait(run_id, 120)
+    assert done["state"]["type"] == "CANCELLED", done["state"]
+    deadline = time.monotonic() + 30
+    while list(compute.glob("*.json")) or flow_processes():
+        assert time.monotonic() < deadline, (list(compute.glob("*.json")), flow_processes())
+        time.sleep(1)
