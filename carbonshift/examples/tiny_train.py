@@ -6,6 +6,9 @@ As an entrypoint: `carbonshift.examples.tiny_train:train` (receives a TrainingCo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from carbonshift.trainer import Harness
@@ -40,28 +43,37 @@ def build(
     return model, optimizer, scheduler
 
 
-def train(ctx: TrainingContext) -> TrainingOutcome:
-    steps = int(ctx.options.get("steps", "20000"))
-    seed = int(ctx.options.get("seed", "0"))
+def make_step(seed: int = 0) -> tuple[Callable[[int], None], Any, Any, Any, int]:
+    """One optimisation step per call, batch chosen by the step (the data position)."""
     torch.use_deterministic_algorithms(True)
     x, y = make_data(seed)
     model, optimizer, scheduler = build(seed)
     per_epoch = len(x) // BATCH
+
+    def step(k_global: int) -> None:
+        # Batch k of a per-epoch shuffle seeded by the epoch: resumable from the step alone.
+        epoch, k = divmod(k_global, per_epoch)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + epoch))
+        idx = order[k * BATCH : (k + 1) * BATCH]
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        scheduler.step()
+
+    return step, model, optimizer, scheduler, per_epoch
+
+
+def train(ctx: TrainingContext) -> TrainingOutcome:
+    steps = int(ctx.options.get("steps", "20000"))
+    step, model, optimizer, scheduler, per_epoch = make_step(int(ctx.options.get("seed", "0")))
     harness = Harness(
         model, optimizer, scheduler, context=ctx, total_steps=steps, steps_per_epoch=per_epoch
     )
     try:
         harness.resume()
-        for step in harness.steps():
-            # The step is the data position: batch k of a per-epoch shuffle seeded by the epoch.
-            epoch, k = divmod(step, per_epoch)
-            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + epoch))
-            idx = order[k * BATCH : (k + 1) * BATCH]
-            optimizer.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            scheduler.step()
+        for k in harness.steps():
+            step(k)
     finally:
         harness.close()
     assert harness.outcome is not None

@@ -1,0 +1,124 @@
+"""Training overhead: the example model's steps with and without the harness (periodic
+checkpoints written off the training thread), the grid monitor (its own thread, checking a
+replayed actual series) and the energy meter, in the same run.
+
+Prints one JSON object. Baseline and instrumented blocks alternate so that drift of the machine
+affects both alike; `overhead_fraction` is the median of the paired block ratios (instrumented
+block against the baseline block just before it). torch uses one thread in both arms.
+Checkpoints are written every CHECKPOINT_EVERY_S, far more often than the 30-minute default, so
+that their cost shows.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from carbonshift.checkpoint import CheckpointManager, LocalStore  # noqa: E402
+from carbonshift.energy import EstimateMeter, Sample  # noqa: E402
+from carbonshift.examples.tiny_train import make_step  # noqa: E402
+from carbonshift.monitor import MonitorRule, RunFacts, Watch  # noqa: E402
+from carbonshift.series import IntensitySeries, Signal  # noqa: E402
+from carbonshift.trainer import Harness  # noqa: E402
+from carbonshift.training import Progress, TrainingContext  # noqa: E402
+
+BLOCK_STEPS = 600
+ROUNDS = 20
+CHECKPOINT_EVERY_S = 0.5
+MONITOR_INTERVAL_S = 0.5
+
+
+def baseline_block(step, start: int) -> float:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    for k in range(start, start + BLOCK_STEPS):
+        step(k)
+    return (time.perf_counter() - t0) / BLOCK_STEPS
+
+
+def instrumented_block(step, model, optimizer, scheduler, start: int, folder: Path) -> tuple[float, int]:  # type: ignore[no-untyped-def]  # noqa: E501
+    manager = CountingManager(LocalStore(folder), "bench", keep=2)
+    ctx = TrainingContext(manager, checkpoint_every_s=CHECKPOINT_EVERY_S,
+                          on_progress=lambda p: _progress(p))
+    harness = Harness(model, optimizer, scheduler, context=ctx,
+                      total_steps=start + BLOCK_STEPS)
+    harness.step = start
+    now = time.time()
+    series = IntensitySeries(int(now) // 60 * 60 - 600, 60, np.full(120, 200.0), Signal.LCA,
+                             "bench")
+    done = threading.Event()
+    meter = EstimateMeter(300.0, time.time, "bench")
+    samples: list[Sample] = []
+    watch = Watch(series, lambda: RunFacts(now, now + 7200, 3600), lambda a, b: series,
+                  time.time, done.wait, MonitorRule(interval_s=MONITOR_INTERVAL_S, grace_s=0),
+                  on_tick=lambda t: samples.append(Sample(t, meter.read_j())))
+    monitor = threading.Thread(target=watch.run)
+    monitor.start()
+    t0 = time.perf_counter()
+    for k in harness.steps():
+        step(k)
+    elapsed = time.perf_counter() - t0
+    done.set()
+    monitor.join()
+    harness.close()
+    return elapsed / BLOCK_STEPS, manager.saves
+
+
+class CountingManager(CheckpointManager):
+    saves = 0
+
+    def save(self, step, parts, meta):  # type: ignore[no-untyped-def]
+        self.saves += 1
+        return super().save(step, parts, meta)
+
+
+def _progress(progress: Progress) -> None:
+    pass  # the flow's reporter updates an artifact every few seconds; this is the call cost
+
+
+def main() -> None:
+    global CHECKPOINT_EVERY_S
+    if len(sys.argv) > 1:  # e.g. `training_overhead.py 1800` for the default interval
+        CHECKPOINT_EVERY_S = float(sys.argv[1])
+    # One intra-op thread: less run-to-run noise on a 2-core machine, the same for both arms.
+    torch.set_num_threads(1)
+    step, model, optimizer, scheduler, _ = make_step(0)
+    for k in range(200):  # warm-up
+        step(k)
+    base, inst, written = [], [], 0
+    position = 200
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(ROUNDS):
+            base.append(baseline_block(step, position))
+            position += BLOCK_STEPS
+            per_step, n = instrumented_block(step, model, optimizer, scheduler, position,
+                                             Path(tmp) / str(r))
+            inst.append(per_step)
+            written += n
+            position += BLOCK_STEPS
+    b, i = statistics.median(base), statistics.median(inst)
+    # Paired: each instrumented block against the baseline block just before it.
+    paired = statistics.median(x / y - 1 for x, y in zip(inst, base, strict=True))
+    print(json.dumps({
+        "baseline_step_ms": round(b * 1000, 4),
+        "instrumented_step_ms": round(i * 1000, 4),
+        "overhead_fraction": round(paired, 4),
+        "overhead_of_medians": round(i / b - 1, 4),
+        "steps": BLOCK_STEPS * ROUNDS,
+        "checkpoint_every_s": CHECKPOINT_EVERY_S,
+        "checkpoints_written": written,
+        "monitor_interval_s": MONITOR_INTERVAL_S,
+    }))
+
+
+if __name__ == "__main__":
+    main()
