@@ -29,6 +29,7 @@ test: lint
 bench: setup
 	$(PY) benchmarks/planner.py
 	$(PY) benchmarks/backtest.py
+	$(PY) benchmarks/training_overhead.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
