@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from flows.local_stack import LocalStack
 
 PROJECT = Path(__file__).resolve().parents[1]
 QUEUE = "deployments/jobs.yaml"
+DEMO_STEPS = 8000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,12 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     home = PROJECT / ".carbonshift" / "prefect"
-    with LocalStack(PROJECT, home, api_url=os.environ.get("PREFECT_API_URL")) as stack:
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        shutil.rmtree(home, ignore_errors=True)  # a fresh demo database every time
+    with LocalStack(PROJECT, home, api_url=api_url) as stack:
         print(f"Prefect UI: {stack.ui_url}   (logs in {home / 'logs'})")
         print(
             "Deployed plan-training/daily and train-model/default; worker on carbonshift-process."
         )
-        planning = stack.run_deployment("plan-training", "daily", {"queue_file": QUEUE})
+        planning = stack.run_deployment(
+            "plan-training",
+            "daily",
+            {
+                "queue_file": QUEUE,
+                # The example model trains DEMO_STEPS steps: well under a minute per run here.
+                "config": {"training": {"options": {"steps": str(DEMO_STEPS)}}},
+            },
+        )
         print(f"Planning {QUEUE} on bundled 2023 traces replayed as of now ...")
         planned = stack.wait(planning, args.timeout)
         if planned["state"]["type"] != "COMPLETED":
@@ -80,7 +93,7 @@ def follow_urgent(stack: LocalStack, timeout_s: float) -> int:
     done = stack.wait(run["id"], timeout_s)
     state = done["state"]["type"]
     print(f"Urgent job {name}: {state}")
-    record = stack.latest_artifact(artifact_key("run", name))
+    record = stack.latest_artifact(artifact_key("emissions", name))
     if record is not None:
         print(record["data"])
     return 0 if state == "COMPLETED" else 1

@@ -50,8 +50,11 @@ def plan_training(
     queue = load_queue(queue_file, jobs)
     forecasts = fetch_forecasts(queue.jobs, now, config.forecast)
     plans = plan_queue(queue, forecasts, now)
+    training = config.training.model_dump(mode="json") if config.training else None
     scheduled = (
-        schedule_runs(plans, queue.jobs, config.training_deployment) if config.schedule else {}
+        schedule_runs(plans, queue.jobs, config.training_deployment, training)
+        if config.schedule
+        else {}
     )
     publish_plan_artifacts(plans, scheduled, forecasts, queue.jobs)
     return list(scheduled.values())

@@ -50,7 +50,7 @@ def train_model(
     reporter = ProgressReporter(job.name)
     try:
         ctx = TrainingContext(
-            checkpoints_for(job, config, resume_from),
+            checkpoints_for(job, config, resume_from, run_id),
             stop=stop,
             on_progress=reporter,
             checkpoint_every_s=config.checkpoint_every_s,

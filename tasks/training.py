@@ -90,9 +90,10 @@ def compute_for(config: TrainingConfig) -> LocalCompute:
 
 
 def checkpoints_for(
-    job: JobSpec, config: TrainingConfig, resume_from: str | None
+    job: JobSpec, config: TrainingConfig, resume_from: str | None, run_id: str
 ) -> CheckpointManager:
-    """The job's checkpoint folder; `resume_from` (a checkpoint URI) names it when given."""
+    """A fresh run checkpoints under `<store>/<job>/<run id>`; a resumed run continues in the
+    folder its `resume_from` checkpoint URI names (so yesterday's finished run never counts)."""
     if resume_from:
         path = Path(resume_from.removeprefix("file://"))
         if not (path / "MANIFEST.json").is_file():
@@ -100,8 +101,8 @@ def checkpoints_for(
         return CheckpointManager(
             LocalStore(path.parent.parent), path.parent.name, keep=config.keep_checkpoints
         )
-    root = Path(config.checkpoint_store.removeprefix("file://"))
-    return CheckpointManager(LocalStore(root), job.name, keep=config.keep_checkpoints)
+    root = Path(config.checkpoint_store.removeprefix("file://")) / job.name
+    return CheckpointManager(LocalStore(root), run_id, keep=config.keep_checkpoints)
 
 
 @task(cache_policy=NO_CACHE)

@@ -64,7 +64,13 @@ def config(tmp: Path, actual_traces: Path, **monitor: float) -> TrainingConfig:
 
 
 def latest_weights(root: Path, name: str) -> dict[str, torch.Tensor]:
-    found = CheckpointManager(LocalStore(root), name).latest()
+    """The newest checkpoint under root/name (a run's own folder, or a job's run folders)."""
+    found = None
+    for folder in [root / name, *sorted((root / name).glob("*"))]:
+        if folder.is_dir():
+            candidate = CheckpointManager(LocalStore(folder.parent), folder.name).latest()
+            if candidate is not None and (found is None or candidate.step > found.step):
+                found = candidate
     assert found is not None
     weights: dict[str, torch.Tensor] = torch.load(io.BytesIO(found.parts["model.pt"]),
                                                   weights_only=True)
@@ -93,6 +99,15 @@ def test_trains_watches_and_accounts(deployment: None, tmp_path: Path) -> None:
     assert "| energy |" in text and "estimate: 1 x A10G 300 W" in text
     assert "Intensity used: actual" in text
     assert latest_weights(tmp_path / "ckpt", "train-ok")  # the final checkpoint is there
+    # The same job again (tomorrow's run, say) trains afresh in its own folder.
+    again = train_model(spec, plan_for(spec, tmp_path / "fc", now), None,
+                        config(tmp_path, tmp_path / "fc"), return_state=True)
+    assert again.type == StateType.COMPLETED
+    runs = [d for d in (tmp_path / "ckpt" / "train-ok").iterdir() if d.is_dir()]
+    assert len(runs) == 2
+    for folder in runs:
+        first = CheckpointManager(LocalStore(folder.parent), folder.name).steps()
+        assert first[0] == STEPS
 
 
 def test_forecast_miss_reschedules_and_resumes_bit_exact(deployment: None, tmp_path: Path) -> None:
@@ -164,4 +179,4 @@ def test_command_entrypoint_in_the_flow(deployment: None, tmp_path: Path) -> Non
     state = train_model(spec, plan_for(spec, tmp_path / "fc", now), None,
                         config(tmp_path, tmp_path / "fc"), return_state=True)
     assert state.type == StateType.COMPLETED and state.name == "Completed", state.message
-    assert CheckpointManager(LocalStore(tmp_path / "ckpt"), "train-cmd").latest().step == STEPS  # type: ignore[union-attr]
+    assert latest_weights(tmp_path / "ckpt", "train-cmd")
