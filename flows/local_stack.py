@@ -113,7 +113,18 @@ class LocalStack:
     # -- talking to the server (plain REST, so this process needs no Prefect settings) ---------
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
+        # A fresh SQLite server answers 503 now and then while it is busy: try again briefly.
+        for attempt in range(10):
+            try:
+                response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
+            except httpx.TransportError:
+                if attempt == 9:
+                    raise
+                time.sleep(1)
+                continue
+            if response.status_code < 500 or attempt == 9:
+                break
+            time.sleep(1)
         if response.status_code >= 400:
             raise RuntimeError(f"{method} {path}: HTTP {response.status_code} {response.text}")
         return response.json()

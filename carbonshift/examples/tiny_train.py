@@ -46,6 +46,7 @@ def build(
 def make_step(seed: int = 0) -> tuple[Callable[[int], None], Any, Any, Any, int]:
     """One optimisation step per call, batch chosen by the step (the data position)."""
     torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)  # a small model: one thread each lets runs share a machine
     x, y = make_data(seed)
     model, optimizer, scheduler = build(seed)
     per_epoch = len(x) // BATCH

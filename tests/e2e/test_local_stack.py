@@ -70,6 +70,7 @@ def test_plan_deploy_worker_train(stack: LocalStack, tmp_path: Path) -> None:
     assert planned["state"]["type"] == "COMPLETED", planned["state"]
 
     (training,) = stack.runs_tagged("carbonshift-job:e2e-job")
+    assert training["parameters"]["config"]["options"] == {"steps": "300"}
     expected = datetime.fromisoformat(training["expected_start_time"].replace("Z", "+00:00"))
     assert expected == low
     done = stack.wait(training["id"], 240)
