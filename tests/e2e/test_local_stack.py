@@ -135,3 +135,69 @@ def test_cancelling_a_running_training_releases_compute(stack: LocalStack, tmp_p
     while list(compute.glob("*.json")) or flow_processes():
         assert time.monotonic() < deadline, (list(compute.glob("*.json")), flow_processes())
         time.sleep(1)
+
+
+def test_forecast_miss_reschedules_through_the_worker_and_ends_bit_exact(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """The plan says 100 g/kWh, the grid does 300: the run stops and is re-planned; the worker
+    resumes the rest from its checkpoint, and it ends with the weights of an uninterrupted run."""
+    import io
+
+    import torch
+
+    from carbonshift.checkpoint import CheckpointManager, LocalStore
+    from carbonshift.examples import tiny_train
+    from carbonshift.training import TrainingContext
+
+    now = datetime.now(UTC)
+    for name, value in (("planned", 100), ("actual", 300)):
+        folder = tmp_path / name
+        folder.mkdir()
+        start = now.replace(second=0, microsecond=0) - timedelta(minutes=5)
+        rows = ["timestamp,g_per_kwh"] + [
+            f"{start + timedelta(minutes=m):%Y-%m-%dT%H:%M:%S}Z,{value}" for m in range(180)]
+        (folder / "GB_minutes.csv").write_text("\n".join(rows) + "\n")
+    job = JobSpec.model_validate({"name": "e2e-miss", "urgent": True, "within": "2h",
+                                  "work": {"duration": "10m", "instance_type": "g5.xlarge"},
+                                  "regions": ["aws:eu-west-2"],
+                                  "entrypoint": "carbonshift.examples.tiny_train:train"})
+    planned = read_traces(traces_in(tmp_path / "planned"))["GB"]
+    (plan,) = plan_jobs([job], {"aws:eu-west-2": planned}, now=now, catalog=default_catalog())
+    steps = 6000
+    first_id = stack.run_deployment("train-model", "default", {
+        "job": job.model_dump(mode="json", by_alias=True), "plan": plan.model_dump(mode="json"),
+        "resume_from": None,
+        "config": {"checkpoint_store": str(tmp_path / "ckpt"),
+                   "compute_state_dir": str(tmp_path / "compute"),
+                   "options": {"steps": str(steps)},
+                   "monitor": {"interval_s": 2, "grace_s": 0, "window_s": 60},
+                   "forecast": {"providers": ["replay"], "traces_dir": str(tmp_path / "actual"),
+                                "replay_as_of_now": False,
+                                "cache_dir": str(tmp_path / "cache")}},
+    })
+    first = stack.wait(first_id, 180)
+    assert first["state"]["name"] == "Rescheduled", first["state"]
+    assert "above the forecast" in first["state"]["message"]
+    # The rest was re-planned on what the grid now does, so the resumed run carries on to the end.
+    (rest,) = stack.runs_tagged("carbonshift-job:e2e-miss")
+    assert rest["parameters"]["resume_from"].startswith("file://")
+    assert rest["parameters"]["config"]["replans"] == 1
+    done = stack.wait(rest["id"], 240)
+    assert done["state"]["name"] == "Completed", done["state"]
+
+    whole = TrainingContext(CheckpointManager(LocalStore(tmp_path / "whole"), "w"),
+                            options={"steps": str(steps)})
+    assert tiny_train.train(whole).completed
+
+    def weights(folder: Path, prefix: str) -> dict[str, torch.Tensor]:
+        found = CheckpointManager(LocalStore(folder), prefix).latest()
+        assert found is not None and found.step == steps
+        state: dict[str, torch.Tensor] = torch.load(io.BytesIO(found.parts["model.pt"]),
+                                                    weights_only=True)
+        return state
+
+    (run_folder,) = [d for d in (tmp_path / "ckpt" / "e2e-miss").iterdir() if d.is_dir()]
+    a, b = weights(tmp_path / "whole", "w"), weights(run_folder.parent, run_folder.name)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list((tmp_path / "compute").glob("*.json"))
