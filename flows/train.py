@@ -45,7 +45,7 @@ def train_model(
     run_id = str(flow_run.get_id() or "local")
     provision(run_id, plan, config)
     stop, done = threading.Event(), threading.Event()
-    meter = open_run_meter(plan, job)
+    meter = open_run_meter(plan)
     samples = [Sample(time.time(), meter.read_j())]
     reporter = ProgressReporter(job.name)
     try:

@@ -20,7 +20,7 @@ from carbonshift.artifacts import (
     svg_data_url,
 )
 from carbonshift.catalog import Region, default_catalog
-from carbonshift.job import JobSpec, JobSpecError, parse_jobs, resolve
+from carbonshift.job import JobSpec, JobSpecError, load_jobs, resolve
 from carbonshift.plan import Plan
 from carbonshift.planner import plan_jobs
 from carbonshift.providers import Served
@@ -42,10 +42,7 @@ def load_queue(queue_file: str | None, jobs: list[JobSpec] | None) -> Queue:
     found: list[JobSpec] = []
     errors: list[JobSpecError] = []
     if queue_file:
-        import yaml
-
-        raw = yaml.safe_load(Path(queue_file).read_text(encoding="utf-8"))
-        parsed = parse_jobs(raw, queue_file)
+        parsed = load_jobs(Path(queue_file))
         found += parsed.jobs
         errors += parsed.errors
     names = {j.name for j in found}

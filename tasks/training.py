@@ -29,7 +29,7 @@ from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import CheckpointManager, LocalStore
 from carbonshift.compute import LocalCompute
 from carbonshift.energy import Accounting, Sample, account, open_meter
-from carbonshift.job import JobSpec
+from carbonshift.job import JobSpec, WorkGpuHours, WorkOnInstance
 from carbonshift.monitor import Assessment, MonitorRule, RunFacts, Watch
 from carbonshift.plan import Plan
 from carbonshift.planner import plan_jobs
@@ -359,7 +359,7 @@ def publish_emissions(
     return acc
 
 
-def open_run_meter(plan: Plan, job: JobSpec) -> Any:
+def open_run_meter(plan: Plan) -> Any:
     assert plan.chosen is not None and plan.explanation is not None
     power_w = plan.chosen.energy_kwh * 1000 / (plan.chosen.duration_s / 3600)
     return open_meter(
@@ -369,8 +369,6 @@ def open_run_meter(plan: Plan, job: JobSpec) -> Any:
 
 def remaining_job(job: JobSpec, plan: Plan, outcome: TrainingOutcome, now: datetime) -> JobSpec:
     """The rest of the work, from now to the same deadline, plus one resume overhead."""
-    from carbonshift.job import WorkGpuHours, WorkOnInstance
-
     left = 1.0 - outcome.fraction_done
     overhead_h = job.resume_overhead_s / 3600
     work: WorkOnInstance | WorkGpuHours
