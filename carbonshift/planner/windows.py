@@ -1,9 +1,9 @@
 """Vectorised window maths shared by the planner and the backtest.
 
 `window_means` gives, for every grid start, the time-weighted mean over a run of a given duration
-(the last step counts in proportion to its overlap). `best_in_ranges` answers "lowest mean with
+(the last step counts in proportion to its overlap). `RangeArgmin` answers "lowest mean with
 start in [lo, hi], earliest on ties" for many jobs at once with a sparse table, so each query is
-O(1) after an O(S log S) build per duration.
+O(1) after an O(S log S) build; `WindowSearch` picks it or a direct gather per duration.
 """
 
 from __future__ import annotations
@@ -24,27 +24,36 @@ def window_means(values: FloatArray, step_s: int, duration_s: float) -> FloatArr
     The result has the same shape as `values`; starts whose run leaves the data or touches a NaN
     (no forecast there) are NaN.
     """
-    if duration_s <= 0:
-        raise ValueError("duration_s must be > 0")
-    n = values.shape[-1]
-    m, frac = _split(duration_s, step_s)
-    steps_needed = m + (1 if frac > 0 else 0)
-    out = np.full(values.shape, np.nan)
-    if steps_needed > n:
+    return _Prefix(values).means(step_s, duration_s)
+
+
+class _Prefix:
+    """Prefix sums of values (NaN as 0) and of NaN counts along the last axis: any window's
+    mean in O(1), for as many durations as asked."""
+
+    def __init__(self, values: FloatArray) -> None:
+        missing = np.isnan(values)
+        self.clean = np.where(missing, 0.0, values)
+        zeros = np.zeros((*values.shape[:-1], 1))
+        self.csum = np.concatenate([zeros, np.cumsum(self.clean, axis=-1)], axis=-1)
+        self.holes = np.concatenate([zeros, np.cumsum(missing, axis=-1)], axis=-1)
+
+    def means(self, step_s: int, duration_s: float) -> FloatArray:
+        if duration_s <= 0:
+            raise ValueError("duration_s must be > 0")
+        n = self.clean.shape[-1]
+        m, frac = _split(duration_s, step_s)
+        steps_needed = m + (1 if frac > 0 else 0)
+        out = np.full(self.clean.shape, np.nan)
+        starts = n - steps_needed + 1
+        if starts <= 0:
+            return out
+        total = self.csum[..., m : m + starts] - self.csum[..., :starts]
+        if frac > 0:
+            total = total + frac * self.clean[..., m : m + starts]
+        touched = self.holes[..., steps_needed : steps_needed + starts] - self.holes[..., :starts]
+        out[..., :starts] = np.where(touched > 0, np.nan, total / (m + frac))
         return out
-    missing = np.isnan(values)
-    clean = np.where(missing, 0.0, values)
-    zeros = np.zeros((*values.shape[:-1], 1))
-    csum = np.concatenate([zeros, np.cumsum(clean, axis=-1)], axis=-1)
-    holes = np.concatenate([zeros, np.cumsum(missing, axis=-1)], axis=-1)
-    starts = n - steps_needed + 1
-    total = csum[..., m : m + starts] - csum[..., :starts]
-    if frac > 0:
-        total = total + frac * clean[..., m : m + starts]
-    touched = holes[..., steps_needed : steps_needed + starts] - holes[..., :starts]
-    means = total / (m + frac)
-    out[..., :starts] = np.where(touched > 0, np.nan, means)
-    return out
 
 
 def lowest_steps_mean(values: FloatArray, steps: float) -> FloatArray:
@@ -116,29 +125,13 @@ class WindowSearch:
     """
 
     def __init__(self, values: FloatArray, step_s: int, valid_start: npt.NDArray[np.bool_]) -> None:
-        self.values = values
         self.step_s = step_s
         self.valid_start = valid_start
-        missing = np.isnan(values)
-        self._clean = np.where(missing, 0.0, values)
-        zeros = np.zeros((values.shape[0], 1))
-        self._csum = np.concatenate([zeros, np.cumsum(self._clean, axis=1)], axis=1)
-        self._holes = np.concatenate([zeros, np.cumsum(missing, axis=1)], axis=1)
+        self._prefix = _Prefix(values)
 
     def means(self, duration_s: float) -> FloatArray:
         """`window_means` of every row, NaN where a start is not one of the row's own points."""
-        rows, n = self.values.shape
-        m, frac = _split(duration_s, self.step_s)
-        steps_needed = m + (1 if frac > 0 else 0)
-        out = np.full((rows, n), np.nan)
-        starts = n - steps_needed + 1
-        if starts <= 0:
-            return out
-        total = self._csum[:, m : m + starts] - self._csum[:, :starts]
-        if frac > 0:
-            total = total + frac * self._clean[:, m : m + starts]
-        touched = self._holes[:, steps_needed : steps_needed + starts] - self._holes[:, :starts]
-        out[:, :starts] = np.where(touched > 0, np.nan, total / (m + frac))
+        out = self._prefix.means(self.step_s, duration_s)
         out[~self.valid_start] = np.nan
         return out
 
