@@ -16,6 +16,7 @@ from carbonshift.providers import (
     Credentials,
     ForecastCache,
     ForecastUnavailable,
+    ProviderChain,
     ProviderSettings,
     Served,
     build_chain,
@@ -43,6 +44,18 @@ class ForecastConfig(BaseModel):
     cache_dir: str | None = Field(default=None, description="forecast cache folder")
     traces_dir: str | None = Field(default=None, description="replay: folder of CSV traces")
     replay_as_of_now: bool = Field(default=True, description="replay: shift traces onto today")
+
+    def chain(self, cache: ForecastCache | None = None) -> ProviderChain:
+        """The configured provider chain, credentials from the environment or Secret blocks."""
+        settings = ProviderSettings(
+            credentials=load_credentials(),
+            catalog=default_catalog(),
+            base_urls=self.base_urls,
+            signal=self.signal,
+            replay_as_of_now=self.replay_as_of_now,
+            traces_dir=Path(self.traces_dir) if self.traces_dir else None,
+        )
+        return build_chain(self.providers, settings, cache)
 
 
 def load_credentials() -> Credentials:
@@ -82,16 +95,8 @@ def fetch_forecast(
     answered and the chain has no static provider."""
     logger = get_run_logger()
     catalog = default_catalog()
-    settings = ProviderSettings(
-        credentials=load_credentials(),
-        catalog=catalog,
-        base_urls=config.base_urls,
-        signal=config.signal,
-        replay_as_of_now=config.replay_as_of_now,
-        traces_dir=Path(config.traces_dir) if config.traces_dir else None,
-    )
     cache = ForecastCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir())
-    chain = build_chain(config.providers, settings, cache)
+    chain = config.chain(cache)
     try:
         served = chain.forecast(catalog.region(region_key), start, end)
     except ForecastUnavailable as e:

@@ -33,10 +33,10 @@ from carbonshift.job import JobSpec, WorkGpuHours, WorkOnInstance
 from carbonshift.monitor import Assessment, MonitorRule, RunFacts, Watch
 from carbonshift.plan import Plan
 from carbonshift.planner import plan_jobs
-from carbonshift.providers import ForecastUnavailable, ProviderSettings, build_chain
+from carbonshift.providers import ForecastUnavailable
 from carbonshift.series import IntensitySeries, Signal
 from carbonshift.training import Progress, TrainingContext, TrainingOutcome
-from tasks.forecasts import ForecastConfig, load_credentials
+from tasks.forecasts import ForecastConfig
 from tasks.planning import fetch_forecasts
 from tasks.scheduling import reschedule_remaining
 
@@ -234,15 +234,7 @@ def planned_series(plan: Plan) -> IntensitySeries | None:
 
 def actuals_fetcher(plan: Plan, config: TrainingConfig) -> Any:
     assert plan.chosen is not None
-    settings = ProviderSettings(
-        credentials=load_credentials(),
-        catalog=default_catalog(),
-        base_urls=config.forecast.base_urls,
-        signal=config.forecast.signal,
-        replay_as_of_now=config.forecast.replay_as_of_now,
-        traces_dir=Path(config.forecast.traces_dir) if config.forecast.traces_dir else None,
-    )
-    chain = build_chain(config.forecast.providers, settings)
+    chain = config.forecast.chain()
     region = default_catalog().region(plan.chosen.region)
 
     def fetch(start_s: float, end_s: float) -> IntensitySeries | None:

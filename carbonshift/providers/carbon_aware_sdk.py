@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import httpx
@@ -17,7 +17,7 @@ import httpx
 from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse
 from carbonshift.providers.http import JsonApi, RetryPolicy
-from carbonshift.providers.points import clip, instant, number, series_from_points
+from carbonshift.providers.points import clip, instant, iso_seconds, number, series_from_points
 from carbonshift.series import IntensitySeries, Signal
 from carbonshift.units import g_per_kwh_from_lbs_per_mwh
 
@@ -49,8 +49,8 @@ class CarbonAwareSdk:
             "emissions/forecasts/current",
             params={
                 "location": zone,
-                "dataStartAt": _iso(start),
-                "dataEndAt": _iso(end),
+                "dataStartAt": iso_seconds(start),
+                "dataEndAt": iso_seconds(end),
             },
         )
         if not isinstance(body, list) or not body or not isinstance(body[0], dict):
@@ -73,8 +73,8 @@ class CarbonAwareSdk:
             "emissions/bylocation",
             params={
                 "location": zone,
-                "time": _iso(start),
-                "toTime": _iso(end),
+                "time": iso_seconds(start),
+                "toTime": iso_seconds(end),
             },
         )
         if not isinstance(body, list):
@@ -123,7 +123,3 @@ def _timespan_s(text: object) -> int | None:
         return None
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return int(timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds())
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

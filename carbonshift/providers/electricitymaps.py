@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse, ProviderRejected
 from carbonshift.providers.http import JsonApi, RetryPolicy
-from carbonshift.providers.points import clip, instant, number, series_from_points
+from carbonshift.providers.points import clip, instant, iso_seconds, number, series_from_points
 from carbonshift.series import IntensitySeries, Signal
 
 BASE_URL = "https://api.electricitymap.org/v3"
@@ -65,7 +65,7 @@ class ElectricityMaps:
         if start >= self._clock() - HISTORY_SPAN:
             items = _list(self.name, self._get("carbon-intensity/history", zone), "history")
         else:
-            window = {"start": _iso(start), "end": _iso(end)}
+            window = {"start": iso_seconds(start), "end": iso_seconds(end)}
             items = _list(self.name, self._get("carbon-intensity/past-range", zone, window), "data")
         return clip(self.name, self._series(zone, items), start, end)
 
@@ -114,7 +114,3 @@ def _list(provider: str, body: Any, key: str) -> list[Any]:
         raise ProviderBadResponse(provider, f"response has no '{key}' list")
     items: list[Any] = body[key]
     return items
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

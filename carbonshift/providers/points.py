@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from carbonshift.providers.base import ProviderBadResponse
 from carbonshift.series import ALLOWED_STEPS_S, IntensitySeries, SeriesError, Signal
@@ -96,3 +96,8 @@ def _split_steps(
     parts = step_s // target
     split = [(t + timedelta(seconds=target * k), v) for t, v in known for k in range(parts)]
     return split, target
+
+
+def iso_seconds(moment: datetime) -> str:
+    """UTC to the second with a `Z`, as the Electricity Maps and Carbon Aware SDK APIs take it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
