@@ -1,9 +1,10 @@
 """The vectorised core: best start for every (job, region, instance type) row at once.
 
 A row's candidate starts are the job's earliest start and every point of the region's forecast
-after it, up to `deadline - duration`. Because energy and cost do not depend on the start, the
-best start of a row is the one with the lowest time-weighted mean intensity; the objective
-(emissions, or cost + carbon price) only ranks rows against each other.
+after it, up to `deadline - duration`, wherever the points fall (:00, :30, :07, any second) and
+wherever the earliest start falls between them. Because energy and cost do not depend on the
+start, the best start of a row is the one with the lowest time-weighted mean intensity; the
+objective (emissions, or cost + carbon price) only ranks rows against each other.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def best_starts(grid: ForecastGrid | None, rows: Rows) -> Starts:
     search = np.flatnonzero(has & rows.search)
     lo_idx = grid.index_after(e[search])
     hi_idx = grid.index_at_or_before(rows.deadline_s[search] - d[search])
-    finder = WindowSearch(grid.values, grid.step_s, grid.starts)
+    finder = WindowSearch(grid.values, grid.edges_s, grid.starts)
     durations, groups = np.unique(d[search], return_inverse=True)
     order = np.argsort(groups, kind="stable")
     bounds = np.searchsorted(groups[order], np.arange(len(durations) + 1))
@@ -84,6 +85,6 @@ def best_starts(grid: ForecastGrid | None, rows: Rows) -> Starts:
         )
         better = key < key_e[target]  # ties keep the earlier start: the earliest start
         chosen = target[better]
-        start[chosen] = grid.origin_s + grid.step_s * idx[better]
+        start[chosen] = grid.times_s[idx[better]]
         mean[chosen] = exact[better]
     return Starts(start, mean, coverage)

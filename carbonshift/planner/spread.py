@@ -14,7 +14,6 @@ import numpy as np
 
 from carbonshift.catalog import Catalog
 from carbonshift.plan import Explanation, Plan, Slot
-from carbonshift.planner.windows import WindowSearch
 from carbonshift.units import from_epoch_s
 
 if TYPE_CHECKING:
@@ -95,7 +94,7 @@ def _best_start(table: RowTable, rows: np.ndarray, k: int) -> tuple[float, list[
     spec = job.spec
     duration = float(table.rows.duration_s[rows[0]])
     regions = table.rows.region_row[rows]
-    means = WindowSearch(grid.values[regions], grid.step_s, grid.starts[regions]).means(duration)
+    means = grid.means(duration)[regions]
     lo = max(0, int(grid.index_at_or_before(job.earliest_s - 1)) + 1)
     hi = int(grid.index_at_or_before(job.deadline_s - duration))
     if hi < lo:

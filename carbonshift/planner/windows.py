@@ -1,9 +1,11 @@
 """Vectorised window maths shared by the planner and the backtest.
 
 `window_means` gives, for every grid start, the time-weighted mean over a run of a given duration
-(the last step counts in proportion to its overlap). `RangeArgmin` answers "lowest mean with
-start in [lo, hi], earliest on ties" for many jobs at once with a sparse table, so each query is
-O(1) after an O(S log S) build; `WindowSearch` picks it or a direct gather per duration.
+(the last step counts in proportion to its overlap); `window_means_on` does the same on a time
+axis of uneven columns (the planner's axis for series with different offsets). `RangeArgmin`
+answers "lowest mean with start in [lo, hi], earliest on ties" for many jobs at once with a sparse
+table, so each query is O(1) after an O(S log S) build; `WindowSearch` picks it or a direct
+gather per duration.
 """
 
 from __future__ import annotations
@@ -27,16 +29,61 @@ def window_means(values: FloatArray, step_s: int, duration_s: float) -> FloatArr
     return _Prefix(values).means(step_s, duration_s)
 
 
+def window_means_on(values: FloatArray, edges_s: IntArray, duration_s: float) -> FloatArray:
+    """`window_means` for columns `[edges_s[c], edges_s[c + 1])` of any widths: the mean over
+    `[edges_s[c], edges_s[c] + duration_s)` of the step function the columns hold."""
+    return _Prefix(values, edges_s).window(duration_s)
+
+
+def regular_step(edges_s: IntArray) -> int | None:
+    """The common width of the columns, or None when they differ."""
+    widths = np.diff(edges_s)
+    if len(widths) and np.all(widths == widths[0]):
+        return int(widths[0])
+    return None
+
+
 class _Prefix:
     """Prefix sums of values (NaN as 0) and of NaN counts along the last axis: any window's
-    mean in O(1), for as many durations as asked."""
+    mean in O(1), for as many durations as asked. With `edges_s`, columns may have any widths."""
 
-    def __init__(self, values: FloatArray) -> None:
+    def __init__(self, values: FloatArray, edges_s: IntArray | None = None) -> None:
         missing = np.isnan(values)
         self.clean = np.where(missing, 0.0, values)
         zeros = np.zeros((*values.shape[:-1], 1))
-        self.csum = np.concatenate([zeros, np.cumsum(self.clean, axis=-1)], axis=-1)
         self.holes = np.concatenate([zeros, np.cumsum(missing, axis=-1)], axis=-1)
+        self.edges_s = edges_s
+        self.step_s = None if edges_s is None else regular_step(edges_s)
+        if edges_s is None or self.step_s is not None:
+            self.csum = np.concatenate([zeros, np.cumsum(self.clean, axis=-1)], axis=-1)
+        else:  # uneven columns: integrate value x width (g/kWh x s)
+            widths = np.diff(edges_s).astype(np.float64)
+            self.csum = np.concatenate([zeros, np.cumsum(self.clean * widths, axis=-1)], axis=-1)
+
+    def window(self, duration_s: float) -> FloatArray:
+        """Window means on this prefix's own axis (`edges_s` given)."""
+        assert self.edges_s is not None
+        if self.step_s is not None:
+            return self.means(self.step_s, duration_s)
+        if duration_s <= 0:
+            raise ValueError("duration_s must be > 0")
+        edges = self.edges_s
+        out = np.full(self.clean.shape, np.nan)
+        ends = edges[:-1] + duration_s
+        fits = np.flatnonzero(ends <= edges[-1])
+        if len(fits) == 0:
+            return out
+        # Columns [c, stop) are touched; the last one, stop - 1, only up to the end of the run.
+        stop = np.searchsorted(edges, ends[fits], side="left")
+        last = stop - 1
+        total = (
+            self.csum[..., last]
+            - self.csum[..., fits]
+            + self.clean[..., last] * (ends[fits] - edges[last])
+        )
+        touched = self.holes[..., stop] - self.holes[..., fits]
+        out[..., fits] = np.where(touched > 0, np.nan, total / duration_s)
+        return out
 
     def means(self, step_s: int, duration_s: float) -> FloatArray:
         if duration_s <= 0:
@@ -117,21 +164,25 @@ class RangeArgmin:
 
 
 class WindowSearch:
-    """Best start per row for many durations over one grid of values (regions x steps).
+    """Best start per row for many durations over one axis of values (regions x columns).
 
     Prefix sums are computed once. Per duration, a small group of rows is answered by gathering
     each row's candidate range directly; a large group builds a `RangeArgmin` table instead,
-    whichever touches fewer values.
+    whichever touches fewer values. The axis is a regular step or the columns' edges.
     """
 
-    def __init__(self, values: FloatArray, step_s: int, valid_start: npt.NDArray[np.bool_]) -> None:
-        self.step_s = step_s
+    def __init__(
+        self, values: FloatArray, axis: int | IntArray, valid_start: npt.NDArray[np.bool_]
+    ) -> None:
         self.valid_start = valid_start
-        self._prefix = _Prefix(values)
+        if isinstance(axis, int | np.integer):
+            n = values.shape[-1]
+            axis = int(axis) * np.arange(n + 1, dtype=np.int64)
+        self._prefix = _Prefix(values, np.asarray(axis, dtype=np.int64))
 
     def means(self, duration_s: float) -> FloatArray:
-        """`window_means` of every row, NaN where a start is not one of the row's own points."""
-        out = self._prefix.means(self.step_s, duration_s)
+        """Window means of every row, NaN where a start is not one of the row's own points."""
+        out = self._prefix.window(duration_s)
         out[~self.valid_start] = np.nan
         return out
 

@@ -1,0 +1,102 @@
+"""The planner against awkward inputs: series off the hour, `now` between points, mixed signals,
+free carbon with cost ties."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from carbonshift.backtest import backtest
+from carbonshift.catalog import Catalog
+from carbonshift.planner import plan_jobs
+from carbonshift.planner.grid import ForecastGrid
+from carbonshift.planner.windows import window_means, window_means_on
+from carbonshift.series import IntensitySeries
+from tests.helpers import T0, job, series_at
+
+FRANKFURT = "aws:eu-central-1"
+LONDON = "aws:eu-west-2"
+# Two days of an hourly shape with a clean afternoon: a 4 h job can save a lot by waiting.
+DAY = [400, 410, 420, 430, 420, 400, 380, 300, 200, 120, 80, 60,
+       60, 80, 120, 200, 300, 380, 420, 440, 450, 440, 430, 410]  # fmt: skip
+OFFSETS_S = [0, 30 * 60, 7 * 60, 7 * 60 + 13, 3599]
+
+
+def _hourly(offset_s: int, zone: str = "DE") -> IntensitySeries:
+    return series_at(DAY * 2, start=T0 + timedelta(seconds=offset_s), step_min=60, zone=zone)
+
+
+@pytest.mark.parametrize("offset_s", OFFSETS_S)
+@pytest.mark.parametrize("now_after_s", [0, 20 * 60, 61])
+def test_plan_savings_do_not_depend_on_the_grid_offset(
+    catalog: Catalog, offset_s: int, now_after_s: int
+) -> None:
+    # Seen on main: points on :30 or :07 gave "start now, 0% saved"; on :00, the clean afternoon.
+    now = T0 + timedelta(seconds=offset_s + now_after_s)
+    spec = job(
+        work={"duration": "4h", "instance_type": "g5.xlarge"},
+        earliest_start=None,
+        deadline=now + timedelta(hours=28),
+        regions=[FRANKFURT],
+    )
+    (plan,) = plan_jobs([spec], {FRANKFURT: _hourly(offset_s)}, now=now, catalog=catalog)
+    assert plan.chosen is not None and plan.explanation is not None
+    assert plan.chosen.start == T0 + timedelta(seconds=offset_s, hours=10)
+    assert plan.chosen.mean_g_per_kwh == pytest.approx(70.0)
+    assert plan.explanation.savings_fraction > 0.8
+
+
+@pytest.mark.parametrize("offset_s", OFFSETS_S)
+def test_backtest_savings_do_not_depend_on_the_grid_offset(offset_s: int) -> None:
+    on_hour = backtest([_hourly(0)], duration_s=4 * 3600, slack_s=12 * 3600)
+    shifted = backtest([_hourly(offset_s)], duration_s=4 * 3600, slack_s=12 * 3600)
+    assert shifted["jobs"] == on_hour["jobs"]
+    for name in ("now", "window", "interruptible"):
+        assert shifted["policies"][name] == pytest.approx(on_hour["policies"][name])
+    assert shifted["policies"]["window"]["savings"] > 0.2
+
+
+def test_each_region_starts_on_its_own_points_whatever_the_others_offsets(
+    catalog: Catalog,
+) -> None:
+    # London's points sit on :00, Frankfurt's on :07:13; each is tried at its own points only.
+    frankfurt = _hourly(7 * 60 + 13, zone=FRANKFURT)
+    london = series_at([500.0] * 48, step_min=60, zone=LONDON)
+    spec = job(
+        work={"duration": "4h", "instance_type": "g5.xlarge"},
+        earliest_start=T0,
+        deadline=T0 + timedelta(hours=30),
+        regions=[LONDON, FRANKFURT],
+    )
+    (plan,) = plan_jobs([spec], {LONDON: london, FRANKFURT: frankfurt}, now=T0, catalog=catalog)
+    assert plan.chosen is not None
+    assert plan.chosen.region == FRANKFURT
+    assert plan.chosen.start == T0 + timedelta(hours=10, minutes=7, seconds=13)
+    assert plan.chosen.mean_g_per_kwh == pytest.approx(70.0)
+
+
+def test_grid_of_offset_series_holds_each_value_exactly() -> None:
+    a = series_at([1.0, 2.0, 3.0], step_min=60, zone="A")
+    b = series_at([10.0, 20.0], start=T0 + timedelta(minutes=7), step_min=60, zone="B")
+    grid = ForecastGrid.build([a, b])
+    minutes = (grid.edges_s - int(T0.timestamp())) // 60
+    assert minutes.tolist() == [0, 7, 60, 67, 120, 127, 180]
+    assert np.array_equal(grid.values[0], [1, 1, 2, 2, 3, 3])
+    assert np.array_equal(grid.values[1], [np.nan, 10, 10, 20, 20, np.nan], equal_nan=True)
+    assert grid.starts[0].tolist() == [True, False, True, False, True, False]
+    assert grid.starts[1].tolist() == [False, True, False, True, False, False]
+
+
+def test_uneven_window_means_match_the_regular_ones() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 500, (3, 40)).astype(float)
+    edges = 300 * np.arange(41, dtype=np.int64)
+    # Split every column in two uneven halves: the same step function on an uneven axis.
+    fine_edges = np.unique(np.concatenate([edges, edges[:-1] + 7]))
+    fine = np.repeat(values, 2, axis=1)
+    for duration in (60.0, 300.0, 421.0, 3000.0):
+        regular = window_means(values, 300, duration)
+        uneven = window_means_on(fine, fine_edges, duration)[:, ::2]
+        assert np.allclose(regular, uneven, equal_nan=True)
