@@ -144,10 +144,18 @@ def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySerie
     )
 
 
+# Objectives equal up to float noise (kg or $) are ties, broken by emissions.
+OBJECTIVE_DECIMALS = 9
+
+
 def ranked_rows(table: RowTable, j: int) -> list[int]:
-    """Rows of job j, allowed first, by objective; ties keep the candidate order (home first)."""
+    """Rows of job j, allowed first, by objective; ties go to the lower emissions (a cost
+    objective with a free carbon price ties every region on one instance type), then keep the
+    candidate order (home first)."""
     rows = np.flatnonzero(table.rows.job == j)
-    order = np.lexsort((rows, table.objective[rows], ~table.allowed[rows]))
+    objective = np.round(table.objective[rows], OBJECTIVE_DECIMALS)
+    emissions = np.round(table.emissions_kg[rows], OBJECTIVE_DECIMALS)
+    order = np.lexsort((rows, emissions, objective, ~table.allowed[rows]))
     return [int(r) for r in rows[order]]
 
 

@@ -100,3 +100,22 @@ def test_uneven_window_means_match_the_regular_ones() -> None:
         regular = window_means(values, 300, duration)
         uneven = window_means_on(fine, fine_edges, duration)[:, ::2]
         assert np.allclose(regular, uneven, equal_nan=True)
+
+
+def test_free_carbon_cost_ties_go_to_the_cleaner_region(catalog: Catalog) -> None:
+    # Seen on main: objective cost with carbon price 0 kept the first (dirtier) region on a tie.
+    dirty = series_at([800.0] * 24, step_min=60, zone=LONDON)
+    clean = series_at([50.0] * 24, step_min=60, zone=FRANKFURT)
+    spec = job(
+        work={"duration": "2h", "instance_type": "g5.xlarge"},
+        deadline=T0 + timedelta(hours=12),
+        regions=[LONDON, FRANKFURT],
+        objective="cost",
+        carbon_price_usd_per_t=0,
+    )
+    (plan,) = plan_jobs([spec], {LONDON: dirty, FRANKFURT: clean}, now=T0, catalog=catalog)
+    assert plan.chosen is not None and plan.explanation is not None
+    assert plan.chosen.cost_usd == plan.alternatives[1].cost_usd
+    assert plan.chosen.region == FRANKFURT
+    assert plan.explanation.runner_up is not None
+    assert plan.explanation.runner_up.region == LONDON

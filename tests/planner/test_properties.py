@@ -149,3 +149,16 @@ def test_adding_a_region_never_makes_it_worse(scenario, keep: int) -> None:  # t
     )
     more = _plan(spec, forecasts, now)
     assert more.chosen.objective <= fewer.chosen.objective + 1e-9
+
+
+@SETTINGS
+@given(scenarios(max_regions=4), st.sampled_from([0.0, 1e-12]))
+def test_cost_ties_go_to_the_lowest_emissions(scenario, price: float) -> None:  # type: ignore[no-untyped-def]
+    # One instance type costs the same in every region: with a (near-)free carbon price every
+    # candidate ties on cost, and the cleanest must win, not the first listed.
+    spec, forecasts, now = scenario
+    spec = spec.model_copy(update={"objective": "cost", "carbon_price_usd_per_t": price})
+    plan = _plan(spec, forecasts, now)
+    cheapest = min(round(s.cost_usd, 9) for s in plan.alternatives)
+    tied = [s for s in plan.alternatives if round(s.cost_usd, 9) == cheapest]
+    assert plan.chosen.emissions_kg == pytest.approx(min(s.emissions_kg for s in tied), abs=1e-12)
