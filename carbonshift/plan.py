@@ -51,6 +51,11 @@ class Explanation(BaseModel):
     now_home: Slot = Field(description="starting at once in the home region (first candidate)")
     savings_kg: float
     savings_fraction: float
+    savings_comparable: bool = Field(
+        default=True,
+        description="False when the home baseline is on another signal than the plan (e.g. a "
+        "life-cycle annual mean against a MOER forecast): savings are then 0, not claimed",
+    )
     energy_estimate: str = Field(description="GPUs x board power x utilisation x PUE x hours")
     forecast_source: str
 

@@ -18,10 +18,12 @@ from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments, plan_interruptible
 from carbonshift.planner.spread import plan_spread
 from carbonshift.planner.static import STATIC_SOURCE, static_start_s
-from carbonshift.series import IntensitySeries
+from carbonshift.series import IntensitySeries, Signal
 from carbonshift.units import from_epoch_s
 
 FloatArray = npt.NDArray[np.float64]
+# The catalog's annual means (the static fallback) are life-cycle intensities.
+STATIC_SIGNAL = Signal.LCA
 
 
 def forecasts_for(
@@ -48,6 +50,16 @@ class RowTable:
     allowed: npt.NDArray[np.bool_]
     segments: dict[int, Segments]
     grid: ForecastGrid | None
+    # One signal per job: its forecasts' signal when any of its rows has a forecast, else the
+    # static fallback's. Rows on another signal (static rows next to MOER or direct forecasts)
+    # are not comparable: they are reported, never ranked.
+    job_signal: tuple[str, ...]
+    comparable: npt.NDArray[np.bool_]
+
+    def signal_of(self, i: int) -> str:
+        if self.static[i] or self.grid is None:
+            return STATIC_SIGNAL.value
+        return self.grid.signal.value
 
 
 def plan_jobs(
@@ -127,6 +139,12 @@ def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySerie
     budget = per_row([j.spec.carbon_budget_kg or np.inf for j in jobs], np.float64)
     cap = per_row([j.spec.cost_cap_usd or np.inf for j in jobs], np.float64)
     allowed = (emissions <= budget) & (cost <= cap)
+    forecast_signal = grid.signal.value if grid is not None else STATIC_SIGNAL.value
+    has_forecast = np.zeros(len(jobs), dtype=np.bool_)
+    np.logical_or.at(has_forecast, job_idx, ~static)
+    job_signal = tuple(forecast_signal if f else STATIC_SIGNAL.value for f in has_forecast)
+    row_signal = np.where(static, STATIC_SIGNAL.value, forecast_signal)
+    comparable = row_signal == np.array(job_signal, dtype=object)[job_idx]
     return RowTable(
         list(jobs),
         candidates,
@@ -141,6 +159,8 @@ def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySerie
         allowed,
         segments,
         grid,
+        job_signal,
+        np.asarray(comparable, dtype=np.bool_),
     )
 
 
@@ -149,10 +169,10 @@ OBJECTIVE_DECIMALS = 9
 
 
 def ranked_rows(table: RowTable, j: int) -> list[int]:
-    """Rows of job j, allowed first, by objective; ties go to the lower emissions (a cost
-    objective with a free carbon price ties every region on one instance type), then keep the
-    candidate order (home first)."""
-    rows = np.flatnonzero(table.rows.job == j)
+    """Comparable rows of job j, allowed first, by objective; ties go to the lower emissions (a
+    cost objective with a free carbon price ties every region on one instance type), then keep
+    the candidate order (home first)."""
+    rows = np.flatnonzero((table.rows.job == j) & table.comparable)
     objective = np.round(table.objective[rows], OBJECTIVE_DECIMALS)
     emissions = np.round(table.emissions_kg[rows], OBJECTIVE_DECIMALS)
     order = np.lexsort((rows, emissions, objective, ~table.allowed[rows]))
@@ -206,7 +226,8 @@ def _plan_for(table: RowTable, j: int, catalog: Catalog) -> Plan:
     if job.spec.placement == "spread":
         return plan_spread(table, j, catalog)
     ranked = ranked_rows(table, j)
-    slots = [slot_of(table, i) for i in ranked if table.allowed[i]]
+    kept = [i for i in ranked if table.allowed[i]]
+    slots = [slot_of(table, i) for i in kept]
     if not slots:
         best = slot_of(table, ranked[0])
         return Plan(job=job.spec.name, feasible=False, reason=_limits_reason(job, best))
@@ -220,7 +241,7 @@ def _plan_for(table: RowTable, j: int, catalog: Catalog) -> Plan:
         explanation=explain(
             table, j, chosen, slots[1] if len(slots) > 1 else None, now_home, catalog
         ),
-        forecast=planned_series(table, ranked[0], chosen),
+        forecast=planned_series(table, kept[0], chosen),
         deadline=from_epoch_s(job.deadline_s),
     )
 
@@ -246,7 +267,7 @@ def slot_of(table: RowTable, i: int) -> Slot:
     seg = table.segments.get(i)
     run_s = seg.run_s if seg else c.duration_s
     end = seg.end_s if seg else start + run_s
-    signal = table.grid.signal.value if table.grid is not None else "lca"
+    signal = table.signal_of(i)
     return Slot(
         region=c.region.key,
         instance_type=c.instance_type.name,
@@ -266,20 +287,21 @@ def slot_of(table: RowTable, i: int) -> Slot:
 
 
 def now_home_slot(table: RowTable, j: int) -> Slot:
-    """The home candidate (first region, first instance type) started at the earliest start."""
+    """The home candidate (first region, first instance type) started at the earliest start:
+    its forecast over that run, else its annual mean (life-cycle, `signal` says so)."""
     job = table.jobs[j]
     i = int(np.flatnonzero(table.rows.job == j)[0])
     c = job.home
     start = job.earliest_s
-    source = _source(table, i)
+    source = STATIC_SOURCE
     mean = c.region.annual_mean_g_per_kwh
+    signal = STATIC_SIGNAL.value
     if table.grid is not None and table.rows.region_row[i] >= 0:
         series = table.grid.series[int(table.rows.region_row[i])]
         if series.covers(start, start + c.duration_s):
             mean = series.mean_over(start, start + c.duration_s)
             source = series.source
-        else:
-            source = STATIC_SOURCE
+            signal = series.signal.value
     emissions = c.energy_kwh * mean / 1000.0
     objective = emissions
     if job.spec.objective == "cost":
@@ -296,7 +318,7 @@ def now_home_slot(table: RowTable, j: int) -> Slot:
         cost_usd=c.cost_usd,
         objective=objective,
         source=source,
-        signal=table.grid.signal.value if table.grid is not None else "lca",
+        signal=signal,
         coverage=float(table.starts.coverage[i]),
     )
 
@@ -330,14 +352,28 @@ def explain(
         reason = f"lowest forecast {spec.objective} with a start before the deadline"
     if chosen.coverage < 1.0 and chosen.source != STATIC_SOURCE:
         reason += f"; the forecast covered {chosen.coverage:.0%} of the job's window"
-    saved = now_home.emissions_kg - chosen.emissions_kg
-    fraction = saved / now_home.emissions_kg if now_home.emissions_kg > 0 else 0.0
+    rows = np.flatnonzero(table.rows.job == j)
+    apart = sorted({table.candidates[i].region.key for i in rows if not table.comparable[i]})
+    if apart:
+        reason += (
+            f"; not compared: {', '.join(apart)} (no {chosen.signal} forecast; their static "
+            f"fallback is a life-cycle annual mean, another signal)"
+        )
+    comparable = now_home.signal == chosen.signal
+    saved = now_home.emissions_kg - chosen.emissions_kg if comparable else 0.0
+    fraction = saved / now_home.emissions_kg if comparable and now_home.emissions_kg > 0 else 0.0
+    if not comparable:
+        reason += (
+            f"; no savings claimed: starting now in {now_home.region} is only known as its "
+            f"{now_home.signal} annual mean, not as {chosen.signal}"
+        )
     return Explanation(
         reason=reason,
         runner_up=runner_up,
         now_home=now_home,
         savings_kg=saved,
         savings_fraction=fraction,
+        savings_comparable=comparable,
         energy_estimate=energy,
         forecast_source=chosen.source,
     )

@@ -13,7 +13,7 @@ from carbonshift.catalog import Catalog
 from carbonshift.planner import plan_jobs
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.windows import window_means, window_means_on
-from carbonshift.series import IntensitySeries
+from carbonshift.series import IntensitySeries, Signal, SignalMismatch
 from tests.helpers import T0, job, series_at
 
 FRANKFURT = "aws:eu-central-1"
@@ -119,3 +119,69 @@ def test_free_carbon_cost_ties_go_to_the_cleaner_region(catalog: Catalog) -> Non
     assert plan.chosen.region == FRANKFURT
     assert plan.explanation.runner_up is not None
     assert plan.explanation.runner_up.region == LONDON
+
+
+STOCKHOLM = "aws:eu-north-1"  # annual mean 23.4 g/kWh (life-cycle) in the catalog
+
+
+@pytest.mark.parametrize("signal", [Signal.MOER, Signal.DIRECT])
+def test_static_fallback_is_not_ranked_against_another_signal(
+    catalog: Catalog, signal: Signal
+) -> None:
+    # Seen on main: Stockholm (no forecast: static life-cycle annual mean, 23 g/kWh) was ranked
+    # against Frankfurt's direct/MOER forecast, chosen, and labelled with that signal.
+    frankfurt = series_at([300.0] * 30, step_min=60, zone=FRANKFURT, signal=signal)
+    spec = job(
+        work={"duration": "4h", "instance_type": "g5.xlarge"},
+        within="24h",
+        regions=[FRANKFURT, STOCKHOLM],
+    )
+    (plan,) = plan_jobs([spec], {FRANKFURT: frankfurt}, now=T0, catalog=catalog)
+    assert plan.chosen is not None and plan.explanation is not None
+    assert plan.chosen.region == FRANKFURT
+    assert {s.region for s in plan.alternatives} == {FRANKFURT}
+    assert all(s.signal == signal.value for s in plan.alternatives)
+    assert plan.explanation.now_home.signal == signal.value
+    assert f"not compared: {STOCKHOLM}" in plan.explanation.reason
+    assert "life-cycle" in plan.explanation.reason
+
+
+def test_static_fallback_ranks_against_forecasts_of_its_own_signal(catalog: Catalog) -> None:
+    # The annual means are life-cycle intensities: against lca forecasts they are one signal.
+    frankfurt = series_at([300.0] * 30, step_min=60, zone=FRANKFURT, signal=Signal.LCA)
+    spec = job(
+        work={"duration": "4h", "instance_type": "g5.xlarge"},
+        within="24h",
+        regions=[FRANKFURT, STOCKHOLM],
+    )
+    (plan,) = plan_jobs([spec], {FRANKFURT: frankfurt}, now=T0, catalog=catalog)
+    assert plan.chosen is not None and plan.explanation is not None
+    assert plan.chosen.region == STOCKHOLM
+    assert plan.chosen.signal == "lca" and plan.chosen.source == "static"
+    assert plan.explanation.savings_fraction > 0.9
+    assert "not compared" not in plan.explanation.reason
+
+
+def test_home_baseline_on_another_signal_claims_no_savings(catalog: Catalog) -> None:
+    # Seen on main: home Stockholm has no forecast, so "now at home" was its life-cycle annual
+    # mean while the plan chose on Frankfurt's MOER forecast: savings across two signals.
+    frankfurt = series_at([10.0] * 30, step_min=60, zone=FRANKFURT, signal=Signal.MOER)
+    spec = job(
+        work={"duration": "4h", "instance_type": "g5.xlarge"},
+        within="24h",
+        regions=[STOCKHOLM, FRANKFURT],
+    )
+    (plan,) = plan_jobs([spec], {FRANKFURT: frankfurt}, now=T0, catalog=catalog)
+    assert plan.chosen is not None and plan.explanation is not None
+    assert plan.chosen.region == FRANKFURT
+    x = plan.explanation
+    assert not x.savings_comparable
+    assert x.savings_kg == 0.0 and x.savings_fraction == 0.0
+    assert "no savings claimed" in x.reason
+
+
+def test_backtest_refuses_traces_of_different_signals() -> None:
+    lca = series_at([100.0] * 48, step_min=60, zone="A")
+    moer = series_at([100.0] * 48, step_min=60, zone="B", signal=Signal.MOER)
+    with pytest.raises(SignalMismatch, match="cannot be compared"):
+        backtest([lca, moer], duration_s=3600, slack_s=3600)
