@@ -1,0 +1,308 @@
+"""Hostile and unlucky input: every bad value gets one line naming the field and the fix.
+
+Durations, instants, job files, the `plan` and `backtest` command lines and trace files, fed
+what a careless or malicious user would write: NaN, infinities, negatives, huge numbers, naive
+times, empty and malformed files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from carbonshift.cli import main
+from carbonshift.job import DURATION_SCHEMA, JobSpec, load_jobs, parse_jobs
+from carbonshift.traces import bundled_traces_dir
+from carbonshift.units import (
+    DURATION_EXAMPLES,
+    DURATION_PATTERN,
+    MAX_DURATION_S,
+    DurationError,
+    InstantError,
+    parse_duration_s,
+    parse_utc_instant,
+)
+
+TRACES = bundled_traces_dir()
+DE = str(TRACES / "DE-LU_2023_hourly.csv")
+NOW = "2023-06-01T00:00Z"
+GOOD_JOB = (
+    "  - name: good\n"
+    "    work: {duration: 4h, instance_type: p4d.24xlarge}\n"
+    "    within: 24h\n"
+    "    regions: [aws:us-east-1, aws:eu-central-1]\n"
+)
+
+# -- one duration grammar ----------------------------------------------------------------------
+
+GOOD_DURATIONS = {
+    "4h": 14400.0,
+    "90min": 5400.0,
+    "90m": 5400.0,
+    "90MIN": 5400.0,
+    "1h30m": 5400.0,
+    "1h 30m": 5400.0,
+    " 2d ": 172800.0,
+    "45s": 45.0,
+    "3600": 3600.0,
+    "3600s": 3600.0,
+    "1.5h": 5400.0,
+    "0": 0.0,
+    "0s": 0.0,
+    "1min30s": 90.0,
+    "3650d": float(MAX_DURATION_S),
+}
+BAD_DURATIONS = [
+    "",
+    " ",
+    "h",
+    "four hours",
+    "1h1",
+    "-1h",
+    "-5",
+    "nan",
+    "inf",
+    "-inf",
+    "1e300",
+    ".5h",
+    "1.h",
+    "1h-30m",
+    "1y",
+    "1 0h",
+    "1mon",
+    "٣h",  # a non-ASCII digit: Python's \d takes it, ECMA's does not; both must refuse
+    "4h\n",
+    "4h\x1c",  # Python's \s takes the file separator, ECMA's does not
+]
+
+
+def _schema_string_pattern() -> str:
+    (string,) = [s for s in DURATION_SCHEMA["anyOf"] if s["type"] == "string"]
+    pattern: str = string["pattern"]
+    return pattern
+
+
+@pytest.mark.parametrize(("text", "seconds"), GOOD_DURATIONS.items())
+def test_good_durations_parse(text: str, seconds: float) -> None:
+    assert parse_duration_s(text) == seconds
+
+
+@pytest.mark.parametrize("text", BAD_DURATIONS)
+def test_bad_durations_raise_our_error(text: str) -> None:
+    with pytest.raises(DurationError) as info:
+        parse_duration_s(text)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [math.nan, math.inf, -math.inf, -1.0, -1, 10**400, 1e300, True, None, [1], timedelta(days=-1)],
+)
+def test_non_text_durations(value: object) -> None:
+    with pytest.raises(DurationError) as info:
+        parse_duration_s(value)
+    assert len(str(info.value)) < 200
+
+
+def test_schema_advertises_exactly_what_the_parser_reads() -> None:
+    """The Prefect schema's examples parse, and its pattern agrees with the parser on a table."""
+    assert _schema_string_pattern() == DURATION_PATTERN
+    validator = jsonschema.Draft202012Validator(DURATION_SCHEMA)
+    for example in DURATION_SCHEMA["examples"]:
+        assert example in DURATION_EXAMPLES
+        parse_duration_s(example)
+        assert validator.is_valid(example), example
+    for text in GOOD_DURATIONS:
+        assert validator.is_valid(text), text
+    for text in BAD_DURATIONS:
+        assert not validator.is_valid(text), text
+    for number in (0, 3600, 1.5, MAX_DURATION_S):
+        assert validator.is_valid(number) and parse_duration_s(number) == number
+    for number in (-1, MAX_DURATION_S + 1):
+        assert not validator.is_valid(number)
+        with pytest.raises(DurationError):
+            parse_duration_s(number)
+    # The description names the units the parser reads.
+    assert "min" in DURATION_SCHEMA["description"] and "3600" in DURATION_SCHEMA["description"]
+
+
+def test_the_job_schema_uses_the_shared_duration_schema() -> None:
+    schema = json.dumps(JobSpec.model_json_schema(by_alias=True))
+    assert json.dumps(DURATION_PATTERN)[1:-1] in schema
+    assert schema.count(json.dumps(DURATION_PATTERN)) == 3  # duration, within, resume_overhead
+
+
+_GRAMMAR_ALPHABET = st.sampled_from(list("0123456789.dhmsinDHMSIN \t-+eE") + ["٣", "\n", "\x1c"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(), st.text(_GRAMMAR_ALPHABET, max_size=12)))
+def test_duration_parser_never_crashes_and_agrees_with_the_schema(text: str) -> None:
+    """Any text: a finite number in [0, MAX] or DurationError; the schema pattern says which."""
+    matches = re.search(DURATION_PATTERN, text) is not None
+    try:
+        seconds = parse_duration_s(text)
+    except DurationError as e:
+        assert "\n" not in str(e)
+        assert not matches or "longer than" in str(e)
+        return
+    assert math.isfinite(seconds) and 0 <= seconds <= MAX_DURATION_S
+    assert matches
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.integers())
+def test_numeric_durations_are_finite_and_bounded(value: float) -> None:
+    try:
+        seconds = parse_duration_s(value)
+    except DurationError:
+        assert not (0 <= value <= MAX_DURATION_S)
+        return
+    assert seconds == value
+
+
+# -- instants: naive means UTC everywhere ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2023-06-01T00:00",
+        "2023-06-01T00:00Z",
+        "2023-06-01T00:00:00+00:00",
+        "2023-06-01 00:00",
+        "2023-06-01T02:00+02:00",
+        datetime(2023, 6, 1),
+        datetime(2023, 6, 1, tzinfo=UTC),
+    ],
+)
+def test_instants_without_offset_are_utc(text: str | datetime) -> None:
+    assert parse_utc_instant(text) == datetime(2023, 6, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("garbage", "cannot read time 'garbage'"),
+        ("2023-06-01", "no time of day"),
+        (date(2023, 6, 1), "no time of day"),
+        ("0001-01-01T00:00+01:00", "between 1970 and 8999"),
+        ("9999-12-31T23:59-05:00", "between 1970 and 8999"),
+        (12, "expected a time"),
+        ("x" * 500, "cannot read time"),
+    ],
+)
+def test_bad_instants(value: object, message: str) -> None:
+    with pytest.raises(InstantError, match=message) as info:
+        parse_utc_instant(value)
+    assert len(str(info.value)) < 200
+
+
+# -- job files: one bad job never stops the others ---------------------------------------------
+
+
+def _queue_with_bad(tmp_path: Path, bad_fields: str) -> Path:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(
+        "jobs:\n" + GOOD_JOB + "  - name: bad\n"
+        "    regions: [aws:us-east-1]\n" + bad_fields
+    )
+    return path
+
+
+_WORK = "    work: {duration: 4h, instance_type: p4d.24xlarge}\n"
+_WITHIN = "    within: 24h\n"
+
+
+@pytest.mark.parametrize(
+    ("bad_fields", "field", "message"),
+    [
+        ("    work: {duration: .inf, instance_type: p4d.24xlarge}\n" + _WITHIN, "work.duration",
+         "not a finite duration"),
+        ("    work: {duration: .nan, instance_type: p4d.24xlarge}\n" + _WITHIN, "work.duration",
+         "not a finite duration"),
+        ("    work: {duration: -5, instance_type: p4d.24xlarge}\n" + _WITHIN, "work.duration",
+         "negative"),
+        ("    work: {duration: 0, instance_type: p4d.24xlarge}\n" + _WITHIN, "work.duration",
+         "greater than 0"),
+        ("    work: {duration: 1.0e+300, instance_type: p4d.24xlarge}\n" + _WITHIN,
+         "work.duration", "longer than 3650d"),
+        ("    work: {gpu_hours: .inf}\n" + _WITHIN, "work.gpu_hours", "finite"),
+        ("    work: {gpu_hours: .nan}\n" + _WITHIN, "work.gpu_hours", "finite"),
+        ("    work: {gpu_hours: -1}\n" + _WITHIN, "work.gpu_hours", "greater than 0"),
+        ("    work: 4h\n" + _WITHIN, "work", "give {duration: 4h"),
+        (_WORK + "    within: .inf\n", "within", "not a finite duration"),
+        (_WORK + "    within: .nan\n", "within", "not a finite duration"),
+        (_WORK + "    within: -1h\n", "within", "negative"),
+        (_WORK + "    within: 0\n", "within", "greater than 0"),
+        (_WORK + "    within: 1.0e+300\n", "within", "longer than 3650d"),
+        (_WORK + "    deadline: 2023-06-02\n", "deadline", "no time of day"),
+        (_WORK + "    deadline: 99999-01-01T00:00Z\n", "deadline", "cannot read time"),
+        (_WORK + _WITHIN + "    resume_overhead: .inf\n", "resume_overhead", "finite"),
+        (_WORK + _WITHIN + "    resume_overhead: -1m\n", "resume_overhead", "negative"),
+        (_WORK + _WITHIN + "    utilisation: .nan\n", "utilisation", "finite"),
+        (_WORK + _WITHIN + "    utilisation: .inf\n", "utilisation", "finite"),
+        (_WORK + _WITHIN + "    utilisation: -0.5\n", "utilisation", "greater than 0"),
+        (_WORK + _WITHIN + "    placement: spread\n    replicas: .inf\n", "replicas", "finite"),
+        (_WORK + _WITHIN + "    placement: spread\n    replicas: -2\n", "replicas", "greater"),
+        (_WORK + _WITHIN + "    carbon_price_usd_per_t: .inf\n", "carbon_price_usd_per_t",
+         "finite"),
+        (_WORK + _WITHIN + "    carbon_price_usd_per_t: .nan\n", "carbon_price_usd_per_t",
+         "finite"),
+        (_WORK + _WITHIN + "    carbon_price_usd_per_t: -1\n", "carbon_price_usd_per_t",
+         "greater than or equal to 0"),
+        (_WORK + _WITHIN + "    carbon_budget_kg: .inf\n", "carbon_budget_kg", "finite"),
+        (_WORK + _WITHIN + "    carbon_budget_kg: .nan\n", "carbon_budget_kg", "finite"),
+        (_WORK + _WITHIN + "    cost_cap_usd: .inf\n", "cost_cap_usd", "finite"),
+        (_WORK + _WITHIN + "    cost_cap_usd: -.inf\n", "cost_cap_usd", "finite"),
+    ],
+)
+def test_a_hostile_job_is_refused_and_the_rest_planned(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    bad_fields: str,
+    field: str,
+    message: str,
+) -> None:
+    path = _queue_with_bad(tmp_path, bad_fields)
+    queue = load_jobs(path)
+    assert [j.name for j in queue.jobs] == ["good"]
+    (error,) = queue.errors
+    assert (error.job, error.field) == ("bad", field), error
+    assert message in str(error)
+    code = main(["plan", "--jobs", str(path), "--now", NOW])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out.splitlines()[2].startswith("good ")
+    assert err == f"carbonshift: {error}\n"
+
+
+@pytest.mark.parametrize("key", ["deadline", "earliest_start"])
+def test_job_times_without_offset_are_utc(key: str) -> None:
+    item: dict[str, Any] = {"name": "j", "work": {"gpu_hours": 1}, "within": "4h"}
+    if key == "deadline":
+        item = {**item, "within": None, "deadline": "2023-06-02T06:00"}
+        item.pop("within")
+    else:
+        item[key] = "2023-06-01T02:00"
+    (spec,) = parse_jobs([item]).jobs
+    assert getattr(spec, key).tzinfo is not None
+    assert getattr(spec, key).hour in (2, 6)
+    # A YAML timestamp without an offset arrives as a naive datetime: also UTC.
+    (spec,) = parse_jobs([{**item, key: datetime(2023, 6, 1, 2)}]).jobs
+    assert getattr(spec, key) == datetime(2023, 6, 1, 2, tzinfo=UTC)
+
+
+def test_huge_gpu_hours_get_a_readable_answer(tmp_path: Path) -> None:
+    path = _queue_with_bad(tmp_path, "    work: {gpu_hours: 1.0e+300}\n" + _WITHIN)
+    code = main(["plan", "--jobs", str(path), "--now", NOW])
+    assert code == 1
