@@ -213,8 +213,7 @@ def test_bad_instants(value: object, message: str) -> None:
 def _queue_with_bad(tmp_path: Path, bad_fields: str) -> Path:
     path = tmp_path / "jobs.yaml"
     path.write_text(
-        "jobs:\n" + GOOD_JOB + "  - name: bad\n"
-        "    regions: [aws:us-east-1]\n" + bad_fields
+        "jobs:\n" + GOOD_JOB + "  - name: bad\n    regions: [aws:us-east-1]\n" + bad_fields
     )
     return path
 
@@ -226,16 +225,31 @@ _WITHIN = "    within: 24h\n"
 @pytest.mark.parametrize(
     ("bad_fields", "field", "message"),
     [
-        ("    work: {duration: .inf, instance_type: p4d.24xlarge}\n" + _WITHIN, "work.duration",
-         "not a finite duration"),
-        ("    work: {duration: .nan, instance_type: p4d.24xlarge}\n" + _WITHIN, "work.duration",
-         "not a finite duration"),
-        ("    work: {duration: -5, instance_type: p4d.24xlarge}\n" + _WITHIN, "work.duration",
-         "negative"),
-        ("    work: {duration: 0, instance_type: p4d.24xlarge}\n" + _WITHIN, "work.duration",
-         "greater than 0"),
-        ("    work: {duration: 1.0e+300, instance_type: p4d.24xlarge}\n" + _WITHIN,
-         "work.duration", "longer than 3650d"),
+        (
+            "    work: {duration: .inf, instance_type: p4d.24xlarge}\n" + _WITHIN,
+            "work.duration",
+            "not a finite duration",
+        ),
+        (
+            "    work: {duration: .nan, instance_type: p4d.24xlarge}\n" + _WITHIN,
+            "work.duration",
+            "not a finite duration",
+        ),
+        (
+            "    work: {duration: -5, instance_type: p4d.24xlarge}\n" + _WITHIN,
+            "work.duration",
+            "negative",
+        ),
+        (
+            "    work: {duration: 0, instance_type: p4d.24xlarge}\n" + _WITHIN,
+            "work.duration",
+            "greater than 0",
+        ),
+        (
+            "    work: {duration: 1.0e+300, instance_type: p4d.24xlarge}\n" + _WITHIN,
+            "work.duration",
+            "longer than 3650d",
+        ),
         ("    work: {gpu_hours: .inf}\n" + _WITHIN, "work.gpu_hours", "finite"),
         ("    work: {gpu_hours: .nan}\n" + _WITHIN, "work.gpu_hours", "finite"),
         ("    work: {gpu_hours: -1}\n" + _WITHIN, "work.gpu_hours", "greater than 0"),
@@ -254,12 +268,21 @@ _WITHIN = "    within: 24h\n"
         (_WORK + _WITHIN + "    utilisation: -0.5\n", "utilisation", "greater than 0"),
         (_WORK + _WITHIN + "    placement: spread\n    replicas: .inf\n", "replicas", "finite"),
         (_WORK + _WITHIN + "    placement: spread\n    replicas: -2\n", "replicas", "greater"),
-        (_WORK + _WITHIN + "    carbon_price_usd_per_t: .inf\n", "carbon_price_usd_per_t",
-         "finite"),
-        (_WORK + _WITHIN + "    carbon_price_usd_per_t: .nan\n", "carbon_price_usd_per_t",
-         "finite"),
-        (_WORK + _WITHIN + "    carbon_price_usd_per_t: -1\n", "carbon_price_usd_per_t",
-         "greater than or equal to 0"),
+        (
+            _WORK + _WITHIN + "    carbon_price_usd_per_t: .inf\n",
+            "carbon_price_usd_per_t",
+            "finite",
+        ),
+        (
+            _WORK + _WITHIN + "    carbon_price_usd_per_t: .nan\n",
+            "carbon_price_usd_per_t",
+            "finite",
+        ),
+        (
+            _WORK + _WITHIN + "    carbon_price_usd_per_t: -1\n",
+            "carbon_price_usd_per_t",
+            "greater than or equal to 0",
+        ),
         (_WORK + _WITHIN + "    carbon_budget_kg: .inf\n", "carbon_budget_kg", "finite"),
         (_WORK + _WITHIN + "    carbon_budget_kg: .nan\n", "carbon_budget_kg", "finite"),
         (_WORK + _WITHIN + "    cost_cap_usd: .inf\n", "cost_cap_usd", "finite"),
@@ -306,3 +329,191 @@ def test_huge_gpu_hours_get_a_readable_answer(tmp_path: Path) -> None:
     path = _queue_with_bad(tmp_path, "    work: {gpu_hours: 1.0e+300}\n" + _WITHIN)
     code = main(["plan", "--jobs", str(path), "--now", NOW])
     assert code == 1
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse: usage + one error line, exit 2
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _backtest(*extra: str) -> list[str]:
+    return ["backtest", DE, "--duration", "4h", "--slack", "24h", "--json", *extra]
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "message"),
+    [
+        (_backtest("--forecast-error", "nan"), "--forecast-error", "from 0 to 10"),
+        (_backtest("--forecast-error", "inf"), "--forecast-error", "from 0 to 10"),
+        (_backtest("--forecast-error", "-0.5"), "--forecast-error", "from 0 to 10"),
+        (_backtest("--forecast-error", "1e308"), "--forecast-error", "from 0 to 10"),
+        (_backtest("--forecast-error", "abc"), "--forecast-error", "from 0 to 10"),
+        (_backtest("--forecast-error", "0.1", "--seed", "-1"), "--seed", "integer from 0"),
+        (_backtest("--seed", "9" * 30), "--seed", "integer from 0"),
+        (_backtest("--resume-overhead", "nan"), "--resume-overhead", "not a finite duration"),
+        (_backtest("--resume-overhead", "1000000000h"), "--resume-overhead", "longer than"),
+        (
+            ["backtest", DE, "--duration", "1000000000h", "--slack", "1h"],
+            "--duration",
+            "longer than 3650d",
+        ),
+        (["backtest", DE, "--duration", "9" * 400 + "h", "--slack", "1h"], "--duration", "longer"),
+        (["backtest", DE, "--duration", "0", "--slack", "1h"], "--duration", "more than 0"),
+        (["backtest", DE, "--duration", "inf", "--slack", "1h"], "--duration", "finite"),
+        (["backtest", DE, "--duration", "4h", "--slack=-1h"], "--slack", "negative"),
+        (["plan", "--jobs", "x.yaml", "--now", "2023-06-01"], "--now", "no time of day"),
+        (["plan", "--jobs", "x.yaml", "--now", "soon"], "--now", "cannot read time 'soon'"),
+        (
+            ["plan", "--jobs", "x.yaml", "--now", NOW, "--throughput", "H100=nan"],
+            "--throughput",
+            "more than 0",
+        ),
+        (
+            ["plan", "--jobs", "x.yaml", "--now", NOW, "--throughput", "H100=inf"],
+            "--throughput",
+            "at most 1000",
+        ),
+        (
+            ["plan", "--jobs", "x.yaml", "--now", NOW, "--throughput", "H100=0"],
+            "--throughput",
+            "more than 0",
+        ),
+        (
+            ["plan", "--jobs", "x.yaml", "--now", NOW, "--throughput", "H100=-2"],
+            "--throughput",
+            "more than 0",
+        ),
+        (
+            ["plan", "--jobs", "x.yaml", "--now", NOW, "--throughput", "H100"],
+            "--throughput",
+            "write GPU=FACTOR",
+        ),
+        (
+            ["plan", "--jobs", "x.yaml", "--now", NOW, "--throughput", "=2"],
+            "--throughput",
+            "write GPU=FACTOR",
+        ),
+    ],
+)
+def test_bad_options_get_one_line_naming_the_option(
+    capsys: pytest.CaptureFixture[str], argv: list[str], option: str, message: str
+) -> None:
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and out == ""
+    line = _error_line(err)
+    assert f"argument {option}: " in line and message in line, line
+
+
+@pytest.mark.parametrize(
+    ("duration", "slack"),
+    [("90min", "24h"), ("1h30m", "30m"), ("4h", "0"), ("4h", "3600"), ("14400", "3600s")],
+)
+def test_backtest_reads_every_duration_form(
+    capsys: pytest.CaptureFixture[str], duration: str, slack: str
+) -> None:
+    code, out, err = _run(
+        capsys, "backtest", DE, "--duration", duration, "--slack", slack, "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["duration_s"] == parse_duration_s(duration)
+    assert result["slack_s"] == parse_duration_s(slack)
+
+
+def _strict_loads(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("error", ["0", "0.3", "10"])
+def test_backtest_json_is_strict_json(capsys: pytest.CaptureFixture[str], error: str) -> None:
+    code, out, err = _run(
+        capsys,
+        "backtest",
+        DE,
+        "--duration",
+        "4h",
+        "--slack",
+        "24h",
+        "--forecast-error",
+        error,
+        "--json",
+    )
+    assert code == 0, err
+    _strict_loads(out)
+
+
+def test_plan_now_without_offset_is_utc(capsys: pytest.CaptureFixture[str]) -> None:
+    jobs = str(Path(__file__).resolve().parents[1] / "deployments" / "jobs.yaml")
+    code_naive, naive, _ = _run(
+        capsys, "plan", "--jobs", jobs, "--now", "2023-06-01T00:00", "--json"
+    )
+    code_utc, utc, _ = _run(capsys, "plan", "--jobs", jobs, "--now", "2023-06-01T00:00Z", "--json")
+    assert code_naive == code_utc == 0
+    assert _strict_loads(naive) == _strict_loads(utc)
+    assert _strict_loads(naive)["now"] == "2023-06-01T00:00:00+00:00"
+
+
+def test_plan_warns_about_a_trace_of_no_catalog_zone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A generic CSV named so its zone is unknown: never planned silently on the static default."""
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    rows = "".join(f"2023-06-{d:02d}T{h:02d}:00Z,{100 + h}\n" for d in (1, 2, 3) for h in range(24))
+    (folder / "mytrace.csv").write_text("timestamp,g_per_kwh\n" + rows)
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("jobs:\n" + GOOD_JOB)
+    code, out, err = _run(
+        capsys, "plan", "--traces", str(folder), "--jobs", str(jobs), "--now", NOW
+    )
+    assert code == 2 and out == ""
+    warning, error = err.splitlines()
+    assert warning.startswith(f"carbonshift: warning: {folder / 'mytrace.csv'}: zone 'mytrace'")
+    assert "name the file <ZONE>_<anything>.csv" in warning and "US-MIDA-PJM" in warning
+    assert error.startswith("carbonshift: error: ") and "no trace of a catalog zone" in error
+    # Named by zone, the same data is used, and a second unknown file is still named.
+    (folder / "US-MIDA-PJM_2023.csv").write_text("timestamp,g_per_kwh\n" + rows)
+    code, out, err = _run(
+        capsys, "plan", "--traces", str(folder), "--jobs", str(jobs), "--now", NOW
+    )
+    assert code == 0
+    assert "replay:csv:US-MIDA-PJM_2023.csv" in out
+    assert err.count("warning:") == 1 and "mytrace.csv" in err
+
+
+def test_plan_refuses_a_now_no_trace_covers(capsys: pytest.CaptureFixture[str]) -> None:
+    jobs = str(Path(__file__).resolve().parents[1] / "deployments" / "jobs.yaml")
+    code, out, err = _run(capsys, "plan", "--jobs", jobs, "--now", "2030-01-01T00:00Z")
+    assert code == 2 and out == ""
+    line = _error_line(err)
+    assert "no trace of a catalog zone covers --now 2030-01-01" in line
+    assert "DE 2023-01-01 to 2024-01-01" in line
+
+
+def test_backtest_slack_under_a_step_is_refused_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """1h30m with no slack on an hourly trace was an IndexError out of the interruptible policy."""
+    code, out, err = _run(capsys, "backtest", DE, "--duration", "1h30m", "--slack", "0")
+    assert code == 2 and out == ""
+    assert _error_line(err) == (
+        "carbonshift: error: slack + duration must span the job's whole 60-min steps: use a "
+        "slack of at least 30 min, or a duration in whole steps"
+    )
