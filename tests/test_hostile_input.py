@@ -517,3 +517,67 @@ def test_backtest_slack_under_a_step_is_refused_not_a_traceback(
         "carbonshift: error: slack + duration must span the job's whole 60-min steps: use a "
         "slack of at least 30 min, or a duration in whole steps"
     )
+
+
+# -- trace files: the error names the file and the fix, never an option the CLI lacks ---------
+
+_H = "timestamp,g_per_kwh\n"
+_TWO = "2023-06-01T00:00Z,100\n2023-06-01T01:00Z,200\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the file is empty: a trace has a header"),
+        (b"\n\n", "the file is empty"),
+        (_H.encode(), "no data rows under the header"),
+        (b"a,b\n1,2\n", "unknown trace format (columns ['a', 'b'])"),
+        (b"timestamp,g,h\n2023-06-01T00:00Z,1,2\n", "one g/kWh column, found ['g', 'h']"),
+        ((_H + "yesterday,100\nlater,200\n").encode(), "line 2: timestamp 'yesterday' is not"),
+        ((_H + "2023-06-01T00:00Z,100\n,200\n").encode(), "line 3: timestamp empty is not"),
+        ((_H + "99999-06-01T00:00Z,1\n").encode(), "line 2: timestamp '99999-06-01T00:00Z'"),
+        ((_H + "2023-06-01T00:00Z,abc\n2023-06-01T01:00Z,1\n").encode(), "value 'abc' is not"),
+        ((_H + "2023-06-01T00:00Z,\n2023-06-01T01:00Z,1\n").encode(), "is missing: give"),
+        ((_H + "2023-06-01T00:00Z,inf\n2023-06-01T01:00Z,1\n").encode(), "not a finite number"),
+        ((_H + "2023-06-01T00:00Z,-1\n2023-06-01T01:00Z,1\n").encode(), "negative"),
+        ((_H + "2023-06-01T00:00Z,1\n2023-06-01T03:00Z,1\n").encode(), "resample the data"),
+        ((_H + "2023-06-01T00:00Z,1\n2023-06-01T00:07Z,1\n").encode(), "mostly 420s apart"),
+        ((_H + "2023-06-01T00:00Z,1\n").encode(), "give at least two points"),
+        (
+            (_H + "2023-06-01T00:00Z,1\n2023-06-01T01:00Z,1\n2023-06-01T03:00Z,1\n").encode(),
+            "add the missing data",
+        ),
+        ((_H + _TWO + "2023-06-01T02:00Z,1,7\n").encode(), "not a well-formed CSV"),
+        (b"\xff\xfe\x00garbage", "not UTF-8 text"),
+        (b"Datetime (UTC),Zone Id\n2023-06-01T00:00Z,DE\n", "no column 'Carbon Intensity"),
+    ],
+)
+def test_malformed_traces_name_the_file_and_the_fix(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "DE_bad.csv"
+    path.write_bytes(content)
+    code, out, err = _run(capsys, "backtest", str(path), "--duration", "1h", "--slack", "1h")
+    assert code == 2 and out == ""
+    line = _error_line(err)
+    assert line.startswith(f"carbonshift: error: {path}: "), line
+    assert message in line, line
+    for missing_option in ("fill_gaps_up_to", "step_s", "format="):
+        assert missing_option not in line
+
+
+def test_a_trace_that_cannot_be_opened(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "backtest", str(tmp_path), "--duration", "1h", "--slack", "1h")
+    assert code == 2
+    assert _error_line(err).startswith(f"carbonshift: error: {tmp_path}: cannot read it")
+
+
+def test_an_export_with_an_empty_zone_id_is_named_from_its_file(tmp_path: Path) -> None:
+    from carbonshift.traces import read_trace
+
+    path = tmp_path / "GB_2023.csv"
+    path.write_text(
+        "Datetime (UTC),Zone Id,Carbon Intensity gCO₂eq/kWh (LCA)\n"
+        "2023-06-01 00:00:00,,100\n2023-06-01 01:00:00,,120\n"
+    )
+    assert read_trace(path).zone == "GB"  # was 'nan'
