@@ -581,3 +581,21 @@ def test_an_export_with_an_empty_zone_id_is_named_from_its_file(tmp_path: Path) 
         "2023-06-01 00:00:00,,100\n2023-06-01 01:00:00,,120\n"
     )
     assert read_trace(path).zone == "GB"  # was 'nan'
+
+
+def test_prefect_parameter_checks_accept_what_the_parser_reads() -> None:
+    """The flows' parameter schema (enforce_parameter_schema) takes every advertised form."""
+    callables = pytest.importorskip("prefect.utilities.callables")
+    validation = pytest.importorskip("prefect.utilities.schema_tools.validation")
+    from flows.plan import plan_training
+
+    schema = callables.parameter_schema(plan_training.fn).model_dump_for_openapi()
+
+    def errors(within: object) -> list[str]:
+        job = {"name": "a", "work": {"gpu_hours": 5}, "within": within}
+        return [e.message for e in validation.validate({"jobs": [job]}, schema, False)]
+
+    for text in [*DURATION_EXAMPLES, *GOOD_DURATIONS]:
+        assert errors(text) == [], text
+    for text in BAD_DURATIONS:
+        assert errors(text) != [], text
