@@ -103,7 +103,9 @@ def _bounded(duration_s: float, original: object) -> float:
 
 def _shown(value: object, limit: int = 40) -> str:
     """`repr` cut to one short line, for echoing user input in a message."""
-    text = repr(value) if not isinstance(value, int) or value.bit_length() < 128 else "a huge number"
+    text = (
+        repr(value) if not isinstance(value, int) or value.bit_length() < 128 else "a huge number"
+    )
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
