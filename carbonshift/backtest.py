@@ -17,6 +17,7 @@ drawn independently per arrival and trace from `seed`. Emissions are counted on 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,13 @@ def backtest(
     step = data.step_s
     n = data.values.shape[1]
     span_steps = int((slack_s + duration_s) // step)
+    if span_steps < math.ceil(duration_s / step):
+        # The interruptible policy picks whole steps inside slack + duration (was an IndexError).
+        short_s = math.ceil(duration_s / step) * step - duration_s
+        raise ValueError(
+            f"slack + duration must span the job's whole {step // 60}-min steps: use a slack of "
+            f"at least {short_s / 60:g} min, or a duration in whole steps"
+        )
     jobs = int(np.floor((n * step - slack_s - duration_s) / step)) + 1
     if jobs <= 0:
         raise SeriesError("the common span is shorter than slack + duration: no job fits")

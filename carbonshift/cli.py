@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from carbonshift import forecast_cli
 from carbonshift.backtest import backtest
-from carbonshift.catalog import CatalogError, default_catalog
+from carbonshift.catalog import Catalog, CatalogError, default_catalog
 from carbonshift.job import load_jobs
 from carbonshift.plan import Plan
 from carbonshift.planner import forecasts_for, plan_jobs
 from carbonshift.providers import ForecastUnavailable, ProviderError
-from carbonshift.series import SeriesError, Signal
-from carbonshift.traces import bundled_traces_dir, read_trace, read_traces, traces_in
-from carbonshift.units import parse_duration_s, parse_instant
+from carbonshift.series import IntensitySeries, SeriesError, Signal
+from carbonshift.traces import bundled_traces_dir, join, read_trace, traces_in
+from carbonshift.units import DURATION_HELP, INSTANT_HELP, parse_duration_s, parse_utc_instant
+
+MAX_FORECAST_ERROR = 10.0  # 1000% one day ahead: beyond it the noise model overflows
+MAX_THROUGHPUT = 1000.0  # relative to an A100
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,21 +57,31 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="CSV traces; the first is the home region",
     )
-    bt.add_argument("--duration", required=True, type=parse_duration_s, help="job length, e.g. 4h")
     bt.add_argument(
-        "--slack", required=True, type=parse_duration_s, help="how long a job may wait, e.g. 24h"
+        "--duration",
+        required=True,
+        type=_duration(positive=True),
+        help=f"job length, more than 0: {DURATION_HELP}",
+    )
+    bt.add_argument(
+        "--slack",
+        required=True,
+        type=_duration(),
+        help="how long a job may wait, e.g. 24h; 0 = start on arrival",
     )
     bt.add_argument(
         "--forecast-error",
-        type=float,
+        type=_number(0.0, MAX_FORECAST_ERROR),
         default=None,
         metavar="E",
-        help="relative forecast error one day ahead, e.g. 0.1",
+        help=f"relative forecast error one day ahead, e.g. 0.1 (0 to {MAX_FORECAST_ERROR:g})",
     )
-    bt.add_argument("--seed", type=int, default=0)
+    bt.add_argument(
+        "--seed", type=_seed, default=0, help="seed of the forecast error (integer >= 0)"
+    )
     bt.add_argument(
         "--resume-overhead",
-        type=parse_duration_s,
+        type=_duration(),
         default=0.0,
         help="run time lost per resume of an interruptible job, e.g. 10m",
     )
@@ -82,7 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop everything when the urgent run ends (non-zero unless completed)",
     )
-    demo.add_argument("--timeout", default="600", help="seconds to wait (default 600)")
+    demo.add_argument(
+        "--timeout",
+        type=_duration(positive=True),
+        default=600.0,
+        help="time to wait (default 600s)",
+    )
     demo.set_defaults(run=_demo)
 
     pl = sub.add_parser("plan", help="plan a job file against recorded traces at a given moment")
@@ -93,15 +114,14 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of CSV traces named by zone (default: the bundled 2023 traces)",
     )
     pl.add_argument("--jobs", required=True, type=Path, help="job file (YAML)")
-    pl.add_argument(
-        "--now", required=True, type=parse_instant, help="ISO 8601, e.g. 2023-06-01T00:00Z"
-    )
+    pl.add_argument("--now", required=True, type=_instant, help=INSTANT_HELP)
     pl.add_argument(
         "--throughput",
         action="append",
+        type=_factor,
         default=[],
         metavar="GPU=FACTOR",
-        help="override a GPU's throughput relative to A100, e.g. H100=2.5",
+        help="override a GPU's throughput relative to A100, e.g. H100=2.5 (more than 0)",
     )
     _signal_and_json(pl)
     pl.set_defaults(run=_plan)
@@ -110,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _demo(args: argparse.Namespace) -> int:
     # The demo drives Prefect, which the core never imports: it runs as its own process.
-    cmd = [sys.executable, "-m", "flows.demo", "--timeout", args.timeout]
+    cmd = [sys.executable, "-m", "flows.demo", "--timeout", f"{args.timeout:g}"]
     if args.exit:
         cmd.append("--exit")
     return subprocess.run(cmd, check=False).returncode
@@ -127,6 +147,10 @@ def _signal_and_json(parser: argparse.ArgumentParser) -> None:
 
 
 def _backtest(args: argparse.Namespace) -> int:
+    if args.forecast_error is not None and args.resume_overhead > 0:
+        raise ValueError(
+            "--resume-overhead with --forecast-error is not modelled: drop one of them"
+        )
     traces = [read_trace(p, signal=args.signal) for p in args.traces]
     result = backtest(
         traces,
@@ -137,7 +161,7 @@ def _backtest(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     if args.json:
-        print(json.dumps(result))
+        print(_strict_json(result))
         return 0
     print(
         f"{result['jobs']} jobs of {args.duration / 3600:g} h with {args.slack / 3600:g} h slack, "
@@ -156,21 +180,20 @@ def _backtest(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     catalog = default_catalog()
     if args.throughput:
-        catalog = catalog.with_throughput(dict(_factor(t) for t in args.throughput))
+        catalog = catalog.with_throughput(dict(args.throughput))
     queue = load_jobs(args.jobs)
     folder = args.traces or bundled_traces_dir()
-    by_zone = read_traces(traces_in(folder), signal=args.signal)
-    forecasts = {
-        key: s.slice(args.now.timestamp(), s.end_s)
-        for key, s in forecasts_for(list(catalog.regions.values()), by_zone).items()
-        if s.end_s > args.now.timestamp()
-    }
+    # The bundled folder holds zones outside the catalog on purpose; a user's folder is checked.
+    by_zone = _traces_for_catalog(
+        traces_in(folder), catalog, args.signal, warn_unknown=args.traces is not None
+    )
+    forecasts = _forecasts_at(by_zone, catalog, args.now, folder)
     plans = plan_jobs(queue.jobs, forecasts, now=args.now, catalog=catalog)
     for error in queue.errors:
         print(f"carbonshift: {error}", file=sys.stderr)
     if args.json:
         print(
-            json.dumps(
+            _strict_json(
                 {
                     "now": args.now.isoformat(),
                     "plans": [p.model_dump(mode="json") for p in plans],
@@ -184,6 +207,80 @@ def _plan(args: argparse.Namespace) -> int:
         print(format_plans(plans))
     bad_specs = queue.errors or any(p.field for p in plans)
     return 1 if bad_specs else 0
+
+
+def _traces_for_catalog(
+    paths: Sequence[Path], catalog: Catalog, signal: str, *, warn_unknown: bool
+) -> dict[str, IntensitySeries]:
+    """Traces keyed by zone; a file whose zone no catalog region has is named on stderr."""
+    known = sorted({r.em_zone for r in catalog.regions.values()})
+    parts: dict[str, list[IntensitySeries]] = {}
+    for path in paths:
+        series = read_trace(path, signal=signal)
+        if series.zone not in known:
+            if not warn_unknown:
+                continue
+            how = (
+                "its 'Zone Id' column"
+                if series.source.startswith("replay:electricitymaps")
+                else "the part of its name before the first '_'"
+            )
+            _warn(
+                f"{path}: zone {series.zone!r} (from {how}) is not the zone of any catalog "
+                f"region, so this trace is not used: name the file <ZONE>_<anything>.csv with "
+                f"ZONE one of {', '.join(known)}"
+            )
+            continue
+        parts.setdefault(series.zone, []).append(series)
+    return {zone: join(found) for zone, found in parts.items()}
+
+
+def _forecasts_at(
+    by_zone: dict[str, IntensitySeries], catalog: Catalog, now: datetime, folder: Path
+) -> dict[str, IntensitySeries]:
+    """Each region's trace from `now` on; zones whose traces miss `now` are named on stderr."""
+    now_s = now.timestamp()
+    forecasts = {
+        key: s.slice(now_s, s.end_s)
+        for key, s in forecasts_for(list(catalog.regions.values()), by_zone).items()
+        if s.end_s > now_s
+    }
+    if not forecasts:
+        spans = ", ".join(
+            f"{z} {s.start.date()} to {s.end.date()}" for z, s in sorted(by_zone.items())
+        )
+        raise ValueError(
+            f"{folder}: no trace of a catalog zone covers --now {now.isoformat()} "
+            f"({spans or 'no usable traces'}): choose --now inside a trace, or pass --traces "
+            "with data that covers it"
+        )
+    for zone, series in sorted(by_zone.items()):
+        if series.end_s <= now_s:
+            _warn(
+                f"the {zone} trace ends at {series.end.isoformat()}, before --now: its regions "
+                "are planned on the static default"
+            )
+        elif series.start_s > now_s:
+            _warn(
+                f"the {zone} trace starts at {series.start.isoformat()}, after --now: until "
+                "then its regions have no trace data"
+            )
+    return forecasts
+
+
+def _warn(message: str) -> None:
+    print(f"carbonshift: warning: {message}", file=sys.stderr)
+
+
+def _strict_json(value: Any) -> str:
+    """JSON without NaN or Infinity (which are not JSON): a non-finite figure is a bug, said so."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError(
+            "internal error: the result holds a non-finite number; please report it "
+            "with the command line"
+        ) from None
 
 
 def format_plans(plans: Sequence[Plan]) -> str:
@@ -207,11 +304,68 @@ def format_plans(plans: Sequence[Plan]) -> str:
     return "\n".join(lines)
 
 
+# -- argument types: each raises ArgumentTypeError, which argparse prints on one line ---------
+
+
+def _duration(*, positive: bool = False) -> Callable[[str], float]:
+    def duration(text: str) -> float:
+        try:
+            seconds = parse_duration_s(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        if positive and seconds <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0, e.g. 4h")
+        return seconds
+
+    return duration
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return parse_utc_instant(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _number(low: float, high: float) -> Callable[[str], float]:
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # NaN fails this too
+            raise argparse.ArgumentTypeError(
+                f"{text[:40]!r}: give a number from {low:g} to {high:g}"
+            )
+        return value
+
+    return number
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: give an integer from 0 to 2**63 - 1")
+    return value
+
+
 def _factor(text: str) -> tuple[str, float]:
     model, sep, value = text.partition("=")
-    if not sep:
-        raise ValueError(f"--throughput {text!r}: write GPU=FACTOR, e.g. H100=2.5")
-    return model.strip(), float(value)
+    if not sep or not model.strip():
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: write GPU=FACTOR, e.g. H100=2.5")
+    try:
+        factor = float(value)
+    except ValueError:
+        factor = math.nan
+    if not 0 < factor <= MAX_THROUGHPUT:  # NaN fails this too
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r}: the factor is relative to an A100 and must be more than 0 and at "
+            f"most {MAX_THROUGHPUT:g}, e.g. H100=2.5"
+        )
+    return model.strip(), factor
 
 
 if __name__ == "__main__":

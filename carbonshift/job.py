@@ -12,29 +12,42 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     WithJsonSchema,
     model_validator,
 )
 
 from carbonshift.catalog import PROVIDERS, Catalog, CatalogError, InstanceType, Provider, Region
-from carbonshift.units import format_duration, parse_duration_s, parse_instant, to_epoch_s
+from carbonshift.units import (
+    DURATION_EXAMPLES,
+    DURATION_HELP,
+    DURATION_PATTERN,
+    MAX_DURATION_S,
+    format_duration,
+    parse_duration_s,
+    parse_utc_instant,
+    to_epoch_s,
+)
 
-# Seconds, or text like '4h' / '90m': the JSON schema (Prefect forms, parameter checks) says both.
+# Seconds, or text like '4h' / '90min': one parser (units.parse_duration_s) serves the CLI, job
+# files and flow parameters, and the JSON schema (Prefect forms, parameter checks) states its
+# grammar (units.DURATION_PATTERN); a test holds the two together.
+DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION_S},
+        {"type": "string", "pattern": DURATION_PATTERN},
+    ],
+    "description": DURATION_HELP,
+    "examples": list(DURATION_EXAMPLES),
+}
 DurationS = Annotated[
     float,
     BeforeValidator(parse_duration_s),
     Field(ge=0),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(d|h|m|min|s)\s*)+$"},
-            ],
-            "description": "seconds, or e.g. '4h', '90m', '1h30m'",
-        }
-    ),
+    WithJsonSchema(DURATION_SCHEMA),
 ]
 
 
@@ -50,7 +63,7 @@ class JobSpecError(ValueError):
 class WorkOnInstance(BaseModel):
     """Work measured as wall-clock time on one instance type."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     duration_s: DurationS = Field(gt=0, alias="duration", description="e.g. '4h' or 14400")
     instance_type: str = Field(description="the instance type the duration was measured on")
 
@@ -58,24 +71,48 @@ class WorkOnInstance(BaseModel):
 class WorkGpuHours(BaseModel):
     """Work measured as GPU-hours on a reference GPU model."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     gpu_hours: float = Field(gt=0)
     reference_gpu: str = "A100"
+
+
+def _work_kind(value: Any) -> str | None:
+    """Which kind of work a mapping describes, so errors name its fields and not both kinds'."""
+    if isinstance(value, WorkOnInstance):
+        return "duration"
+    if isinstance(value, WorkGpuHours):
+        return "gpu_hours"
+    if isinstance(value, dict):
+        return "gpu_hours" if "gpu_hours" in value else "duration"
+    return None
 
 
 class JobSpec(BaseModel):
     """One training job in the queue."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=60)
-    work: WorkOnInstance | WorkGpuHours
+    work: Annotated[
+        Annotated[WorkOnInstance, Tag("duration")] | Annotated[WorkGpuHours, Tag("gpu_hours")],
+        Discriminator(
+            _work_kind,
+            custom_error_type="work",
+            custom_error_message=(
+                "give {duration: 4h, instance_type: ...} or {gpu_hours: 64, reference_gpu: A100}"
+            ),
+        ),
+    ]
     earliest_start: datetime | None = Field(
-        default=None, description="UTC; empty means when the planner runs"
+        default=None,
+        description="UTC (a time without an offset is UTC); empty means when the planner runs",
     )
-    deadline: datetime | None = Field(default=None, description="UTC time the job must end by")
+    deadline: datetime | None = Field(
+        default=None, description="UTC time the job must end by (a time without an offset is UTC)"
+    )
     within_s: DurationS | None = Field(
         default=None,
+        gt=0,
         alias="within",
         description="deadline relative to the earliest start, e.g. '24h'",
     )
@@ -109,9 +146,9 @@ class JobSpec(BaseModel):
     def _instants(cls, data: Any) -> Any:
         if isinstance(data, dict):
             for key in ("earliest_start", "deadline"):
-                if isinstance(data.get(key), str):
+                if data.get(key) is not None:
                     try:
-                        data = {**data, key: parse_instant(data[key])}
+                        data = {**data, key: parse_utc_instant(data[key])}
                     except ValueError as e:
                         raise ValueError(f"{key}: {e}") from None
         return data
@@ -122,10 +159,6 @@ class JobSpec(BaseModel):
             raise ValueError("deadline: give a deadline (UTC) or 'within' (e.g. '24h')")
         if self.deadline is not None and self.within_s is not None:
             raise ValueError("deadline: give either deadline or within, not both")
-        for key in ("earliest_start", "deadline"):
-            value = getattr(self, key)
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{key}: {value.isoformat()} has no time zone: add 'Z' for UTC")
         if self.earliest_start and self.deadline and self.deadline <= self.earliest_start:
             raise ValueError(
                 f"deadline: {self.deadline.isoformat()} is not after earliest_start "
@@ -297,16 +330,28 @@ def load_jobs(path: Path | str) -> JobQueue:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read the job file ({e})") from e
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ValueError(f"{path}: not valid YAML{at} ({problem}): fix the file") from e
     return parse_jobs(raw, str(path))
 
 
 def _from_validation(job: str, error: ValidationError) -> JobSpecError:
     first = error.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    parts = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
+    if len(parts) > 2 and parts[0] == "work" and parts[1] in ("duration", "gpu_hours"):
+        del parts[1]  # the union's tag: `work.duration`, not `work.duration.duration`
+    loc = ".".join(parts)
     message = first["msg"].removeprefix("Value error, ")
     field, sep, rest = message.partition(": ")
     if sep and not loc and " " not in field:
         return JobSpecError(job, field, rest)
+    given = first.get("input")
+    if first["type"] != "value_error" and isinstance(given, str | int | float):
+        shown = repr(given) if len(repr(given)) <= 40 else repr(given)[:37] + "..."
+        message = f"{message}, not {shown}"
     return JobSpecError(job, loc or "job", message)

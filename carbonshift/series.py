@@ -106,8 +106,8 @@ class IntensitySeries:
         step = int(step_s) if step_s is not None else _infer_step(diffs)
         if step not in ALLOWED_STEPS_S:
             raise SeriesError(
-                f"resolution {step}s is not supported: use 1, 5, 15, 30 or 60 minutes "
-                "(pass step_s to say which the data has)"
+                f"resolution {step}s is not supported: resample the data onto 1, 5, 15, 30 or "
+                "60-minute steps"
             )
         times_s, vals, fills = _fill_gaps(times_s, vals, step, fill_gaps_up_to)
         sig = Signal(signal)
@@ -234,8 +234,7 @@ def _as_value_array(
     for i, v in enumerate(values):
         if v is None:
             raise SeriesError(
-                f"value {i} ({_when(times_s, i)}) is null: drop the point or fill it "
-                "(fill_gaps_up_to) before planning on it"
+                f"value {i} ({_when(times_s, i)}) is missing: give every time a g/kWh value"
             )
         out[i] = float(v)
     return out
@@ -269,11 +268,12 @@ def _check_values(values: FloatArray, start_or_times: int | IntArray, step_s: in
             return _when(start_or_times, i)
         return from_epoch_s(start_or_times + step_s * i).isoformat()
 
-    bad = np.flatnonzero(np.isnan(values))
+    bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
         i = int(bad[0])
         raise SeriesError(
-            f"value {i} ({when(i)}) is NaN: drop the point or fill it (fill_gaps_up_to)"
+            f"value {i} ({when(i)}) is {values[i]}, not a finite number: give every time a "
+            "g/kWh value"
         )
     bad = np.flatnonzero(values < 0)
     if len(bad):
@@ -292,13 +292,13 @@ def _check_values(values: FloatArray, start_or_times: int | IntArray, step_s: in
 
 def _infer_step(diffs: IntArray) -> int:
     if len(diffs) == 0:
-        raise SeriesError("one point has no resolution: pass step_s")
+        raise SeriesError("a single point has no resolution: give at least two points")
     steps, counts = np.unique(diffs, return_counts=True)
     allowed = np.isin(steps, ALLOWED_STEPS_S)
     if not allowed.any():
         raise SeriesError(
-            f"cannot tell the resolution: intervals of {int(steps[np.argmax(counts)])}s; "
-            "supported are 5, 15, 30 and 60 minutes (pass step_s)"
+            f"cannot tell the resolution: points are mostly {int(steps[np.argmax(counts)])}s "
+            "apart: resample the data onto 1, 5, 15, 30 or 60-minute steps"
         )
     # The most common interval; on a tie the coarser one, so mixed data never reads as gappy.
     candidates, tallies = steps[allowed], counts[allowed]
@@ -324,8 +324,7 @@ def _fill_gaps(
             raise SeriesError(
                 f"gap of {gap_s // 60} min between {_when(times_s, gi)} and "
                 f"{_when(times_s, gi + 1)} ({gap_s / step_s - 1:g} missing steps of "
-                f"{step_s // 60} min): get the missing data, or pass fill_gaps_up_to="
-                f"{max(missing, 1)} to fill short gaps by interpolation"
+                f"{step_s // 60} min): add the missing data"
             )
         new_t.append(times_s[prev : gi + 1])
         new_v.append(values[prev : gi + 1])

@@ -34,10 +34,7 @@ def read_trace(
 ) -> IntensitySeries:
     """Read an Electricity Maps export or a generic `timestamp,<value>` CSV, by its header."""
     path = Path(path)
-    try:
-        header = pd.read_csv(path, nrows=0).columns
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise TraceError(f"{path}: cannot read it as CSV ({e})") from e
+    header = _read_csv(path, nrows=0).columns
     if EM_TIME in header:
         return read_electricitymaps_csv(path, signal=signal, fill_gaps_up_to=fill_gaps_up_to)
     if GENERIC_TIME in header:
@@ -56,10 +53,11 @@ def read_electricitymaps_csv(
     if sig not in EM_COLUMNS:
         raise TraceError(f"{path}: Electricity Maps exports hold lca or direct, not {sig.value}")
     column = EM_COLUMNS[sig]
-    frame = pd.read_csv(path)
+    frame = _read_csv(path)
     if column not in frame.columns:
         raise TraceError(f"{path}: no column {column!r}: is this an Electricity Maps export?")
-    zone = str(frame[EM_ZONE].iloc[0]) if EM_ZONE in frame.columns and len(frame) else ""
+    zones = frame[EM_ZONE].dropna() if EM_ZONE in frame.columns else pd.Series([], dtype=object)
+    zone = str(zones.iloc[0]).strip() if len(zones) else ""
     return _build(
         path,
         frame[EM_TIME],
@@ -76,7 +74,7 @@ def read_generic_csv(
 ) -> IntensitySeries:
     """`timestamp` (ISO 8601, UTC when no offset) and exactly one value column in g/kWh."""
     path = Path(path)
-    frame = pd.read_csv(path)
+    frame = _read_csv(path)
     values = [c for c in frame.columns if c != GENERIC_TIME]
     if len(values) != 1:
         raise TraceError(
@@ -129,6 +127,26 @@ def join(parts: list[IntensitySeries]) -> IntensitySeries:
     )
 
 
+def _read_csv(path: Path, nrows: int | None = None) -> pd.DataFrame:
+    """A CSV as a frame; anything unreadable is one line naming the file and the fix."""
+    try:
+        return pd.read_csv(path, nrows=nrows)
+    except pd.errors.EmptyDataError:
+        raise TraceError(
+            f"{path}: the file is empty: a trace has a header ({GENERIC_TIME!r} and one g/kWh "
+            f"column, or an Electricity Maps export's {EM_TIME!r}, ...) and one row per time"
+        ) from None
+    except pd.errors.ParserError as e:
+        detail = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise TraceError(
+            f"{path}: not a well-formed CSV ({detail}): give every row as many fields as the header"
+        ) from None
+    except UnicodeDecodeError:
+        raise TraceError(f"{path}: not UTF-8 text: save the CSV as UTF-8") from None
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
 def _zone_from_name(path: Path) -> str:
     return path.stem.split("_")[0]
 
@@ -142,11 +160,17 @@ def _build(
     kind: str,
     fill_gaps_up_to: int,
 ) -> IntensitySeries:
-    try:
-        parsed = pd.to_datetime(times, utc=True, format="ISO8601")
-    except (ValueError, TypeError) as e:
-        raise TraceError(f"{path}: timestamps are not ISO 8601 ({e})") from e
+    if len(times) == 0:
+        raise TraceError(f"{path}: no data rows under the header: add one row per time")
+    parsed = _timestamps(path, times)
     numeric = pd.to_numeric(values, errors="coerce")
+    unreadable = numeric.isna() & values.notna()
+    if unreadable.any():
+        i = int(np.flatnonzero(unreadable.to_numpy())[0])
+        raise TraceError(
+            f"{path}: line {i + 2} ({times.iloc[i]}): value {_shown(values.iloc[i])} is not a "
+            "number: give g/kWh as a number"
+        )
     raw = [None if pd.isna(v) else float(v) for v in numeric]
     try:
         return IntensitySeries.from_points(
@@ -159,3 +183,25 @@ def _build(
         )
     except SeriesError as e:
         raise TraceError(f"{path}: {e}") from e
+
+
+def _timestamps(path: Path, times: pd.Series) -> pd.Series:
+    """UTC timestamps; the first unreadable or missing one is named by its line in the file."""
+    texts = times.astype("string").str.strip()
+    try:
+        parsed = pd.to_datetime(texts, utc=True, format="ISO8601", errors="coerce")
+    except (ValueError, TypeError, OverflowError):
+        parsed = pd.Series(pd.NaT, index=times.index, dtype="datetime64[ns, UTC]")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise TraceError(
+            f"{path}: line {i + 2}: timestamp {_shown(times.iloc[i])} is not an ISO 8601 time "
+            "between 1677 and 2262: write e.g. 2023-06-01T00:00Z (UTC when no offset)"
+        )
+    return parsed
+
+
+def _shown(value: object) -> str:
+    text = "empty" if pd.isna(value) else repr(str(value))  # type: ignore[call-overload]
+    return text if len(text) <= 40 else text[:37] + "..."

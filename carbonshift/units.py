@@ -1,15 +1,50 @@
-"""Unit conversions and duration parsing. Units live in names: `g_per_kwh`, `duration_s`."""
+"""Unit conversions and parsing of user-written durations and instants.
+
+Units live in names: `g_per_kwh`, `duration_s`. Every time in this product is UTC: a time written
+without an offset (`2023-06-01T00:00`) is read as UTC.
+"""
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 LBS_PER_MWH_TO_G_PER_KWH = 0.45359237  # 1 lb = 453.59237 g; 1 MWh = 1000 kWh
 SECONDS_PER_HOUR = 3600
+# Longer than any training job, window or slack; keeps every instant inside datetime's range.
+MAX_DURATION_S = 3650 * 86400
 
-_DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>d|h|m|min|s)")
+# One grammar for durations, shared by the parser and the JSON schema of every duration field
+# (Prefect forms and parameter checks): a bare number of seconds, or number+unit parts summed
+# (`1h30m`). Written in the common subset of Python and ECMA-262 regexes (`[0-9]`, `[ \t]`: their
+# `\d` and `\s` differ on non-ASCII text); units are case-insensitive; `m` is minutes.
+_NUMBER = r"[0-9]+(?:\.[0-9]+)?"
+_UNIT = r"(?:[dD]|[hH]|[mM](?:[iI][nN])?|[sS])"
+_GRAMMAR = rf"[ \t]*(?:{_NUMBER}|(?:{_NUMBER}[ \t]*{_UNIT}[ \t]*)+)"
+# `(?![\s\S])` ends the text in both dialects; a Python `$` (jsonschema) also matches before a final
+# newline, which the parser refuses.
+DURATION_PATTERN = rf"^{_GRAMMAR}(?![\s\S])"
+DURATION_EXAMPLES = ("4h", "90min", "90m", "1h30m", "2d", "45s", "3600", "0")
+DURATION_HELP = (
+    "seconds as a number, or text like '4h', '90min', '90m', '1h30m', '2d', '3600s' "
+    "(units d, h, m or min, s; at most 3650d)"
+)
+_PART = re.compile(rf"({_NUMBER})[ \t]*({_UNIT})")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
+_HINT = "write e.g. '4h', '90min', '1h30m', '2d' or seconds ('3600')"
+
+
+class InputError(ValueError):
+    """A value a user wrote cannot be used; the message is one line that says how to fix it."""
+
+
+class DurationError(InputError):
+    """A duration that is not a finite, non-negative length of time within MAX_DURATION_S."""
+
+
+class InstantError(InputError):
+    """A time that is not an ISO 8601 instant."""
 
 
 def g_per_kwh_from_lbs_per_mwh(lbs_per_mwh: float) -> float:
@@ -20,28 +55,65 @@ def kg_from_energy_and_intensity(energy_kwh: float, g_per_kwh: float) -> float:
     return energy_kwh * g_per_kwh / 1000.0
 
 
-def parse_duration_s(text: str | float | int | timedelta) -> float:
-    """Parse `4h`, `90m`, `1h30m`, `2d`, `45s`, a number of seconds, or a timedelta."""
+def parse_duration_s(text: object) -> float:
+    """Seconds in a duration: a number of seconds, a timedelta, or text (see DURATION_PATTERN).
+
+    Raises DurationError (a ValueError) for anything that is not a finite duration from 0 to
+    MAX_DURATION_S; the caller adds the field's name.
+    """
     if isinstance(text, timedelta):
-        return text.total_seconds()
-    if isinstance(text, int | float):
-        return float(text)
-    cleaned = text.strip().lower().replace(" ", "")
-    pos = 0
-    total = 0.0
-    for match in _DURATION.finditer(cleaned):
-        if match.start() != pos:
-            break
-        total += float(match["value"]) * _UNIT_S[match["unit"]]
-        pos = match.end()
-    if pos != len(cleaned) or pos == 0:
-        raise ValueError(
-            f"cannot read duration {text!r}: write it like '4h', '90m', '1h30m', '2d' or '3600s'"
+        return _bounded(text.total_seconds(), text)
+    if isinstance(text, bool):
+        raise DurationError(f"{text!r} is not a duration: {_HINT}")
+    if isinstance(text, int):
+        if text > MAX_DURATION_S:  # before float(): a huge int overflows it
+            return _bounded(math.inf, text)
+        return _bounded(float(text), text)
+    if isinstance(text, float):
+        return _bounded(text, text)
+    if not isinstance(text, str):
+        raise DurationError(f"expected a duration, got {type(text).__name__}: {_HINT}")
+    if re.fullmatch(_GRAMMAR, text) is None:
+        stripped = text.strip().lower()
+        if stripped.startswith("-"):
+            raise DurationError(f"{_shown(text)} is negative: a duration is 0 or more; {_HINT}")
+        if stripped.lstrip("+") in ("nan", "inf", "infinity", ".nan", ".inf"):
+            raise DurationError(f"{_shown(text)} is not a finite duration: {_HINT}")
+        raise DurationError(f"cannot read duration {_shown(text)}: {_HINT}")
+    stripped = text.strip(" \t")
+    parts = _PART.findall(stripped)
+    if not parts:  # a bare number: seconds
+        return _bounded(float(stripped), text)
+    total = math.fsum(float(value) * _UNIT_S[unit.lower()] for value, unit in parts)
+    return _bounded(total, text)
+
+
+def _bounded(duration_s: float, original: object) -> float:
+    shown = _shown(original)
+    if math.isnan(duration_s) or (math.isinf(duration_s) and isinstance(original, float)):
+        raise DurationError(f"{shown} is not a finite duration: {_HINT}")
+    if duration_s < 0:
+        raise DurationError(f"{shown} is negative: a duration is 0 or more; {_HINT}")
+    if duration_s > MAX_DURATION_S:
+        raise DurationError(
+            f"{shown} is longer than {MAX_DURATION_S // 86400}d, the longest duration accepted"
         )
-    return total
+    return float(duration_s)
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """`repr` cut to one short line, for echoing user input in a message."""
+    text = (
+        repr(value) if not isinstance(value, int) or value.bit_length() < 128 else "a huge number"
+    )
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def format_duration(duration_s: float) -> str:
+    if not math.isfinite(duration_s):
+        return str(duration_s)
+    if duration_s >= 1000 * 86400:  # readable for absurd values in error messages
+        return f"{duration_s / 86400:.4g}d"
     minutes = round(duration_s / 60)
     hours, minutes = divmod(minutes, 60)
     if hours and minutes:
@@ -61,10 +133,45 @@ def from_epoch_s(epoch_s: float) -> datetime:
 
 
 def parse_instant(text: str | datetime) -> datetime:
-    """An ISO 8601 instant; `Z` and offsets accepted, naive text rejected."""
+    """An ISO 8601 instant from a machine (a provider); `Z` and offsets accepted, naive rejected."""
     if isinstance(text, datetime):
         moment = text
     else:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     to_epoch_s(moment)
     return moment.astimezone(UTC)
+
+
+MIN_YEAR, MAX_YEAR = 1970, 8999  # room for MAX_DURATION_S either side, inside datetime's range
+INSTANT_HELP = "ISO 8601 in UTC, e.g. 2023-06-01T00:00Z; without an offset it is read as UTC"
+
+
+def parse_utc_instant(value: object) -> datetime:
+    """An instant a user wrote (CLI, job file, flow parameter): naive text or datetimes are UTC.
+
+    A date without a time of day is refused (is a deadline of 2023-06-02 its start or its end?).
+    Raises InstantError (a ValueError) with a one-line message; the caller adds the field's name.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        raise InstantError(f"{value.isoformat()} has no time of day: write e.g. {value}T00:00Z")
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise InstantError(f"cannot read time {_shown(value)}: write {INSTANT_HELP}") from None
+        if "T" not in text.upper() and " " not in text:
+            raise InstantError(f"{value!r} has no time of day: write e.g. {text}T00:00Z")
+    else:
+        raise InstantError(f"expected a time, got {type(value).__name__}: write {INSTANT_HELP}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        moment = datetime.min.replace(tzinfo=UTC)
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise InstantError(f"{_shown(value)} is not between {MIN_YEAR} and {MAX_YEAR}")
+    return moment

@@ -41,7 +41,8 @@ def _error(item: dict[str, object]) -> JobSpecError:
         ({"utilisation": 1.5}, "utilisation", "less than or equal to 1"),
         ({"replicas": 2}, "replicas", "placement: spread"),
         ({"colour": "green"}, "colour", "Extra inputs"),
-        ({"earliest_start": "2020-01-01T00:00:00"}, "earliest_start", "no time zone"),
+        ({"earliest_start": "2020-01-01"}, "earliest_start", "no time of day"),
+        ({"deadline": "tomorrow", "within": None}, "deadline", "cannot read time 'tomorrow'"),
     ],
 )
 def test_bad_specs_name_the_field(change: dict[str, object], field: str, message: str) -> None:
@@ -128,7 +129,12 @@ def test_bad_job_file_keeps_good_jobs(tmp_path: Path) -> None:
 def test_unreadable_job_file(tmp_path: Path) -> None:
     path = tmp_path / "jobs.yaml"
     path.write_text("jobs: [unclosed\n")
+    with pytest.raises(ValueError, match=r"jobs.yaml: not valid YAML at line 2 .*: fix the file"):
+        load_jobs(path)
     with pytest.raises(ValueError, match="cannot read the job file"):
+        load_jobs(tmp_path / "missing.yaml")
+    path.write_bytes(b"jobs: \xff\xfe\n")
+    with pytest.raises(ValueError, match="jobs.yaml: cannot read the job file"):
         load_jobs(path)
 
 

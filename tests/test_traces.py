@@ -71,7 +71,10 @@ def test_generic_csv_with_offsets_and_mixed_steps(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ("2023-01-01 00:00:00,GB,GB,GB,1,2,,,,,\n2023-01-01 01:00:00,GB,GB,GB,1,,,,,,\n", "null"),
+        (
+            "2023-01-01 00:00:00,GB,GB,GB,1,2,,,,,\n2023-01-01 01:00:00,GB,GB,GB,1,,,,,,\n",
+            "value 1 .* is missing",
+        ),
         (
             "2023-01-01 01:00:00,GB,GB,GB,1,2,,,,,\n2023-01-01 00:00:00,GB,GB,GB,1,2,,,,,\n",
             "sorted",
