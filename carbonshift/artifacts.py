@@ -31,6 +31,46 @@ class Scheduled:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class PlanFigures:
+    """A feasible plan's headline figures, the same for the CLI and the artifacts. A spread
+    plan's figures cover all its replicas (its `now_home` baseline already does)."""
+
+    regions: str
+    instance_type: str
+    start: datetime
+    end: datetime
+    g_per_kwh: float
+    kg_co2: float
+    now_home_kg_co2: float
+    savings_fraction: float
+    cost_usd: float
+    source: str
+
+
+def plan_figures(plan: Plan) -> PlanFigures | None:
+    """None for a plan with no slot (infeasible or refused)."""
+    c, x = plan.chosen, plan.explanation
+    if not plan.feasible or c is None or x is None:
+        return None
+    shards = plan.shards or [c]
+    kg = sum(s.emissions_kg for s in shards)
+    kwh = sum(s.energy_kwh for s in shards)
+    mean = c.mean_g_per_kwh if len(shards) == 1 or kwh <= 0 else kg * 1000.0 / kwh
+    return PlanFigures(
+        regions=", ".join(s.region for s in shards),
+        instance_type=c.instance_type,
+        start=c.start,
+        end=c.end,
+        g_per_kwh=mean,
+        kg_co2=kg,
+        now_home_kg_co2=x.now_home.emissions_kg,
+        savings_fraction=x.savings_fraction,
+        cost_usd=sum(s.cost_usd for s in shards),
+        source=x.forecast_source,
+    )
+
+
 def artifact_key(prefix: str, name: str) -> str:
     """A stable Prefect artifact key: lowercase letters, digits and dashes only."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -48,8 +88,8 @@ def plan_rows(
     rows: list[dict[str, str | float | None]] = []
     for plan in plans:
         done = scheduled.get(plan.job)
-        c, x = plan.chosen, plan.explanation
-        if not plan.feasible or c is None or x is None:
+        f = plan_figures(plan)
+        if f is None:
             rows.append(
                 {
                     "job": plan.job,
@@ -68,20 +108,19 @@ def plan_rows(
                 }
             )
             continue
-        shards = plan.shards or [c]
         rows.append(
             {
                 "job": plan.job,
-                "region": ", ".join(s.region for s in shards),
-                "instance_type": c.instance_type,
-                "start_utc": _when(c.start),
-                "end_utc": _when(c.end),
-                "forecast_g_per_kwh": round(c.mean_g_per_kwh, 1),
-                "expected_kg_co2": round(sum(s.emissions_kg for s in shards), 3),
-                "now_home_kg_co2": round(x.now_home.emissions_kg * len(shards), 3),
-                "savings_pct": round(100 * x.savings_fraction, 1),
-                "expected_cost_usd": round(sum(s.cost_usd for s in shards), 2),
-                "forecast_source": x.forecast_source,
+                "region": f.regions,
+                "instance_type": f.instance_type,
+                "start_utc": _when(f.start),
+                "end_utc": _when(f.end),
+                "forecast_g_per_kwh": round(f.g_per_kwh, 1),
+                "expected_kg_co2": round(f.kg_co2, 3),
+                "now_home_kg_co2": round(f.now_home_kg_co2, 3),
+                "savings_pct": round(100 * f.savings_fraction, 1),
+                "expected_cost_usd": round(f.cost_usd, 2),
+                "forecast_source": f.source,
                 "status": done.status if done else "not-scheduled",
                 "run": (done.link or done.flow_run_id or done.note) if done else None,
             }
@@ -106,7 +145,10 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
     options: list[tuple[str, Slot]] = [("chosen", s) for s in (plan.shards or [plan.chosen])]
     if x.runner_up is not None:
         options.append(("runner-up", x.runner_up))
-    options.append(("now, home region", x.now_home))
+    home = "now, home region"
+    if len(plan.shards) > 1:
+        home += f", {len(plan.shards)} replicas"
+    options.append((home, x.now_home))
     for label, s in options:
         lines.append(
             f"| {label} | {s.region} | {s.instance_type} | {_when(s.start)} | {_when(s.end)} | "
