@@ -15,7 +15,9 @@ from typing import Literal
 from carbonshift.plan import Plan, Slot
 from carbonshift.series import IntensitySeries
 
-ScheduleStatus = Literal["scheduled", "unchanged", "replaced", "running", "not-scheduled"]
+ScheduleStatus = Literal[
+    "scheduled", "unchanged", "replaced", "running", "not-scheduled", "failed"
+]
 PLAN_TABLE_KEY = "plan-summary"
 COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 
@@ -71,6 +73,20 @@ def plan_figures(plan: Plan) -> PlanFigures | None:
     )
 
 
+def unschedulable(plan: Plan) -> str | None:
+    """Why a feasible plan is not handed to train-model, or None if it can be. A spread plan
+    is plan-only: train-model runs one process, and one replica of a data-parallel job run as
+    if it were all of it would be neither the job nor the plan."""
+    if len(plan.shards) > 1 and plan.chosen is not None:
+        regions = ", ".join(s.region for s in plan.shards)
+        return (
+            f"placement: spread plans are not scheduled: train-model runs one process, not "
+            f"{len(plan.shards)} data-parallel replicas ({regions}); start them yourself at "
+            f"{plan.chosen.start:%Y-%m-%d %H:%M} UTC, or use placement: colocate"
+        )
+    return None
+
+
 def artifact_key(prefix: str, name: str) -> str:
     """A stable Prefect artifact key: lowercase letters, digits and dashes only."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -84,7 +100,9 @@ def _when(moment: datetime) -> str:
 def plan_rows(
     plans: Sequence[Plan], scheduled: Mapping[str, Scheduled]
 ) -> list[dict[str, str | float | None]]:
-    """One row per job for the planning run's table artifact (JSON-serialisable values)."""
+    """One row per job for the planning run's table artifact (JSON-serialisable values). A job
+    refused for a bad spec has its `field` set and the message (with the fix) under `run`; a
+    job that could not be (or was not) scheduled says why under `run`."""
     rows: list[dict[str, str | float | None]] = []
     for plan in plans:
         done = scheduled.get(plan.job)
@@ -105,6 +123,7 @@ def plan_rows(
                     "forecast_source": None,
                     "status": "not-scheduled",
                     "run": plan.reason,
+                    "field": plan.field or None,
                 }
             )
             continue
@@ -123,6 +142,7 @@ def plan_rows(
                 "forecast_source": f.source,
                 "status": done.status if done else "not-scheduled",
                 "run": (done.link or done.flow_run_id or done.note) if done else None,
+                "field": None,
             }
         )
     return rows
@@ -166,7 +186,11 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
         "",
         f"Forecast coverage of the job's window: {plan.chosen.coverage:.0%}.",
     ]
-    if scheduled is not None:
+    if scheduled is not None and scheduled.status == "not-scheduled":
+        lines += ["", f"**Training run not scheduled:** {scheduled.note}"]
+    elif scheduled is not None and scheduled.status == "failed":
+        lines += ["", f"**Training run could not be created:** {scheduled.note}"]
+    elif scheduled is not None:
         target = scheduled.link or scheduled.flow_run_id or ""
         lines += ["", f"Training run: {scheduled.status} {target} {scheduled.note}".rstrip()]
     if chart_key:
@@ -264,7 +288,7 @@ def rows_as_text(rows: Sequence[Mapping[str, object]]) -> str:
     for row in rows:
         cells = [f"{'' if row.get(k) is None else row.get(k)!s:<{w}}" for k, _, w in columns]
         line = " ".join(cells)
-        if row.get("status") == "not-scheduled" and row.get("run"):
+        if row.get("status") in ("not-scheduled", "failed") and row.get("run"):
             line += f"  {row['run']}"
         lines.append(line.rstrip())
     return "\n".join(lines)
