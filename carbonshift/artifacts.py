@@ -15,7 +15,9 @@ from typing import Literal
 from carbonshift.plan import Plan, Slot
 from carbonshift.series import IntensitySeries
 
-ScheduleStatus = Literal["scheduled", "unchanged", "replaced", "running", "not-scheduled"]
+ScheduleStatus = Literal[
+    "scheduled", "unchanged", "replaced", "running", "not-scheduled", "failed"
+]
 PLAN_TABLE_KEY = "plan-summary"
 COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 
@@ -31,6 +33,60 @@ class Scheduled:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class PlanFigures:
+    """A feasible plan's headline figures, the same for the CLI and the artifacts. A spread
+    plan's figures cover all its replicas (its `now_home` baseline already does)."""
+
+    regions: str
+    instance_type: str
+    start: datetime
+    end: datetime
+    g_per_kwh: float
+    kg_co2: float
+    now_home_kg_co2: float
+    savings_fraction: float
+    cost_usd: float
+    source: str
+
+
+def plan_figures(plan: Plan) -> PlanFigures | None:
+    """None for a plan with no slot (infeasible or refused)."""
+    c, x = plan.chosen, plan.explanation
+    if not plan.feasible or c is None or x is None:
+        return None
+    shards = plan.shards or [c]
+    kg = sum(s.emissions_kg for s in shards)
+    kwh = sum(s.energy_kwh for s in shards)
+    mean = c.mean_g_per_kwh if len(shards) == 1 or kwh <= 0 else kg * 1000.0 / kwh
+    return PlanFigures(
+        regions=", ".join(s.region for s in shards),
+        instance_type=c.instance_type,
+        start=c.start,
+        end=c.end,
+        g_per_kwh=mean,
+        kg_co2=kg,
+        now_home_kg_co2=x.now_home.emissions_kg,
+        savings_fraction=x.savings_fraction,
+        cost_usd=sum(s.cost_usd for s in shards),
+        source=x.forecast_source,
+    )
+
+
+def unschedulable(plan: Plan) -> str | None:
+    """Why a feasible plan is not handed to train-model, or None if it can be. A spread plan
+    is plan-only: train-model runs one process, and one replica of a data-parallel job run as
+    if it were all of it would be neither the job nor the plan."""
+    if len(plan.shards) > 1 and plan.chosen is not None:
+        regions = ", ".join(s.region for s in plan.shards)
+        return (
+            f"placement: spread plans are not scheduled: train-model runs one process, not "
+            f"{len(plan.shards)} data-parallel replicas ({regions}); start them yourself at "
+            f"{plan.chosen.start:%Y-%m-%d %H:%M} UTC, or use placement: colocate"
+        )
+    return None
+
+
 def artifact_key(prefix: str, name: str) -> str:
     """A stable Prefect artifact key: lowercase letters, digits and dashes only."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -44,12 +100,14 @@ def _when(moment: datetime) -> str:
 def plan_rows(
     plans: Sequence[Plan], scheduled: Mapping[str, Scheduled]
 ) -> list[dict[str, str | float | None]]:
-    """One row per job for the planning run's table artifact (JSON-serialisable values)."""
+    """One row per job for the planning run's table artifact (JSON-serialisable values). A job
+    refused for a bad spec has its `field` set and the message (with the fix) under `run`; a
+    job that could not be (or was not) scheduled says why under `run`."""
     rows: list[dict[str, str | float | None]] = []
     for plan in plans:
         done = scheduled.get(plan.job)
-        c, x = plan.chosen, plan.explanation
-        if not plan.feasible or c is None or x is None:
+        f = plan_figures(plan)
+        if f is None:
             rows.append(
                 {
                     "job": plan.job,
@@ -65,25 +123,26 @@ def plan_rows(
                     "forecast_source": None,
                     "status": "not-scheduled",
                     "run": plan.reason,
+                    "field": plan.field or None,
                 }
             )
             continue
-        shards = plan.shards or [c]
         rows.append(
             {
                 "job": plan.job,
-                "region": ", ".join(s.region for s in shards),
-                "instance_type": c.instance_type,
-                "start_utc": _when(c.start),
-                "end_utc": _when(c.end),
-                "forecast_g_per_kwh": round(c.mean_g_per_kwh, 1),
-                "expected_kg_co2": round(sum(s.emissions_kg for s in shards), 3),
-                "now_home_kg_co2": round(x.now_home.emissions_kg * len(shards), 3),
-                "savings_pct": round(100 * x.savings_fraction, 1),
-                "expected_cost_usd": round(sum(s.cost_usd for s in shards), 2),
-                "forecast_source": x.forecast_source,
+                "region": f.regions,
+                "instance_type": f.instance_type,
+                "start_utc": _when(f.start),
+                "end_utc": _when(f.end),
+                "forecast_g_per_kwh": round(f.g_per_kwh, 1),
+                "expected_kg_co2": round(f.kg_co2, 3),
+                "now_home_kg_co2": round(f.now_home_kg_co2, 3),
+                "savings_pct": round(100 * f.savings_fraction, 1),
+                "expected_cost_usd": round(f.cost_usd, 2),
+                "forecast_source": f.source,
                 "status": done.status if done else "not-scheduled",
                 "run": (done.link or done.flow_run_id or done.note) if done else None,
+                "field": None,
             }
         )
     return rows
@@ -106,7 +165,10 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
     options: list[tuple[str, Slot]] = [("chosen", s) for s in (plan.shards or [plan.chosen])]
     if x.runner_up is not None:
         options.append(("runner-up", x.runner_up))
-    options.append(("now, home region", x.now_home))
+    home = "now, home region"
+    if len(plan.shards) > 1:
+        home += f", {len(plan.shards)} replicas"
+    options.append((home, x.now_home))
     for label, s in options:
         lines.append(
             f"| {label} | {s.region} | {s.instance_type} | {_when(s.start)} | {_when(s.end)} | "
@@ -124,7 +186,11 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
         "",
         f"Forecast coverage of the job's window: {plan.chosen.coverage:.0%}.",
     ]
-    if scheduled is not None:
+    if scheduled is not None and scheduled.status == "not-scheduled":
+        lines += ["", f"**Training run not scheduled:** {scheduled.note}"]
+    elif scheduled is not None and scheduled.status == "failed":
+        lines += ["", f"**Training run could not be created:** {scheduled.note}"]
+    elif scheduled is not None:
         target = scheduled.link or scheduled.flow_run_id or ""
         lines += ["", f"Training run: {scheduled.status} {target} {scheduled.note}".rstrip()]
     if chart_key:
@@ -222,7 +288,7 @@ def rows_as_text(rows: Sequence[Mapping[str, object]]) -> str:
     for row in rows:
         cells = [f"{'' if row.get(k) is None else row.get(k)!s:<{w}}" for k, _, w in columns]
         line = " ".join(cells)
-        if row.get("status") == "not-scheduled" and row.get("run"):
+        if row.get("status") in ("not-scheduled", "failed") and row.get("run"):
             line += f"  {row['run']}"
         lines.append(line.rstrip())
     return "\n".join(lines)

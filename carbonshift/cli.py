@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from carbonshift import forecast_cli
+from carbonshift.artifacts import plan_figures
 from carbonshift.backtest import backtest
 from carbonshift.catalog import Catalog, CatalogError, default_catalog
 from carbonshift.job import load_jobs
@@ -290,16 +291,15 @@ def format_plans(plans: Sequence[Plan]) -> str:
     )
     lines = [header, "-" * len(header)]
     for p in plans:
-        if not p.feasible or p.chosen is None or p.explanation is None:
+        f = plan_figures(p)  # the same figures as the plan artifact
+        if f is None:
             lines.append(f"{p.job:18s} not scheduled: {p.reason}")
             continue
-        c, x = p.chosen, p.explanation
-        kg = sum(s.emissions_kg for s in p.shards) if p.shards else c.emissions_kg
         lines.append(
-            f"{p.job:18s} {c.region:22s} {c.instance_type:14s} "
-            f"{c.start.strftime('%Y-%m-%d %H:%M'):17s} {c.mean_g_per_kwh:6.0f} {kg:8.2f} "
-            f"{x.now_home.emissions_kg:8.2f} {x.savings_fraction:6.0%} {c.cost_usd:8.2f}  "
-            f"{c.source}"
+            f"{p.job:18s} {f.regions:22s} {f.instance_type:14s} "
+            f"{f.start.strftime('%Y-%m-%d %H:%M'):17s} {f.g_per_kwh:6.0f} {f.kg_co2:8.2f} "
+            f"{f.now_home_kg_co2:8.2f} {f.savings_fraction:6.0%} {f.cost_usd:8.2f}  "
+            f"{f.source}"
         )
     return "\n".join(lines)
 

@@ -20,22 +20,33 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.flow_runs import wait_for_flow_run
 
 from carbonshift.job import JobSpec
-from flows.plan import PlanningConfig, plan_training
+from flows.plan import PlanningConfig, SchedulingFailed, plan_training
 
 
 class TrainingNotScheduled(RuntimeError):
-    """The job could not be planned (bad spec, no slot before the deadline, over budget)."""
+    """The job has no scheduled training run: bad spec, no slot before the deadline, over
+    budget, a plan train-model cannot run (spread placement), or its run could not be created.
+    The message names the job and says why."""
+
+    def __init__(self, job: str, reason: str) -> None:
+        self.job = job
+        self.reason = reason
+        super().__init__(f"{job}: {reason}")
 
 
 def schedule_training(job: JobSpec, *, config: PlanningConfig | None = None) -> FlowRun:
     """Plan `job` now and schedule its `train-model` run; returns that (scheduled) flow run.
 
     Called inside a flow, the planning shows up as a subflow run with its plan artifacts.
-    Calling it again with the same job and forecast returns the same run.
+    Calling it again with the same job and forecast returns the same run. Raises
+    `TrainingNotScheduled` when there is no run to return.
     """
-    (outcome,) = plan_training(jobs=[job], queue_file=None, config=config)
+    try:
+        (outcome,) = plan_training(jobs=[job], queue_file=None, config=config)
+    except SchedulingFailed as e:
+        raise TrainingNotScheduled(job.name, str(e)) from None
     if outcome.flow_run_id is None:
-        raise TrainingNotScheduled(f"{job.name}: {outcome.note}")
+        raise TrainingNotScheduled(job.name, outcome.note)
     with get_client(sync_client=True) as client:
         return client.read_flow_run(UUID(outcome.flow_run_id))
 

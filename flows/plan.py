@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from carbonshift.artifacts import Scheduled
 from carbonshift.job import JobSpec
+from carbonshift.providers import NAMES
 from tasks.forecasts import ForecastConfig
 from tasks.planning import fetch_forecasts, load_queue, plan_queue, publish_plan_artifacts
 from tasks.scheduling import schedule_runs
@@ -16,28 +18,66 @@ from tasks.training import TrainingConfig
 
 DEFAULT_QUEUE = "deployments/jobs.yaml"
 
+# A job as given in the `jobs` parameter: a valid spec, or anything else, which the flow refuses
+# on its own (job, field, fix) while it plans the rest, as the CLI does with a job file.
+JobParameter = Annotated[JobSpec | Any, Field(union_mode="left_to_right")]
+
+
+class SchedulingFailed(RuntimeError):
+    """Some training runs could not be created; the plan artifacts say which and why."""
+
 
 class PlanningConfig(BaseModel):
     """How the planner fetches forecasts and where it schedules training runs."""
 
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     training_deployment: str = Field(
-        default="train-model/default", description="deployment that runs each job"
+        default="train-model/default",
+        pattern=r"^[^/]+/[^/]+$",
+        description="deployment that runs each job, as flow-name/deployment-name",
     )
     schedule: bool = Field(default=True, description="false: plan and publish artifacts only")
     training: TrainingConfig | None = Field(
         default=None, description="config for the training runs it schedules (default: theirs)"
     )
 
+    @field_validator("forecast")
+    @classmethod
+    def _known_providers(cls, forecast: ForecastConfig) -> ForecastConfig:
+        """A bad provider chain fails the run before it starts, naming the entry and the fix."""
+        if not forecast.providers:
+            raise ValueError(
+                f"forecast.providers: empty: give a provider chain, e.g. ['replay', 'static'] "
+                f"(one of {', '.join(NAMES)})"
+            )
+        for i, name in enumerate(forecast.providers):
+            if name.strip() not in NAMES:
+                raise ValueError(
+                    f"forecast.providers[{i}]: unknown provider {name!r}: use one of "
+                    f"{', '.join(NAMES)}"
+                )
+        if "carbon-aware-sdk" in forecast.providers and not forecast.base_urls.get(
+            "carbon-aware-sdk"
+        ):
+            raise ValueError(
+                "forecast.base_urls: carbon-aware-sdk is self-hosted: give its address as "
+                "base_urls: {carbon-aware-sdk: http://...}"
+            )
+        return forecast
+
 
 @flow(name="plan-training")
 def plan_training(
-    jobs: list[JobSpec] | None = None,
+    jobs: list[JobParameter] | None = None,
     queue_file: str | None = DEFAULT_QUEUE,
     config: PlanningConfig | None = None,
     now: datetime | None = None,
 ) -> list[Scheduled]:
     """Plan every job in the queue and schedule its training run at the chosen slot.
+
+    A job that fails validation is refused (listed in the plan-summary artifact with its field
+    and the fix) and the others are planned. If a training run cannot be created, the others are
+    still scheduled and the run fails at the end, naming the jobs.
 
     Args:
         jobs: jobs to plan besides (or instead of) the queue file.
@@ -57,4 +97,10 @@ def plan_training(
         else {}
     )
     publish_plan_artifacts(plans, scheduled, forecasts, queue.jobs)
+    failed = [s for s in scheduled.values() if s.status == "failed"]
+    if failed:
+        raise SchedulingFailed(
+            f"{len(failed)} of {len(scheduled)} training runs could not be created: "
+            + "; ".join(f"{s.job}: {s.note}" for s in failed)
+        )
     return list(scheduled.values())

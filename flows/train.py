@@ -8,8 +8,9 @@ import time
 from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
-from prefect.states import Completed
+from prefect.states import Completed, Failed
 
+from carbonshift.artifacts import unschedulable
 from carbonshift.energy import Sample
 from carbonshift.job import JobSpec
 from carbonshift.plan import Plan
@@ -41,6 +42,9 @@ def train_model(
         resume_from: a checkpoint URI to resume from, or none to start afresh.
         config: checkpoint store, monitor rule and where actual intensity comes from.
     """
+    refused = unschedulable(plan)
+    if refused is not None:  # never run one replica of a data-parallel plan as if it were all
+        return Failed(message=refused)
     config = config or TrainingConfig()
     run_id = str(flow_run.get_id() or "local")
     provision(run_id, plan, config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
@@ -20,7 +21,7 @@ from carbonshift.artifacts import (
     svg_data_url,
 )
 from carbonshift.catalog import Region, default_catalog
-from carbonshift.job import JobSpec, JobSpecError, load_jobs, resolve
+from carbonshift.job import JobSpec, JobSpecError, load_jobs, parse_jobs, resolve
 from carbonshift.plan import Plan
 from carbonshift.planner import plan_jobs
 from carbonshift.providers import Served
@@ -35,8 +36,27 @@ class Queue:
     errors: list[JobSpecError]
 
 
+def given_jobs(jobs: list[Any]) -> tuple[list[JobSpec], list[JobSpecError]]:
+    """The `jobs` parameter: specs pass, anything else is validated here, so that a bad job is
+    refused with its name (or `jobs[i]`), field and fix, and the others are kept."""
+    found: list[JobSpec] = []
+    errors: list[JobSpecError] = []
+    for i, item in enumerate(jobs):
+        if isinstance(item, JobSpec):
+            found.append(item)
+            continue
+        parsed = parse_jobs([item], f"jobs[{i}]")
+        found += parsed.jobs
+        for error in parsed.errors:
+            if error.job == "#0":  # no usable name: say where it is in the parameter
+                message = str(error).removeprefix(f"job {error.job!r}: {error.field}: ")
+                error = JobSpecError(f"jobs[{i}]", error.field, message)
+            errors.append(error)
+    return found, errors
+
+
 @task(cache_policy=NO_CACHE)
-def load_queue(queue_file: str | None, jobs: list[JobSpec] | None) -> Queue:
+def load_queue(queue_file: str | None, jobs: list[Any] | None) -> Queue:
     """The queue file's jobs and the given ones; a bad job is reported, the others kept."""
     logger = get_run_logger()
     found: list[JobSpec] = []
@@ -46,7 +66,9 @@ def load_queue(queue_file: str | None, jobs: list[JobSpec] | None) -> Queue:
         found += parsed.jobs
         errors += parsed.errors
     names = {j.name for j in found}
-    for job in jobs or []:
+    given, refused = given_jobs(jobs or [])
+    errors += refused
+    for job in given:
         if job.name in names:
             errors.append(JobSpecError(job.name, "name", "given twice: rename one"))
             continue

@@ -19,6 +19,7 @@ from carbonshift.artifacts import (
     plan_rows,
     rows_as_text,
     svg_data_url,
+    unschedulable,
 )
 from carbonshift.catalog import Catalog
 from carbonshift.plan import Plan
@@ -88,3 +89,20 @@ def test_forecast_chart(plans: tuple[list[Plan], dict[str, object]]) -> None:
     snapshot("forecast_chart.svg", svg)
     url = svg_data_url(svg)
     assert base64.b64decode(url.split(",", 1)[1]).decode() == svg
+
+
+def test_spread_plan_markdown_and_row_say_it_is_not_scheduled(catalog: Catalog) -> None:
+    
+    forecasts = {"aws:us-east-1": series_at([300] * 24),
+                 "aws:eu-west-2": series_at([100] * 24, zone="GB"),
+                 "aws:eu-central-1": series_at([50] * 12 + [200] * 12, zone="DE")}
+    spec = job("spread-2", regions=list(forecasts), placement="spread", replicas=2,
+               work={"duration": "30m", "instance_type": "g5.xlarge"}, within="2h")
+    (plan,) = plan_jobs([spec], forecasts, now=T0, catalog=catalog)
+    refused = unschedulable(plan)
+    assert refused is not None and refused.startswith("placement: spread")
+    done = Scheduled("spread-2", "not-scheduled", note=refused)
+    (row,) = plan_rows([plan], {"spread-2": done})
+    assert row["status"] == "not-scheduled" and row["run"] == refused
+    assert "spread-2" in rows_as_text([row]) and refused in rows_as_text([row])
+    snapshot("plan_markdown_spread.md", plan_markdown(plan, done))

@@ -21,14 +21,16 @@ if TYPE_CHECKING:
 
 
 def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
-    from carbonshift.planner.choose import now_home_slot
+    """The spread plan; every figure (kg, cost, energy, the now-home baseline) covers all
+    replicas, and `chosen` is the first (cleanest) shard, whose forecast the plan carries."""
+    from carbonshift.planner.choose import now_home_slot, planned_series
 
     job = table.jobs[j]
     spec = job.spec
     k = spec.replicas
     grid = table.grid
     rows = np.flatnonzero((table.rows.job == j) & (table.rows.region_row >= 0))
-    best: tuple[float, list[Slot]] | None = None
+    best: tuple[float, list[Slot], list[int]] | None = None
     if grid is not None:
         types = sorted({table.candidates[i].instance_type.name for i in rows})
         for type_name in types:
@@ -47,7 +49,7 @@ def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
             reason=f"replicas: {k} replicas need {k} candidate regions with a forecast "
             "and a common instance type over a full run: allow more regions",
         )
-    total, shards = best
+    total, shards, picked = best
     emissions = sum(s.emissions_kg for s in shards)
     cost = sum(s.cost_usd for s in shards)
     if (spec.carbon_budget_kg is not None and emissions > spec.carbon_budget_kg) or (
@@ -59,10 +61,21 @@ def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
             reason=f"no spread placement meets the limits: the best emits "
             f"{emissions:.1f} kg and costs ${cost:.2f}",
         )
-    home = now_home_slot(table, j)
-    home_total = home.emissions_kg * k
+    one = now_home_slot(table, j)
+    # The baseline is the whole job started now at home: every replica there, not one shard.
+    home = one.model_copy(
+        update={
+            "energy_kwh": one.energy_kwh * k,
+            "emissions_kg": one.emissions_kg * k,
+            "cost_usd": one.cost_usd * k,
+            "objective": one.objective * k,
+        }
+    )
+    home_total = home.emissions_kg
     itype = catalog.instance_type(shards[0].instance_type)
     hours = shards[0].duration_s / 3600.0
+    pues = sorted({catalog.pue[catalog.region(s.region).provider] for s in shards})
+    pue = " / ".join(f"{p:.2f}" for p in pues)
     explanation = Explanation(
         reason=f"spread: {k} replicas on {itype.name} in {', '.join(s.region for s in shards)}, "
         f"started together in the window with the lowest total {spec.objective}",
@@ -71,7 +84,7 @@ def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
         savings_kg=home_total - emissions,
         savings_fraction=(home_total - emissions) / home_total if home_total > 0 else 0.0,
         energy_estimate=f"{k} replicas x {itype.gpu_count} x {itype.gpu.model} "
-        f"{itype.gpu.board_power_w:.0f} W x {spec.utilisation:.2f} x PUE x "
+        f"{itype.gpu.board_power_w:.0f} W x {spec.utilisation:.2f} x PUE {pue} x "
         f"{hours:.2f} h = {sum(s.energy_kwh for s in shards):.2f} kWh",
         forecast_source=", ".join(sorted({s.source for s in shards})),
     )
@@ -82,10 +95,15 @@ def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
         shards=shards,
         alternatives=shards,
         explanation=explanation,
+        deadline=from_epoch_s(job.deadline_s),
+        forecast=planned_series(table, picked[0], shards[0]),
     )
 
 
-def _best_start(table: RowTable, rows: np.ndarray, k: int) -> tuple[float, list[Slot]] | None:
+def _best_start(
+    table: RowTable, rows: np.ndarray, k: int
+) -> tuple[float, list[Slot], list[int]] | None:
+    """The start with the lowest total over the `k` best rows: total, shards, their rows."""
     from carbonshift.planner.choose import slot_of
 
     grid = table.grid
@@ -130,4 +148,4 @@ def _best_start(table: RowTable, rows: np.ndarray, k: int) -> tuple[float, list[
                 }
             )
         )
-    return float(totals[t]), shards
+    return float(totals[t]), shards, [int(rows[p]) for p in picked]
