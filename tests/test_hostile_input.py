@@ -591,9 +591,14 @@ def test_prefect_parameter_checks_accept_what_the_parser_reads() -> None:
 
     schema = callables.parameter_schema(plan_training.fn).model_dump_for_openapi()
 
+    # The jobs list also takes any object, so that the flow refuses a bad job by name and plans
+    # the rest; a job's own schema (the UI's form) is JobSpec's.
+    job_schema = {"$ref": "#/definitions/JobSpec", "definitions": schema["definitions"]}
+
     def errors(within: object) -> list[str]:
         job = {"name": "a", "work": {"gpu_hours": 5}, "within": within}
-        return [e.message for e in validation.validate({"jobs": [job]}, schema, False)]
+        assert [e.message for e in validation.validate({"jobs": [job]}, schema, False)] == []
+        return [e.message for e in validation.validate(job, job_schema, False)]
 
     for text in [*DURATION_EXAMPLES, *GOOD_DURATIONS]:
         assert errors(text) == [], text
