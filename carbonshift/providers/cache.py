@@ -220,6 +220,8 @@ def _read(
     window = (_int(record, "window_start_s"), _int(record, "window_end_s"))
     if window[1] <= window[0]:
         raise ValueError("the window ends before it starts")
+    if series.start_s >= window[1] or series.end_s <= window[0]:
+        raise ValueError("the series lies outside the window it answered")
     return Cached(series, fetched, age, *window)
 
 
