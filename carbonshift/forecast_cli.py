@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from carbonshift.providers.http import RetryPolicy
 from carbonshift.series import Signal
 from carbonshift.units import from_epoch_s
 
+MAX_HOURS = 8760.0  # a year: no provider forecasts further, and replay traces are a year long
+
 
 def add_parser(sub: Any) -> None:
     fc = sub.add_parser("forecast", help="fetch one zone's forecast through a provider chain")
@@ -34,7 +37,12 @@ def add_parser(sub: Any) -> None:
     where = fc.add_mutually_exclusive_group(required=True)
     where.add_argument("--zone", help="the provider's zone id, e.g. DE, CAISO_NORTH, GB")
     where.add_argument("--region", help="a catalog region, e.g. aws:us-west-2 or gcp:europe-west4")
-    fc.add_argument("--hours", type=float, default=48.0, help="how far ahead (default 48)")
+    fc.add_argument(
+        "--hours",
+        type=float,
+        default=48.0,
+        help=f"how far ahead, more than 0 and at most {MAX_HOURS:g} (default 48)",
+    )
     fc.add_argument("--base-url", help="override the providers' API address (self-hosted, proxy)")
     fc.add_argument(
         "--signal",
@@ -61,6 +69,12 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    hours: float = args.hours
+    if not (math.isfinite(hours) and 0 < hours <= MAX_HOURS):
+        raise ValueError(
+            f"--hours {args.hours:g} is out of range: give a number of hours above 0 "
+            f"and at most {MAX_HOURS:g}, e.g. --hours 48"
+        )
     names = [n.strip() for n in args.provider.split(",") if n.strip()]
     catalog = default_catalog()
     settings = ProviderSettings(
@@ -75,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     chain = build_chain(names, settings, cache)
     target = catalog.region(args.region) if args.region else args.zone
     start = datetime.now(UTC)
-    served = chain.forecast(target, start, start + timedelta(hours=args.hours))
+    served = chain.forecast(target, start, start + timedelta(hours=hours))
     result = as_json(served)
     if args.json:
         print(json.dumps(result))

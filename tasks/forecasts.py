@@ -1,14 +1,19 @@
-"""Forecast tasks: the provider chain behind Prefect retries, task caching and logging."""
+"""Forecast tasks: the provider chain behind Prefect retries and logging.
+
+One cache layer only: the chain's disk cache (keyed by provider address, zone, signal and the
+window it answered; the stale fallback needs it). Prefect's task cache is off: a key that missed
+any of `traces_dir`, `base_urls`, `replay_as_of_now` or `cache_dir` let two configurations get
+each other's forecasts, and it kept a failed fetch (None) for 30 minutes."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 from prefect import get_run_logger, task
 from prefect.blocks.system import Secret
-from prefect.context import TaskRunContext
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, SecretStr
 
 from carbonshift.catalog import default_catalog
@@ -21,7 +26,7 @@ from carbonshift.providers import (
     Served,
     build_chain,
 )
-from carbonshift.providers.cache import BUCKET_S, default_cache_dir
+from carbonshift.providers.cache import default_cache_dir
 from carbonshift.series import Signal
 
 # Prefect Secret blocks read when the environment does not set the credential.
@@ -71,28 +76,18 @@ def load_credentials() -> Credentials:
     return Credentials(**found)
 
 
-def forecast_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """One task result per chain, region, window length and 30-minute bucket of the start."""
-    config: ForecastConfig = parameters["config"]
-    start: datetime = parameters["start"]
-    hours = (parameters["end"] - start).total_seconds() / 3600
-    bucket = int(start.timestamp()) // BUCKET_S
-    chain = "+".join(config.providers)
-    return f"forecast|{chain}|{config.signal.value}|{parameters['region_key']}|{hours:g}h|{bucket}"
-
-
 @task(
     retries=1,
     retry_delay_seconds=[10],
-    cache_key_fn=forecast_cache_key,
-    cache_expiration=timedelta(minutes=30),
+    cache_policy=NO_CACHE,  # the disk cache is the one cache layer (see the module docstring)
     task_run_name="forecast-{region_key}",
 )
 def fetch_forecast(
     region_key: str, start: datetime, end: datetime, config: ForecastConfig
 ) -> Served | None:
     """The region's forecast through the chain; None (plan on the static default) if nothing
-    answered and the chain has no static provider."""
+    answered and the chain has no static provider. Everything it logs comes from the chain,
+    through its scrubber."""
     logger = get_run_logger()
     catalog = default_catalog()
     cache = ForecastCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir())

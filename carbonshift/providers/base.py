@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from carbonshift.catalog import Region
 from carbonshift.series import IntensitySeries, Signal
 
+if TYPE_CHECKING:
+    from carbonshift.providers.secrets import Scrubber
+
 
 class ProviderError(Exception):
-    """A provider could not answer. Messages never carry credentials."""
+    """A provider could not answer. Messages never carry credentials: every error that leaves a
+    provider passes through its chain's scrubber (`carbonshift.providers.secrets`)."""
 
     def __init__(self, provider: str, message: str) -> None:
         self.provider = provider
+        self.detail = message
         super().__init__(f"{provider}: {message}")
 
 
@@ -39,6 +44,17 @@ class ForecastProvider(Protocol):
 
     name: str
     signal: Signal
+
+    @property
+    def scrubber(self) -> Scrubber:
+        """Knows the provider's credentials (and tokens it logs in for); shared in a chain."""
+        ...
+
+    @property
+    def cache_id(self) -> str | None:
+        """What besides zone and signal tells this provider's answers apart (name, address,
+        units) for the disk cache; None: never cached (local data: replay, static)."""
+        ...
 
     def zone_for(self, region: Region) -> str:
         """The provider's zone id for a cloud region; ProviderRejected if it has none."""

@@ -18,6 +18,7 @@ from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse
 from carbonshift.providers.http import JsonApi, RetryPolicy
 from carbonshift.providers.points import clip, instant, iso_seconds, number, series_from_points
+from carbonshift.providers.secrets import Scrubber, scrubbed
 from carbonshift.series import IntensitySeries, Signal
 from carbonshift.units import g_per_kwh_from_lbs_per_mwh
 
@@ -36,14 +37,19 @@ class CarbonAwareSdk:
         client: httpx.Client | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        scrubber: Scrubber | None = None,
     ) -> None:
         self.signal = signal
         self._units = units
-        self._api = JsonApi(self.name, base_url, client, retry, sleep)
+        self.scrubber = scrubber or Scrubber()
+        self._api = JsonApi(self.name, base_url, client, retry, sleep, scrubber=self.scrubber)
+        self.cache_id = f"{self.name} {self._api.base_url} {units}"
 
+    @scrubbed
     def zone_for(self, region: Region) -> str:
         return region.name  # configure the SDK's location source with your cloud's region names
 
+    @scrubbed
     def forecast(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         body = self._api.get(
             "emissions/forecasts/current",
@@ -68,6 +74,7 @@ class CarbonAwareSdk:
         step = _minutes(data)
         return clip(self.name, self._series(zone, points, step), start, end)
 
+    @scrubbed
     def actuals(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         body = self._api.get(
             "emissions/bylocation",

@@ -1,12 +1,13 @@
 """A provider chain per zone: providers in order (a fresh cache entry counts as their answer),
-then a stale cache entry, then the static default."""
+then a stale cache entry, then the static default. Every failure it reports (in `Served.failures`,
+`ForecastUnavailable`, logs) has passed through the chain's scrubber."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from carbonshift.catalog import Region
@@ -14,6 +15,7 @@ from carbonshift.planner.static import STATIC_SOURCE
 from carbonshift.providers.base import ForecastProvider, ForecastUnavailable, ProviderError
 from carbonshift.providers.cache import Cached, ForecastCache
 from carbonshift.providers.points import clip
+from carbonshift.providers.secrets import Scrubber
 from carbonshift.series import IntensitySeries
 
 log = logging.getLogger("carbonshift.providers")
@@ -33,28 +35,54 @@ class Served:
 
 
 class ProviderChain:
+    """`scrubber`: the chain's one scrubber (the factory shares it with every provider); the
+    chain also applies each provider's own, so that no failure it reports quotes a secret."""
+
     def __init__(
-        self, providers: Sequence[ForecastProvider], *, cache: ForecastCache | None = None
+        self,
+        providers: Sequence[ForecastProvider],
+        *,
+        cache: ForecastCache | None = None,
+        scrubber: Scrubber | None = None,
     ) -> None:
         if not providers:
             raise ValueError("a provider chain needs at least one provider")
         self.providers = list(providers)
         self.cache = cache
+        self.scrubber = scrubber or Scrubber()
+        self._scrubbers = [self.scrubber]
+        for provider in self.providers:
+            if all(provider.scrubber is not s for s in self._scrubbers):
+                self._scrubbers.append(provider.scrubber)
+
+    def scrub(self, text: str) -> str:
+        for scrubber in self._scrubbers:
+            text = scrubber.scrub(text)
+        return text
 
     def forecast(self, target: Region | str, start: datetime, end: datetime) -> Served:
+        """A fresh cache entry serves only a request inside the window it answered; a live
+        request asks for `ttl_s` more than the window, so that the same request repeated while
+        the entry is fresh is covered by it."""
         failures: list[str] = []
         stale: list[tuple[Cached, ForecastProvider, str]] = []
+        start_s, end_s = start.timestamp(), end.timestamp()
         for provider in self.providers:
             try:
                 zone = provider.zone_for(target) if isinstance(target, Region) else target
+                if provider.name == "static":
+                    return self._served(
+                        provider.forecast(zone, start, end), "static", provider, zone, failures
+                    )
             except ProviderError as e:
-                failures.append(str(e))
+                failures.append(self._failed(e))
                 continue
-            if provider.name == "static":
-                return self._served(
-                    provider.forecast(zone, start, end), "static", provider, zone, failures
+            cache_id = provider.cache_id if self.cache is not None else None
+            cached = None
+            if self.cache is not None and cache_id is not None:
+                cached = self.cache.latest(
+                    provider.name, cache_id, zone, provider.signal, start_s, end_s
                 )
-            cached = self._cached(provider, zone)
             if cached is not None and self.cache is not None and self.cache.is_fresh(cached):
                 try:
                     return self._served(
@@ -65,18 +93,22 @@ class ProviderChain:
                         failures,
                     )
                 except ProviderError:
-                    pass  # the cached forecast ended before this window: ask again
+                    pass  # cannot happen for an entry that covers the window; ask again
+            fetch_end = end
+            if self.cache is not None and cache_id is not None:
+                fetch_end = end + timedelta(seconds=self.cache.ttl_s)
             try:
-                series = provider.forecast(zone, start, end)
+                series = provider.forecast(zone, start, fetch_end)
+                window = clip(provider.name, series, start, end)
             except ProviderError as e:
-                log.warning("%s", e)
-                failures.append(str(e))
+                failures.append(self._failed(e))
                 if cached is not None:
                     stale.append((cached, provider, zone))
                 continue
-            if self.cache is not None:
-                self.cache.put(provider.name, zone, series)
-            return self._served(series, "live", provider, zone, failures)
+            if self.cache is not None and cache_id is not None:
+                answered = (int(start_s), int(fetch_end.timestamp()))
+                self.cache.put(provider.name, cache_id, zone, series, answered)
+            return self._served(window, "live", provider, zone, failures)
         for cached, provider, zone in sorted(stale, key=lambda s: s[0].age_s):
             try:
                 window = clip(provider.name, cached.series, start, end)
@@ -84,7 +116,7 @@ class ProviderChain:
                 continue
             return self._served(window, "stale-cache", provider, zone, failures)
         name = target.key if isinstance(target, Region) else target
-        raise ForecastUnavailable(f"no forecast for {name}: " + "; ".join(failures))
+        raise ForecastUnavailable(self.scrub(f"no forecast for {name}: " + "; ".join(failures)))
 
     def actuals(self, target: Region | str, start: datetime, end: datetime) -> Served:
         """Measured intensity over a past period from the first provider that has it (no cache,
@@ -97,16 +129,16 @@ class ProviderChain:
                 zone = provider.zone_for(target) if isinstance(target, Region) else target
                 series = provider.actuals(zone, start, end)
             except ProviderError as e:
-                failures.append(str(e))
+                failures.append(self._failed(e))
                 continue
             return self._served(series, "live", provider, zone, failures)
         name = target.key if isinstance(target, Region) else target
-        raise ForecastUnavailable(f"no actuals for {name}: " + "; ".join(failures))
+        raise ForecastUnavailable(self.scrub(f"no actuals for {name}: " + "; ".join(failures)))
 
-    def _cached(self, provider: ForecastProvider, zone: str) -> Cached | None:
-        if self.cache is None:
-            return None
-        return self.cache.latest(provider.name, zone, provider.signal)
+    def _failed(self, error: ProviderError) -> str:
+        message = self.scrub(str(error))
+        log.warning("%s", message)
+        return message
 
     @staticmethod
     def _served(

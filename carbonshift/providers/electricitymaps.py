@@ -14,6 +14,7 @@ from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse, ProviderRejected
 from carbonshift.providers.http import JsonApi, RetryPolicy
 from carbonshift.providers.points import clip, instant, iso_seconds, number, series_from_points
+from carbonshift.providers.secrets import Scrubber, scrubbed
 from carbonshift.series import IntensitySeries, Signal
 
 BASE_URL = "https://api.electricitymap.org/v3"
@@ -38,6 +39,7 @@ class ElectricityMaps:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scrubber: Scrubber | None = None,
     ) -> None:
         if signal not in FACTOR_TYPES:
             raise ValueError("Electricity Maps serves lca (lifecycle) or direct intensities")
@@ -45,22 +47,24 @@ class ElectricityMaps:
         self.by_data_center = by_data_center
         self._token = token
         self._clock = clock
+        self.scrubber = scrubber or Scrubber()
+        if token is not None:
+            self.scrubber.add(token.get_secret_value())
         self._api = JsonApi(
-            self.name,
-            base_url or BASE_URL,
-            client,
-            retry,
-            sleep,
-            secrets=[token.get_secret_value()] if token else [],
+            self.name, base_url or BASE_URL, client, retry, sleep, scrubber=self.scrubber
         )
+        self.cache_id = f"{self.name} {self._api.base_url}"
 
+    @scrubbed
     def zone_for(self, region: Region) -> str:
         return region.key if self.by_data_center else region.em_zone
 
+    @scrubbed
     def forecast(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         body = self._get("carbon-intensity/forecast", zone)
         return clip(self.name, self._series(zone, _list(self.name, body, "forecast")), start, end)
 
+    @scrubbed
     def actuals(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         if start >= self._clock() - HISTORY_SPAN:
             items = _list(self.name, self._get("carbon-intensity/history", zone), "history")
@@ -69,6 +73,7 @@ class ElectricityMaps:
             items = _list(self.name, self._get("carbon-intensity/past-range", zone, window), "data")
         return clip(self.name, self._series(zone, items), start, end)
 
+    @scrubbed
     def latest(self, zone: str) -> tuple[datetime, float | None]:
         body = self._get("carbon-intensity/latest", zone)
         if not isinstance(body, dict):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +14,7 @@ from typing import Any
 import httpx
 
 from carbonshift.providers.base import ProviderBadResponse, ProviderRejected, ProviderUnavailable
+from carbonshift.providers.secrets import Scrubber
 
 log = logging.getLogger("carbonshift.providers")
 
@@ -19,14 +23,24 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries for timeouts, connection errors, 5xx and 429 (which waits `Retry-After`)."""
+    """Retries for timeouts, connection errors, 5xx and 429 (which waits `Retry-After`).
+
+    Each backoff wait is spread by `jitter` (0.2: between 0.8 and 1.2 times the step), so
+    clients that failed together do not retry together; `uniform` is the random source in
+    [0, 1), injected by tests. A `Retry-After` is honoured as given, up to `max_retry_after_s`."""
 
     attempts: int = 4
     backoff_s: Sequence[float] = (0.5, 2.0, 5.0)
     max_retry_after_s: float = 60.0
+    jitter: float = 0.2
+    uniform: Callable[[], float] = field(default=random.random, compare=False, repr=False)
 
     def delay(self, attempt: int) -> float:
-        return self.backoff_s[min(attempt, len(self.backoff_s) - 1)]
+        base = self.backoff_s[min(attempt, len(self.backoff_s) - 1)]
+        spread = min(max(self.jitter, 0.0), 1.0)
+        u = self.uniform()
+        u = min(max(u, 0.0), 1.0) if math.isfinite(u) else 0.5
+        return base * (1.0 + spread * (2.0 * u - 1.0))
 
 
 class AuthExpired(ProviderRejected):
@@ -40,11 +54,13 @@ class JsonApi:
     client_: httpx.Client | None = None
     retry_: RetryPolicy | None = None
     sleep: Callable[[float], None] = time.sleep
-    secrets: Sequence[str] = ()
+    scrubber: Scrubber = field(default_factory=Scrubber)
     client: httpx.Client = field(init=False)
     retry: RetryPolicy = field(init=False)
 
     def __post_init__(self) -> None:
+        with contextlib.suppress(httpx.InvalidURL):  # a bad address: the request will say so
+            self.scrubber.add(httpx.URL(self.base_url).password)  # https://user:pw@proxy/
         self.client = self.client_ or httpx.Client(timeout=DEFAULT_TIMEOUT)
         self.retry = self.retry_ or RetryPolicy()
 
@@ -80,7 +96,7 @@ class JsonApi:
                 if status < 500:
                     raise ProviderRejected(
                         self.provider,
-                        f"HTTP {status} on {path}: {self._clean(response.text[:200])}",
+                        f"HTTP {status} on {path}: {self._clean(response.text)}",
                     )
                 last = f"HTTP {status} on {path}"
             if attempt + 1 < self.retry.attempts:
@@ -94,7 +110,7 @@ class JsonApi:
             return response.json()
         except ValueError:
             raise ProviderBadResponse(
-                self.provider, f"{path} did not return JSON: {self._clean(response.text[:80])!r}"
+                self.provider, f"{path} did not return JSON: {self._clean(response.text, 80)!r}"
             ) from None
 
     def _retry_after(self, response: httpx.Response, attempt: int) -> float:
@@ -102,6 +118,8 @@ class JsonApi:
         try:
             wait = float(header)
         except ValueError:
+            wait = math.nan
+        if not math.isfinite(wait):  # an HTTP date, garbage, nan or inf: our own backoff
             wait = self.retry.delay(attempt)
         return min(max(wait, 0.0), self.retry.max_retry_after_s)
 
@@ -115,8 +133,6 @@ class JsonApi:
             wait,
         )
 
-    def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+    def _clean(self, text: str, limit: int = 200) -> str:
+        """Scrubbed first, then shortened: a cut must never leave half a secret behind."""
+        return self.scrubber.scrub(text)[:limit]

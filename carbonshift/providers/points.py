@@ -49,8 +49,12 @@ def instant(provider: str, text: object) -> datetime:
         raise ProviderBadResponse(provider, f"expected an ISO 8601 time, got {text!r}")
     try:
         return parse_instant(text)
-    except ValueError as e:
-        raise ProviderBadResponse(provider, f"bad time {text!r}: {e}") from None
+    except (ValueError, OverflowError):
+        # The server's text is quoted once, as it came: never a rewritten copy of it (the
+        # parser's own message quotes it with `Z` replaced, a form no scrubber would know).
+        raise ProviderBadResponse(
+            provider, f"bad time {text!r}: not an ISO 8601 instant with a UTC offset"
+        ) from None
 
 
 def number(provider: str, value: object) -> float | None:

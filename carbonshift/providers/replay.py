@@ -9,6 +9,7 @@ from pathlib import Path
 from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderRejected
 from carbonshift.providers.points import clip
+from carbonshift.providers.secrets import Scrubber, scrubbed
 from carbonshift.series import IntensitySeries, Signal, common_signal
 from carbonshift.traces import bundled_traces_dir, read_traces, traces_in
 from carbonshift.units import to_epoch_s
@@ -20,6 +21,7 @@ class Replay:
     so in its source. Forecasts are the recorded values themselves (perfect foresight)."""
 
     name = "replay"
+    cache_id: str | None = None  # local files: never disk-cached
 
     def __init__(
         self,
@@ -27,7 +29,9 @@ class Replay:
         *,
         as_of_now: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scrubber: Scrubber | None = None,
     ) -> None:
+        self.scrubber = scrubber or Scrubber()
         if not traces:
             raise ValueError("replay needs at least one trace")
         signal = common_signal(list(traces.values()))
@@ -45,16 +49,19 @@ class Replay:
         signal: Signal = Signal.LCA,
         as_of_now: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scrubber: Scrubber | None = None,
     ) -> Replay:
         traces = read_traces(traces_in(directory or bundled_traces_dir()), signal=signal)
-        return cls(traces, as_of_now=as_of_now, clock=clock)
+        return cls(traces, as_of_now=as_of_now, clock=clock, scrubber=scrubber)
 
     def zone_for(self, region: Region) -> str:
         return region.em_zone
 
+    @scrubbed
     def forecast(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         return clip(self.name, self.served(zone), start, end)
 
+    @scrubbed
     def actuals(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         return clip(self.name, self.served(zone), start, end)
 

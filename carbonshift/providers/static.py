@@ -13,6 +13,7 @@ import numpy as np
 from carbonshift.catalog import Catalog, Region
 from carbonshift.planner.static import STATIC_SOURCE
 from carbonshift.providers.base import ProviderRejected
+from carbonshift.providers.secrets import Scrubber
 from carbonshift.series import IntensitySeries, Signal
 from carbonshift.units import to_epoch_s
 
@@ -22,8 +23,10 @@ STEP_S = 3600
 class Static:
     name = "static"
     signal = Signal.LCA  # the catalog's annual means are lifecycle intensities
+    cache_id: str | None = None  # the catalog: never disk-cached
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, scrubber: Scrubber | None = None) -> None:
+        self.scrubber = scrubber or Scrubber()
         self._means = {r.em_zone: r.annual_mean_g_per_kwh for r in catalog.regions.values()}
 
     def zone_for(self, region: Region) -> str:

@@ -17,6 +17,7 @@ from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse, ProviderRejected
 from carbonshift.providers.http import JsonApi, RetryPolicy
 from carbonshift.providers.points import clip, instant, number, series_from_points
+from carbonshift.providers.secrets import Scrubber, scrubbed
 from carbonshift.series import IntensitySeries, Signal
 
 BASE_URL = "https://api.carbonintensity.org.uk"
@@ -34,14 +35,21 @@ class UkNeso:
         client: httpx.Client | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        scrubber: Scrubber | None = None,
     ) -> None:
-        self._api = JsonApi(self.name, base_url or BASE_URL, client, retry, sleep)
+        self.scrubber = scrubber or Scrubber()
+        self._api = JsonApi(
+            self.name, base_url or BASE_URL, client, retry, sleep, scrubber=self.scrubber
+        )
+        self.cache_id = f"{self.name} {self._api.base_url}"
 
+    @scrubbed
     def zone_for(self, region: Region) -> str:
         if region.em_zone != "GB":
             raise ProviderRejected(self.name, f"{region.key} is not in Great Britain")
         return "GB"
 
+    @scrubbed
     def forecast(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         kind, key = _parse_zone(zone)
         frm = _iso(start)
@@ -52,6 +60,7 @@ class UkNeso:
             periods = _regional_periods(self.name, body, kind, key)
         return clip(self.name, self._series(zone, periods, "forecast"), start, end)
 
+    @scrubbed
     def actuals(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         kind, _ = _parse_zone(zone)
         if kind != "national":

@@ -15,6 +15,7 @@ from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse, ProviderRejected
 from carbonshift.providers.http import AuthExpired, JsonApi, RetryPolicy
 from carbonshift.providers.points import clip, instant, number, series_from_points
+from carbonshift.providers.secrets import Scrubber, scrubbed
 from carbonshift.series import IntensitySeries, Signal
 from carbonshift.units import g_per_kwh_from_lbs_per_mwh
 
@@ -39,29 +40,32 @@ class WattTime:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scrubber: Scrubber | None = None,
     ) -> None:
         self._username = username
         self._password = password
         self._clock = clock
         self._token: str | None = None
+        self.scrubber = scrubber or Scrubber()
+        if password is not None:
+            self.scrubber.add_basic_auth(username or "", password.get_secret_value())
         self._api = JsonApi(
-            self.name,
-            base_url or BASE_URL,
-            client,
-            retry,
-            sleep,
-            secrets=[password.get_secret_value()] if password else [],
+            self.name, base_url or BASE_URL, client, retry, sleep, scrubber=self.scrubber
         )
+        self.cache_id = f"{self.name} {self._api.base_url}"
 
+    @scrubbed
     def zone_for(self, region: Region) -> str:
         return region.watttime_region
 
+    @scrubbed
     def forecast(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         hours = math.ceil((end - self._clock()).total_seconds() / 3600)
         params = {"horizon_hours": min(max(hours, 1), MAX_HORIZON_H)}
         body = self._get("v3/forecast", zone, params)
         return clip(self.name, self._series(zone, body), start, end)
 
+    @scrubbed
     def actuals(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         params = {"start": start.isoformat(), "end": end.isoformat()}
         body = self._get("v3/historical", zone, params)
@@ -89,10 +93,11 @@ class WattTime:
             auth = httpx.BasicAuth(self._username, self._password.get_secret_value())
             body = self._api.get("login", auth=auth)
             token = body.get("token") if isinstance(body, dict) else None
+            if isinstance(token, str) and token:
+                self.scrubber.add(token)  # before anything can quote it back
             if not isinstance(token, str) or not token:
                 raise ProviderBadResponse(self.name, "login answered without a token")
             self._token = token
-            self._api.secrets = [*self._api.secrets, token]
         return self._token
 
     def _series(self, zone: str, body: Any) -> IntensitySeries:

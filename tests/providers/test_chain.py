@@ -126,19 +126,31 @@ def test_cache_files_hold_the_series_only(tmp_path: Path) -> None:
     (path,) = tmp_path.rglob("*.json")
     record = json.loads(path.read_text())
     assert set(record) == {
+        "format",
         "provider",
+        "cache_id",
         "zone",
         "signal",
         "source",
         "fetched_at",
+        "window_start_s",
+        "window_end_s",
         "start_s",
         "step_s",
         "g_per_kwh",
         "fills",
     }
     assert "secret-em" not in path.read_text()
+    assert "api.electricitymap.org" not in path.read_text()  # the address only as a digest
+    # The window answered: the request, and the cache's 30 minutes more.
+    assert (record["window_start_s"], record["window_end_s"]) == (
+        int(NOW.timestamp()),
+        int(END.timestamp()) + 1800,
+    )
     bucket = int(NOW.timestamp()) // 1800
-    assert path.relative_to(tmp_path).as_posix() == f"electricitymaps/DE/lca-{bucket}.json"
+    folder, name = path.relative_to(tmp_path).parent.as_posix(), path.name
+    assert folder == "electricitymaps/DE"
+    assert name.startswith("lca-") and name.endswith(f"-{bucket}.json")
 
 
 def test_corrupt_cache_entry_is_ignored(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from carbonshift.providers import (
 )
 from carbonshift.providers.carbon_aware_sdk import CarbonAwareSdk
 from carbonshift.providers.electricitymaps import ElectricityMaps
+from carbonshift.providers.http import RetryPolicy
 from carbonshift.providers.ukneso import UkNeso
 from carbonshift.providers.watttime import WattTime
 from tests.providers.shapes import (
@@ -49,6 +50,8 @@ from tests.providers.shapes import (
 )
 
 START = datetime(2023, 6, 8, tzinfo=UTC)
+# A random source in the middle of [0, 1): every backoff wait is its step, unjittered.
+EVEN = RetryPolicy(uniform=lambda: 0.5)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ APIS = [
         60,
         em_forecast,
         lambda p: em_forecast(_huge(p)),
-        lambda c, s: ElectricityMaps(SecretStr("k"), client=c, sleep=s),
+        lambda c, s: ElectricityMaps(SecretStr("em-key-for-tests"), client=c, sleep=s, retry=EVEN),
     ),
     Api(
         "watttime",
@@ -85,8 +88,11 @@ APIS = [
         5,
         watttime,
         lambda p: watttime(p, units="kg_co2_per_mwh"),
-        lambda c, s: WattTime("u", SecretStr("p"), client=c, sleep=s, clock=fixed(START)),
-        (("/login", {"token": "t"}),),
+        lambda c, s: WattTime(
+            "u", SecretStr("wt-password-for-tests"), client=c, sleep=s, clock=fixed(START),
+            retry=EVEN,
+        ),
+        (("/login", {"token": "wt-token-for-tests"}),),
         0.45359237,
     ),
     Api(
@@ -96,7 +102,7 @@ APIS = [
         30,
         neso_national,
         lambda p: neso_national(_huge(p)),
-        lambda c, s: UkNeso(client=c, sleep=s),
+        lambda c, s: UkNeso(client=c, sleep=s, retry=EVEN),
     ),
     Api(
         "carbon-aware-sdk",
@@ -105,7 +111,7 @@ APIS = [
         5,
         sdk_forecast,
         lambda p: sdk_forecast(_huge(p)),
-        lambda c, s: CarbonAwareSdk("http://sdk.local", client=c, sleep=s),
+        lambda c, s: CarbonAwareSdk("http://sdk.local", client=c, sleep=s, retry=EVEN),
     ),
 ]
 
