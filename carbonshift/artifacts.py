@@ -15,9 +15,7 @@ from typing import Literal
 from carbonshift.plan import Plan, Slot
 from carbonshift.series import IntensitySeries
 
-ScheduleStatus = Literal[
-    "scheduled", "unchanged", "replaced", "running", "not-scheduled", "failed"
-]
+ScheduleStatus = Literal["scheduled", "unchanged", "replaced", "running", "not-scheduled", "failed"]
 PLAN_TABLE_KEY = "plan-summary"
 COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 
@@ -45,7 +43,7 @@ class PlanFigures:
     g_per_kwh: float
     kg_co2: float
     now_home_kg_co2: float
-    savings_fraction: float
+    savings_fraction: float | None  # None: "now at home" is on another signal, nothing claimed
     cost_usd: float
     source: str
 
@@ -67,7 +65,7 @@ def plan_figures(plan: Plan) -> PlanFigures | None:
         g_per_kwh=mean,
         kg_co2=kg,
         now_home_kg_co2=x.now_home.emissions_kg,
-        savings_fraction=x.savings_fraction,
+        savings_fraction=x.savings_fraction if x.savings_comparable else None,
         cost_usd=sum(s.cost_usd for s in shards),
         source=x.forecast_source,
     )
@@ -137,7 +135,9 @@ def plan_rows(
                 "forecast_g_per_kwh": round(f.g_per_kwh, 1),
                 "expected_kg_co2": round(f.kg_co2, 3),
                 "now_home_kg_co2": round(f.now_home_kg_co2, 3),
-                "savings_pct": round(100 * f.savings_fraction, 1),
+                "savings_pct": None
+                if f.savings_fraction is None
+                else round(100 * f.savings_fraction, 1),
                 "expected_cost_usd": round(f.cost_usd, 2),
                 "forecast_source": f.source,
                 "status": done.status if done else "not-scheduled",
@@ -180,7 +180,10 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
     lines += [
         "",
         f"Expected savings against starting now in the home region: {x.savings_kg:.2f} kg CO2 "
-        f"({x.savings_fraction:.0%}).",
+        f"({x.savings_fraction:.0%})."
+        if x.savings_comparable
+        else "Expected savings against starting now in the home region: not claimed (its only "
+        f"figure is a {x.now_home.signal} annual mean, the plan is on {plan.chosen.signal}).",
         "",
         f"Energy estimate: {x.energy_estimate}.",
         "",

@@ -284,6 +284,10 @@ def _strict_json(value: Any) -> str:
         ) from None
 
 
+def _percent(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{fraction:.0%}"
+
+
 def format_plans(plans: Sequence[Plan]) -> str:
     header = (
         f"{'job':18s} {'region':22s} {'instance':14s} {'start (UTC)':17s} {'g/kWh':>6s} "
@@ -298,7 +302,7 @@ def format_plans(plans: Sequence[Plan]) -> str:
         lines.append(
             f"{p.job:18s} {f.regions:22s} {f.instance_type:14s} "
             f"{f.start.strftime('%Y-%m-%d %H:%M'):17s} {f.g_per_kwh:6.0f} {f.kg_co2:8.2f} "
-            f"{f.now_home_kg_co2:8.2f} {f.savings_fraction:6.0%} {f.cost_usd:8.2f}  "
+            f"{f.now_home_kg_co2:8.2f} {_percent(f.savings_fraction):>6s} {f.cost_usd:8.2f}  "
             f"{f.source}"
         )
     return "\n".join(lines)

@@ -359,16 +359,11 @@ def explain(
             f"; not compared: {', '.join(apart)} (no {chosen.signal} forecast; their static "
             f"fallback is a life-cycle annual mean, another signal)"
         )
-    comparable = now_home.signal == chosen.signal
-    saved = now_home.emissions_kg - chosen.emissions_kg if comparable else 0.0
-    fraction = saved / now_home.emissions_kg if comparable and now_home.emissions_kg > 0 else 0.0
-    if not comparable:
-        reason += (
-            f"; no savings claimed: starting now in {now_home.region} is only known as its "
-            f"{now_home.signal} annual mean, not as {chosen.signal}"
-        )
+    saved, fraction, comparable, note = savings_against(
+        now_home, chosen.signal, chosen.emissions_kg
+    )
     return Explanation(
-        reason=reason,
+        reason=reason + note,
         runner_up=runner_up,
         now_home=now_home,
         savings_kg=saved,
@@ -377,6 +372,22 @@ def explain(
         energy_estimate=energy,
         forecast_source=chosen.source,
     )
+
+
+def savings_against(
+    now_home: Slot, signal: str, emissions_kg: float
+) -> tuple[float, float, bool, str]:
+    """kg saved against starting now at home, its fraction, whether the two are on one signal
+    (no savings are claimed across signals), and the explanation's note when they are not."""
+    if now_home.signal != signal:
+        note = (
+            f"; no savings claimed: starting now in {now_home.region} is only known as its "
+            f"{now_home.signal} annual mean, not as {signal}"
+        )
+        return 0.0, 0.0, False, note
+    saved = now_home.emissions_kg - emissions_kg
+    fraction = saved / now_home.emissions_kg if now_home.emissions_kg > 0 else 0.0
+    return saved, fraction, True, ""
 
 
 def _source(table: RowTable, i: int) -> str:

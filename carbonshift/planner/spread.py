@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
     """The spread plan; every figure (kg, cost, energy, the now-home baseline) covers all
     replicas, and `chosen` is the first (cleanest) shard, whose forecast the plan carries."""
-    from carbonshift.planner.choose import now_home_slot, planned_series
+    from carbonshift.planner.choose import now_home_slot, planned_series, savings_against
 
     job = table.jobs[j]
     spec = job.spec
@@ -71,18 +71,19 @@ def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
             "objective": one.objective * k,
         }
     )
-    home_total = home.emissions_kg
+    saved, fraction, comparable, note = savings_against(home, shards[0].signal, emissions)
     itype = catalog.instance_type(shards[0].instance_type)
     hours = shards[0].duration_s / 3600.0
     pues = sorted({catalog.pue[catalog.region(s.region).provider] for s in shards})
     pue = " / ".join(f"{p:.2f}" for p in pues)
     explanation = Explanation(
         reason=f"spread: {k} replicas on {itype.name} in {', '.join(s.region for s in shards)}, "
-        f"started together in the window with the lowest total {spec.objective}",
+        f"started together in the window with the lowest total {spec.objective}{note}",
         runner_up=None,
         now_home=home,
-        savings_kg=home_total - emissions,
-        savings_fraction=(home_total - emissions) / home_total if home_total > 0 else 0.0,
+        savings_kg=saved,
+        savings_fraction=fraction,
+        savings_comparable=comparable,
         energy_estimate=f"{k} replicas x {itype.gpu_count} x {itype.gpu.model} "
         f"{itype.gpu.board_power_w:.0f} W x {spec.utilisation:.2f} x PUE {pue} x "
         f"{hours:.2f} h = {sum(s.energy_kwh for s in shards):.2f} kWh",
@@ -104,7 +105,7 @@ def _best_start(
     table: RowTable, rows: np.ndarray, k: int
 ) -> tuple[float, list[Slot], list[int]] | None:
     """The start with the lowest total over the `k` best rows: total, shards, their rows."""
-    from carbonshift.planner.choose import slot_of
+    from carbonshift.planner.choose import OBJECTIVE_DECIMALS, slot_of
 
     grid = table.grid
     assert grid is not None
@@ -125,12 +126,18 @@ def _best_start(
     else:
         score = emissions
     score = np.where(np.isnan(score), np.inf, score)
-    lowest = np.sort(score, axis=0)[:k]
-    totals = lowest.sum(axis=0)
+    emissions = np.where(np.isnan(emissions), np.inf, emissions)
+    # Rows by objective, ties by emissions (a free carbon price ties every region on cost), then
+    # by candidate order; the same order picks the start among equal totals, then the earliest.
+    score_key = np.round(score, OBJECTIVE_DECIMALS)
+    order = np.lexsort((emissions, score_key), axis=0)[:k]
+    totals = np.take_along_axis(score, order, axis=0).sum(axis=0)
     if not np.isfinite(totals).any():
         return None
-    t = int(np.argmin(np.round(totals, 6)))
-    picked = np.argsort(score[:, t], kind="stable")[:k]
+    emitted = np.take_along_axis(emissions, order, axis=0).sum(axis=0)
+    keys = (np.round(emitted, OBJECTIVE_DECIMALS), np.round(totals, OBJECTIVE_DECIMALS))
+    t = int(np.lexsort(keys)[0])
+    picked = order[:, t]
     start_s = grid.time_of(lo + t)
     shards = []
     for p in picked:

@@ -185,3 +185,21 @@ def test_backtest_refuses_traces_of_different_signals() -> None:
     moer = series_at([100.0] * 48, step_min=60, zone="B", signal=Signal.MOER)
     with pytest.raises(SignalMismatch, match="cannot be compared"):
         backtest([lca, moer], duration_s=3600, slack_s=3600)
+
+
+def test_table_and_markdown_claim_no_savings_across_signals(catalog: Catalog) -> None:
+    # The plan said "no savings claimed" while the CLI and the plan table printed "0%".
+    from carbonshift.artifacts import plan_markdown, plan_rows
+    from carbonshift.cli import format_plans
+
+    frankfurt = series_at([10.0] * 30, step_min=60, zone=FRANKFURT, signal=Signal.MOER)
+    spec = job(
+        work={"duration": "4h", "instance_type": "g5.xlarge"},
+        within="24h",
+        regions=[STOCKHOLM, FRANKFURT],
+    )
+    (plan,) = plan_jobs([spec], {FRANKFURT: frankfurt}, now=T0, catalog=catalog)
+    (row,) = plan_rows([plan], {})
+    assert row["savings_pct"] is None
+    assert format_plans([plan]).splitlines()[-1].split()[-3] == "n/a"
+    assert "savings against starting now in the home region: not claimed" in plan_markdown(plan, None)

@@ -12,6 +12,7 @@ from carbonshift.catalog import Catalog
 from carbonshift.cli import format_plans
 from carbonshift.plan import Plan
 from carbonshift.planner import plan_jobs
+from carbonshift.series import Signal
 from tests.helpers import T0, job, minutes, series_at
 
 EAST = "aws:us-east-1"
@@ -96,3 +97,49 @@ def test_markdown_labels_the_all_replica_baseline(catalog: Catalog) -> None:
     text = plan_markdown(plan, None)
     assert text.count("| chosen |") == 3
     assert "| now, home region, 3 replicas |" in text
+
+
+def test_spread_cost_ties_go_to_the_cleaner_regions_and_hours(catalog: Catalog) -> None:
+    # Seen after the single-region fix: spread kept the candidate order on a free-carbon cost tie
+    # (dirty home first) and the earliest start, though every region and hour cost the same.
+    forecasts = {
+        EAST: series_at([900] * 24),
+        LONDON: series_at([800] * 2 + [60] * 22, zone="GB"),
+        FRANKFURT: series_at([700] * 2 + [40] * 22, zone="DE"),
+    }
+    spec = job(
+        "spread-cost",
+        regions=[EAST, LONDON, FRANKFURT],
+        placement="spread",
+        replicas=2,
+        work={"duration": "30m", "instance_type": "g5.xlarge"},
+        within="2h",
+        objective="cost",
+        carbon_price_usd_per_t=0,
+    )
+    (plan,) = plan_jobs([spec], forecasts, now=T0, catalog=catalog)
+    assert plan.feasible, plan.reason
+    assert [s.region for s in plan.shards] == [FRANKFURT, LONDON]
+    assert plan.shards[0].start >= T0 + minutes(10)  # after the dirty first two steps
+
+
+def test_spread_claims_no_savings_against_a_home_on_another_signal(catalog: Catalog) -> None:
+    # Home Stockholm has no forecast: its "now" is a life-cycle annual mean, the shards MOER.
+    moer = {
+        LONDON: series_at([10] * 24, zone="GB", signal=Signal.MOER),
+        FRANKFURT: series_at([20] * 24, zone="DE", signal=Signal.MOER),
+    }
+    spec = job(
+        "spread-moer",
+        regions=["aws:eu-north-1", LONDON, FRANKFURT],
+        placement="spread",
+        replicas=2,
+        work={"duration": "30m", "instance_type": "g5.xlarge"},
+        within="2h",
+    )
+    (plan,) = plan_jobs([spec], moer, now=T0, catalog=catalog)
+    assert plan.feasible, plan.reason
+    x = plan.explanation
+    assert x is not None and not x.savings_comparable
+    assert x.savings_kg == 0.0 and x.savings_fraction == 0.0
+    assert "no savings claimed" in x.reason
