@@ -84,7 +84,8 @@ class Demo:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -121,6 +122,10 @@ def demos() -> Iterator[list[Demo]]:
     yield started
     for demo in started:
         demo.kill_all()
+        demo.proc.wait(timeout=30)
+        demo.reader.join(timeout=30)
+        assert demo.proc.stdout is not None
+        demo.proc.stdout.close()
 
 
 def assert_all_stop(demo: Demo, running: set[int], sent_at: float) -> None:
