@@ -27,6 +27,9 @@ DEMO_STEPS = 8000
 def main(argv: list[str] | None = None) -> int:
     # Ctrl-C (SIGINT), SIGTERM and a closed terminal (SIGHUP) all stop the stack the same way:
     # the `with` below closes it, and close() stops the server, the worker and every flow run.
+    # SIGINT is set explicitly: a shell that starts a job in the background (`&` in a script)
+    # leaves it ignored, and the server, worker and flow runs would inherit that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupted)
     try:

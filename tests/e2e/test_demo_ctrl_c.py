@@ -68,8 +68,12 @@ def alive(pids: set[int]) -> set[int]:
     return {pid for pid in pids if _stat(pid) is not None}
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Demo:
-    def __init__(self, args: list[str], home: Path) -> None:
+    def __init__(self, args: list[str], home: Path, sigint_ignored: bool = False) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO), "CARBONSHIFT_DEMO_HOME": str(home)}
         env.pop("PREFECT_API_URL", None)
         self.proc = subprocess.Popen(
@@ -81,6 +85,8 @@ class Demo:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # As a script's background job (`carbonshift demo &`) starts: SIGINT ignored.
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
@@ -163,8 +169,10 @@ def test_ctrl_c_stops_the_demo_while_a_flow_runs(demos: list[Demo], tmp_path: Pa
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_ctrl_c_while_the_stack_starts(demos: list[Demo], tmp_path: Path) -> None:
-    demo = Demo(["--exit", "--timeout", "300"], tmp_path / "prefect")
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["terminal", "background-job"])
+def test_ctrl_c_while_the_stack_starts(demos: list[Demo], tmp_path: Path,
+                                       sigint_ignored: bool) -> None:
+    demo = Demo(["--exit", "--timeout", "300"], tmp_path / "prefect", sigint_ignored)
     demos.append(demo)
     demo.wait_for("Starting a Prefect server", 120)
     time.sleep(3.0)  # the server is on its way up
