@@ -76,9 +76,9 @@ def instrumented_block(step, model, optimizer, scheduler, start: int, folder: Pa
 class CountingManager(CheckpointManager):
     saves = 0
 
-    def save(self, step, parts, meta):  # type: ignore[no-untyped-def]
+    def save(self, step, parts, meta, required=None):  # type: ignore[no-untyped-def]
         self.saves += 1
-        return super().save(step, parts, meta)
+        return super().save(step, parts, meta, required)
 
 
 def _progress(progress: Progress) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -134,7 +135,20 @@ def _demo(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "flows.demo", "--timeout", f"{args.timeout:g}"]
     if args.exit:
         cmd.append("--exit")
-    return subprocess.run(cmd, check=False).returncode
+    proc = subprocess.Popen(cmd)
+    forward = signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:
+                # Ctrl-C reached the demo too (one process group): it stops its stack. Wait for
+                # that; killing it now would orphan its server, worker and flow runs.
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, forward)
+    return 128 - code if code < 0 else code
 
 
 def _signal_and_json(parser: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 
     harness = Harness(model, optimizer, scheduler, context=ctx, total_steps=n)
     harness.resume()                      # from the latest complete checkpoint, if any
+    ...                                   # (with ctx.resume_from set: one must exist)
     for step in harness.steps():          # batch = data at `step`: the step is the data position
         ...                               # one optimisation step
     return harness.outcome
@@ -57,19 +58,29 @@ class Harness:
         self._writer = ThreadPoolExecutor(max_workers=1) if background else None
         self._pending: Future[str] | None = None
 
+    @property
+    def part_names(self) -> tuple[str, ...]:
+        """The parts every checkpoint of this harness holds, and needs to resume."""
+        names = ("model.pt", "optimizer.pt", "rng.json")
+        return (*names, "scheduler.pt") if self.scheduler is not None else names
+
     # -- resume ------------------------------------------------------------------------------
 
     def resume(self) -> int:
         """Load the latest complete checkpoint; returns the step to continue from."""
-        found = self.ctx.checkpoints.latest()
+        found = self.ctx.checkpoints.resume_point(
+            self.part_names,
+            resume_from=self.ctx.resume_from,
+            allow_fresh_start=self.ctx.allow_fresh_start,
+        )
         if found is None:
             return 0
         self.model.load_state_dict(_load(found.parts["model.pt"]))
         self.optimizer.load_state_dict(_load(found.parts["optimizer.pt"]))
-        if self.scheduler is not None and "scheduler.pt" in found.parts:
+        if self.scheduler is not None:
             self.scheduler.load_state_dict(_load(found.parts["scheduler.pt"]))
         _set_rng(json.loads(found.parts["rng.json"]))
-        self.step = int(found.meta["step"])
+        self.step = found.step
         self._last_uri = found.uri
         return self.step
 
@@ -110,10 +121,11 @@ class Harness:
             "total_steps": self.total_steps,
         }
         self.flush()  # one write at a time, in order
+        save, required = self.ctx.checkpoints.save, self.part_names
         if self._writer is None:
-            self._last_uri = self.ctx.checkpoints.save(self.step, parts, meta)
+            self._last_uri = save(self.step, parts, meta, required)
         else:
-            self._pending = self._writer.submit(self.ctx.checkpoints.save, self.step, parts, meta)
+            self._pending = self._writer.submit(save, self.step, parts, meta, required)
         self._last_checkpoint = self.ctx.clock()
 
     def flush(self) -> None:
@@ -123,9 +135,13 @@ class Harness:
             self._pending = None
 
     def close(self) -> None:
-        self.flush()
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
+        """Wait for the last write and let go of the run folder (its writer lock)."""
+        try:
+            self.flush()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+            self.ctx.checkpoints.close()
 
     def stop_on_sigterm(self) -> None:
         """SIGTERM sets the stop event (main thread only, as Python requires)."""

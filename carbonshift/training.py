@@ -45,3 +45,7 @@ class TrainingContext:
     checkpoint_every_s: float = 1800.0
     clock: Callable[[], float] = time.monotonic
     options: dict[str, str] = field(default_factory=dict)
+    # Where this run was told to resume from. When set, finding no valid checkpoint there is an
+    # error (NoCheckpointToResume) unless `allow_fresh_start`: then it starts at step 0.
+    resume_from: str | None = None
+    allow_fresh_start: bool = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,25 @@ DEMO_STEPS = 8000
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C (SIGINT), SIGTERM and a closed terminal (SIGHUP) all stop the stack the same way:
+    # the `with` below closes it, and close() stops the server, the worker and every flow run.
+    # SIGINT is set explicitly: a shell that starts a job in the background (`&` in a script)
+    # leaves it ignored, and the server, worker and flow runs would inherit that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupted)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("Interrupted: the server, the worker and their flow runs are stopped.")
+        return 130
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="carbonshift demo", description=__doc__)
     parser.add_argument(
         "--exit",
@@ -37,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds to wait for the planner and the urgent run (default 600)",
     )
     args = parser.parse_args(argv)
-    home = PROJECT / ".carbonshift" / "prefect"
+    home = Path(os.environ.get("CARBONSHIFT_DEMO_HOME") or PROJECT / ".carbonshift" / "prefect")
     api_url = os.environ.get("PREFECT_API_URL")
     if not api_url:
         shutil.rmtree(home, ignore_errors=True)  # a fresh demo database every time
@@ -74,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            print("Stopping the worker and the server.")
+            print("Stopping the server, the worker and their flow runs ...")
     return 0
 
 

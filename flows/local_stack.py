@@ -1,17 +1,23 @@
 """A local Prefect stack for the demo and the end-to-end test: a server on SQLite (or the one
 at PREFECT_API_URL), the process work pool, the project's deployments and a worker.
 
-Every process it starts is stopped by `close()`, whatever happened.
+Every process it starts, and every process those start (Prefect runs each flow run in a
+session of its own, out of reach of a terminal's Ctrl-C), is stopped by `close()`, whatever
+happened: SIGTERM, then SIGKILL after `STOP_GRACE_S`. The server and the worker run in sessions of
+their own too, so a Ctrl-C reaches only the process that owns the stack, which stops them in
+order; a second Ctrl-C (or SIGTERM) during `close()` skips the grace period.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +28,7 @@ import httpx
 POOL = "carbonshift-process"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 HEALTH_TIMEOUT_S = 120.0
+STOP_GRACE_S = 5.0  # SIGTERM to SIGKILL; Ctrl-C must leave nothing running after 10 s
 
 
 def free_port() -> int:
@@ -85,20 +92,44 @@ class LocalStack:
         return self
 
     def close(self) -> None:
-        for proc in reversed(self._procs):
+        hurry = threading.Event()
+        previous = _hold_signals(hurry)
+        try:
+            self._stop_all(hurry)
+        finally:
+            _restore_signals(previous)
+            for file in self._files:
+                file.close()
+            self._files.clear()
+
+    def _stop_all(self, hurry: threading.Event) -> None:
+        procs = [p for p in self._procs if p.poll() is None]
+        # Find the flow runs (and what they started) before anything exits: orphans are
+        # re-parented and could not be found any more.
+        tree = descendants({p.pid for p in procs})
+        start = time.monotonic()
+        # Flow runs first, while the server is up to hear how they ended; then the rest.
+        for pid in tree:
+            _signal(pid, signal.SIGTERM)
+        while time.monotonic() < start + STOP_GRACE_S / 2 and not hurry.is_set():
+            if not any(map(_alive, tree)):
+                break
+            hurry.wait(0.1)
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+        while time.monotonic() < start + STOP_GRACE_S and not hurry.is_set():
+            if all(p.poll() is not None for p in procs) and not any(map(_alive, tree)):
+                break
+            hurry.wait(0.1)
+        tree |= descendants({p.pid for p in procs if p.poll() is None})
+        for pid in tree:
+            if _alive(pid):
+                _signal(pid, signal.SIGKILL)
+        for proc in procs:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in reversed(self._procs):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait()
+            proc.wait()
         self._procs.clear()
-        for file in self._files:
-            file.close()
-        self._files.clear()
 
     def __enter__(self) -> LocalStack:
         try:
@@ -207,6 +238,7 @@ class LocalStack:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # close() stops it, not the terminal's Ctrl-C
         )
         self._procs.append(proc)
         return proc
@@ -223,3 +255,81 @@ class LocalStack:
         )
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd[1:])} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def _process_table() -> dict[int, int]:
+    """pid -> parent pid of every process (from /proc, else `ps`)."""
+    table: dict[int, int] = {}
+    proc = Path("/proc")
+    if (proc / "self" / "stat").exists():
+        for entry in proc.iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue
+                table[int(entry.name)] = int(fields[1])
+        return table
+    try:
+        out = subprocess.run(
+            ["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return table
+    for line in out.splitlines():
+        pid, ppid = line.split()
+        table[int(pid)] = int(ppid)
+    return table
+
+
+def descendants(roots: set[int]) -> set[int]:
+    """Every process below `roots` (not the roots themselves)."""
+    table = _process_table()
+    found: set[int] = set()
+    frontier = list(roots)
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in table.items():
+            if ppid == parent and pid not in found and pid not in roots:
+                found.add(pid)
+                frontier.append(pid)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("Z", "X"):
+            return False  # exited; its parent has not reaped it yet
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+_Handler = Any
+
+
+def _hold_signals(hurry: threading.Event) -> dict[int, _Handler]:
+    """While stopping: Ctrl-C and SIGTERM mean 'faster', not 'abandon the cleanup'."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, _Handler] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda *_: hurry.set())
+    return previous
+
+
+def _restore_signals(previous: dict[int, _Handler]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

@@ -39,7 +39,8 @@ def train_model(
     Args:
         job: the training job (work, window, candidate regions, entrypoint).
         plan: the plan chosen for it: region, instance type, start, forecast and explanation.
-        resume_from: a checkpoint URI to resume from, or none to start afresh.
+        resume_from: a checkpoint URI to resume from, or none to start afresh. Without a valid
+            checkpoint there the run fails, unless `config.allow_fresh_start`.
         config: checkpoint store, monitor rule and where actual intensity comes from.
     """
     refused = unschedulable(plan)
@@ -59,6 +60,8 @@ def train_model(
             on_progress=reporter,
             checkpoint_every_s=config.checkpoint_every_s,
             options=config.options,
+            resume_from=resume_from,
+            allow_fresh_start=config.allow_fresh_start,
         )
         trainer = run_training.submit(job, ctx, done)
         watcher = watch_grid.submit(

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from carbonshift.artifacts import artifact_key
 from carbonshift.catalog import default_catalog
-from carbonshift.checkpoint import CheckpointManager, LocalStore
+from carbonshift.checkpoint import CheckpointManager, LocalStore, manager_for
 from carbonshift.compute import LocalCompute
 from carbonshift.energy import Accounting, Sample, account, open_meter
 from carbonshift.job import JobSpec, WorkGpuHours, WorkOnInstance
@@ -79,6 +79,11 @@ class TrainingConfig(BaseModel):
     options: dict[str, str] = Field(
         default_factory=dict, description="passed to the training entrypoint"
     )
+    allow_fresh_start: bool = Field(
+        default=False,
+        description="with resume_from: start at step 0 when no valid checkpoint is there "
+        "(default: fail the run)",
+    )
     replans: int = Field(default=0, ge=0, description="times this job was re-planned so far")
     training_deployment: str = Field(
         default="train-model/default", description="deployment that runs the rest after a re-plan"
@@ -93,14 +98,10 @@ def checkpoints_for(
     job: JobSpec, config: TrainingConfig, resume_from: str | None, run_id: str
 ) -> CheckpointManager:
     """A fresh run checkpoints under `<store>/<job>/<run id>`; a resumed run continues in the
-    folder its `resume_from` checkpoint URI names (so yesterday's finished run never counts)."""
+    folder its `resume_from` checkpoint URI names (so yesterday's finished run never counts).
+    Whether a checkpoint must be there is the trainer's call (TrainingContext.resume_from)."""
     if resume_from:
-        path = Path(resume_from.removeprefix("file://"))
-        if not (path / "MANIFEST.json").is_file():
-            raise FileNotFoundError(f"resume_from: no checkpoint at {resume_from}")
-        return CheckpointManager(
-            LocalStore(path.parent.parent), path.parent.name, keep=config.keep_checkpoints
-        )
+        return manager_for(resume_from, keep=config.keep_checkpoints)
     root = Path(config.checkpoint_store.removeprefix("file://")) / job.name
     return CheckpointManager(LocalStore(root), run_id, keep=config.keep_checkpoints)
 
@@ -189,12 +190,18 @@ def run_training(job: JobSpec, ctx: TrainingContext, done: threading.Event) -> T
 def run_command(command: str, ctx: TrainingContext) -> TrainingOutcome:
     """A training command: stop means SIGTERM and a stop marker; the latest checkpoint says
     how far it got."""
+    # The command may not use the Harness: the same resume rule is checked before it starts.
+    ctx.checkpoints.resume_point(
+        resume_from=ctx.resume_from, allow_fresh_start=ctx.allow_fresh_start
+    )
     store = ctx.checkpoints.store
     root = store.uri.removeprefix("file://")
     env = {
         **os.environ,
         "CARBONSHIFT_CHECKPOINT_ROOT": root,
         "CARBONSHIFT_CHECKPOINT_PREFIX": ctx.checkpoints.prefix,
+        "CARBONSHIFT_RESUME_FROM": ctx.resume_from or "",
+        "CARBONSHIFT_ALLOW_FRESH_START": "1" if ctx.allow_fresh_start else "0",
         **{f"CARBONSHIFT_{k.upper()}": v for k, v in ctx.options.items()},
     }
     ctx.checkpoints.clear_stop()

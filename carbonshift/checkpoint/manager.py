@@ -1,5 +1,12 @@
 """Atomic checkpoints: every part is written before the manifest that names it (with size and
-sha256); a checkpoint without a valid manifest does not exist. The last `keep` are kept."""
+sha256, and which parts a complete checkpoint needs); a checkpoint without a valid manifest does
+not exist. One writer per run folder (a lock in the store); the last `keep` are kept.
+
+Manifest (`MANIFEST.json`)::
+
+    {"format": 2, "step": 42, "parts": {"model.pt": {"bytes": 10, "sha256": "<64 hex>"}},
+     "required": ["model.pt"], "meta": {...}}
+"""
 
 from __future__ import annotations
 
@@ -7,21 +14,41 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from carbonshift.checkpoint.store import ObjectStore
+from carbonshift.checkpoint.store import (
+    LocalStore,
+    ObjectStore,
+    WriterBusy,
+    WriterLock,
+    open_store,
+    owner_text,
+)
 
 log = logging.getLogger("carbonshift.checkpoint")
 
 MANIFEST = "MANIFEST.json"
 STOP_MARKER = "STOP"
+WRITER_LOCK = ".writer.lock"
+FORMAT = 2
 _NAME = re.compile(r"ckpt-(\d{12})$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class CheckpointError(Exception):
     pass
+
+
+class WriterConflict(CheckpointError):
+    """A second writer on a run folder that another writer holds."""
+
+
+class NoCheckpointToResume(CheckpointError):
+    """`resume_from` names a place with no valid checkpoint, and a fresh start was not allowed."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +57,7 @@ class Checkpoint:
     uri: str
     parts: Mapping[str, bytes]
     meta: Mapping[str, Any]
+    required: frozenset[str] = field(default_factory=frozenset)
 
 
 class CheckpointManager:
@@ -39,6 +67,12 @@ class CheckpointManager:
         self.store = store
         self.prefix = prefix.strip("/")
         self.keep = keep
+        self._mutex = threading.RLock()  # one save at a time, whichever thread calls
+        self._writer: WriterLock | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"{self.store.uri}/{self.prefix}" if self.prefix else self.store.uri
 
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
@@ -46,17 +80,84 @@ class CheckpointManager:
     def uri_of(self, step: int) -> str:
         return f"{self.store.uri}/{self._key(_folder(step))}"
 
-    def save(self, step: int, parts: Mapping[str, bytes], meta: Mapping[str, Any]) -> str:
-        """Write the parts, then the manifest; returns the checkpoint's URI."""
-        folder = _folder(step)
-        entries = {}
-        for name, data in parts.items():
-            self.store.put(self._key(folder, name), data)
-            entries[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        manifest = {"step": step, "parts": entries, "meta": dict(meta)}
-        self.store.put(self._key(folder, MANIFEST), json.dumps(manifest, sort_keys=True).encode())
-        self._prune()
-        return self.uri_of(step)
+    # -- writing -----------------------------------------------------------------------------
+
+    def save(
+        self,
+        step: int,
+        parts: Mapping[str, bytes],
+        meta: Mapping[str, Any],
+        required: Collection[str] | None = None,
+    ) -> str:
+        """Write the parts, then the manifest; returns the URI of the checkpoint, which exists.
+
+        `required` names the parts a checkpoint is incomplete without (default: all of them).
+        The first save takes the run folder's writer lock: a second writer gets WriterConflict.
+        """
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step: {step!r} is not a whole number >= 0")
+        if not parts:
+            raise ValueError("parts: a checkpoint needs at least one part")
+        for name in parts:
+            _check_part_name(name)
+        needed = sorted(parts if required is None else required)
+        missing = set(needed) - set(parts)
+        if missing:
+            raise ValueError(f"required: parts {sorted(missing)} are required but not given")
+        with self._mutex:
+            self.acquire()
+            folder = _folder(step)
+            # A step written again is incomplete until its new manifest lands.
+            self.store.delete(self._key(folder, MANIFEST))
+            entries = {}
+            for name, data in parts.items():
+                self.store.put(self._key(folder, name), data)
+                entries[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            manifest = {
+                "format": FORMAT,
+                "step": step,
+                "parts": entries,
+                "required": needed,
+                "meta": dict(meta),
+            }
+            self.store.put(
+                self._key(folder, MANIFEST), json.dumps(manifest, sort_keys=True).encode()
+            )
+            for key in self.store.list(self._key(folder)):
+                if key.rpartition("/")[2] not in (*entries, MANIFEST):
+                    self.store.delete(key)  # a part of an older checkpoint at this step
+            self._prune(just_written=step)
+            if not self.store.exists(self._key(folder, MANIFEST)):
+                raise CheckpointError(f"checkpoint {self.uri_of(step)} vanished after writing")
+            return self.uri_of(step)
+
+    def acquire(self) -> None:
+        """Take the run folder's writer lock (save does this on its first call)."""
+        with self._mutex:
+            if self._writer is not None:
+                return
+            try:
+                self._writer = self.store.lock(self._key(WRITER_LOCK), owner_text())
+            except WriterBusy as e:
+                raise WriterConflict(
+                    f"checkpoint folder {self.uri} is being written by {e}; "
+                    "one writer per run folder: stop that run, or write to another folder"
+                ) from None
+
+    def close(self) -> None:
+        """Release the writer lock, if held."""
+        with self._mutex:
+            if self._writer is not None:
+                self._writer.release()
+                self._writer = None
+
+    def __enter__(self) -> CheckpointManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------------------
 
     def steps(self) -> list[int]:
         """Steps that have a manifest (valid or not), newest first."""
@@ -64,37 +165,82 @@ class CheckpointManager:
         for key in self.store.list(self.prefix):
             head, _, name = key.rpartition("/")
             match = _NAME.search(head)
-            if name == MANIFEST and match:
+            if name == MANIFEST and match and head.rpartition("/")[0] == self.prefix:
                 found.add(int(match.group(1)))
         return sorted(found, reverse=True)
 
-    def latest(self) -> Checkpoint | None:
-        """The newest checkpoint whose parts all match their manifest; broken ones are skipped."""
+    def latest(self, required: Collection[str] = ()) -> Checkpoint | None:
+        """The newest complete checkpoint (every part it declares required, and every part in
+        `required`, present and matching size and sha256); others are skipped with a warning."""
+        found, _ = self.scan(required)
+        return found
+
+    def scan(self, required: Collection[str] = ()) -> tuple[Checkpoint | None, list[str]]:
+        """The newest complete checkpoint, and why each newer one was skipped."""
+        skipped: list[str] = []
         for step in self.steps():
             try:
-                return self.load(step)
+                found = self.load(step)
+                missing = set(required) - set(found.parts)
+                if missing:
+                    raise CheckpointError(f"lacks required part(s) {sorted(missing)}")
+                return found, skipped
             except CheckpointError as e:
-                log.warning("skipping checkpoint %d: %s", step, e)
+                log.warning("skipping checkpoint %d in %s: %s", step, self.uri, e)
+                skipped.append(f"{_folder(step)}: {e}")
+        return None, skipped
+
+    def resume_point(
+        self,
+        required: Collection[str] = (),
+        *,
+        resume_from: str | None = None,
+        allow_fresh_start: bool = False,
+    ) -> Checkpoint | None:
+        """Where to continue: the latest complete checkpoint. When `resume_from` was given and
+        there is none, raise NoCheckpointToResume unless `allow_fresh_start`."""
+        found, skipped = self.scan(required)
+        if found is not None or not resume_from:
+            return found
+        what = "; ".join(skipped) if skipped else self._describe_empty()
+        if not allow_fresh_start:
+            raise NoCheckpointToResume(
+                f"resume_from {resume_from}: no valid checkpoint in {self.uri} ({what}); "
+                "give the URI of a valid checkpoint, or set allow_fresh_start: true to start "
+                "at step 0"
+            )
+        log.warning(
+            "resume_from %s: no valid checkpoint in %s (%s); starting at step 0 "
+            "(allow_fresh_start)",
+            resume_from,
+            self.uri,
+            what,
+        )
         return None
+
+    def _describe_empty(self) -> str:
+        keys = self.store.list(self.prefix)
+        return "no checkpoints there" if not keys else f"no checkpoints among {len(keys)} files"
 
     def load(self, step: int) -> Checkpoint:
         folder = _folder(step)
         try:
-            manifest = json.loads(self.store.get(self._key(folder, MANIFEST)))
+            manifest = _parse_manifest(self.store.get(self._key(folder, MANIFEST)), step)
             parts = {}
-            for name, entry in manifest["parts"].items():
+            for name, (size, sha256) in manifest.parts.items():
                 data = self.store.get(self._key(folder, name))
-                if (
-                    len(data) != entry["bytes"]
-                    or hashlib.sha256(data).hexdigest() != entry["sha256"]
-                ):
+                if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
                     raise CheckpointError(
                         f"part {name} does not match its manifest (size or sha256)"
                     )
                 parts[name] = data
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except FileNotFoundError as e:
+            raise CheckpointError(f"a part is missing: {Path(str(e.filename)).name}") from e
+        except (OSError, ValueError, KeyError) as e:
             raise CheckpointError(f"unreadable: {e}") from e
-        return Checkpoint(step, self.uri_of(step), parts, manifest.get("meta", {}))
+        return Checkpoint(step, self.uri_of(step), parts, manifest.meta, manifest.required)
+
+    # -- stop marker -------------------------------------------------------------------------
 
     def request_stop(self, reason: str) -> None:
         self.store.put(self._key(STOP_MARKER), reason.encode())
@@ -105,13 +251,88 @@ class CheckpointManager:
     def clear_stop(self) -> None:
         self.store.delete(self._key(STOP_MARKER))
 
-    def _prune(self) -> None:
-        for step in self.steps()[self.keep :]:
+    # -- pruning -----------------------------------------------------------------------------
+
+    def _prune(self, just_written: int) -> None:
+        """Keep the checkpoint just written and the `keep - 1` newest others; remove leftovers
+        of interrupted writes."""
+        others = [s for s in self.steps() if s != just_written]
+        for step in others[self.keep - 1 :]:
             folder = self._key(_folder(step))
             # The manifest goes first: a half-deleted checkpoint must not look complete.
             self.store.delete(f"{folder}/{MANIFEST}")
             for key in self.store.list(folder):
                 self.store.delete(key)
+        for key in self.store.sweep(self.prefix):
+            log.info("removed %s, left by an interrupted write", key)
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    parts: dict[str, tuple[int, str]]
+    required: frozenset[str]
+    meta: dict[str, Any]
+
+
+def _parse_manifest(raw: bytes, step: int) -> _Manifest:
+    """A manifest, checked field by field; ValueError names what is wrong."""
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"manifest is not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("manifest is not a JSON object")
+    if doc.get("step") != step or isinstance(doc.get("step"), bool):
+        raise ValueError(f"manifest step {doc.get('step')!r} is not its folder's step {step}")
+    raw_parts = doc.get("parts")
+    if not isinstance(raw_parts, dict) or not raw_parts:
+        raise ValueError("manifest parts: must be a non-empty object of name -> {bytes, sha256}")
+    parts: dict[str, tuple[int, str]] = {}
+    for name, entry in raw_parts.items():
+        _check_part_name(name)
+        if not isinstance(entry, dict):
+            raise ValueError(f"manifest part {name}: not an object")
+        size, sha256 = entry.get("bytes"), entry.get("sha256")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"manifest part {name}: bytes {size!r} is not a size")
+        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+            raise ValueError(f"manifest part {name}: sha256 {sha256!r} is not 64 hex digits")
+        parts[name] = (size, sha256)
+    raw_required = doc.get("required", sorted(parts))  # format 1: every part it lists
+    if not isinstance(raw_required, list) or not all(isinstance(r, str) for r in raw_required):
+        raise ValueError("manifest required: must be a list of part names")
+    missing = set(raw_required) - set(parts)
+    if missing:
+        raise ValueError(f"lacks required part(s) {sorted(missing)}")
+    meta = doc.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError("manifest meta: must be an object")
+    return _Manifest(parts, frozenset(raw_required), meta)
+
+
+def _check_part_name(name: object) -> None:
+    if (
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or "\\" in name
+        or name.startswith(".")
+        or name in (MANIFEST, STOP_MARKER)
+    ):
+        raise ValueError(f"part name {name!r}: use a plain file name (no '/', not hidden)")
+
+
+def manager_for(uri: str, keep: int = 3) -> CheckpointManager:
+    """The manager of the run folder a URI names: a checkpoint (`.../<run>/ckpt-<step>`, its
+    run folder is used) or a run folder itself."""
+    raw = uri.removeprefix("file://")
+    if "://" in raw or not raw.strip():
+        open_store(uri)  # raises the one-line error for other schemes
+        raise ValueError(f"resume_from: {uri!r} is not a checkpoint folder or file:// URI")
+    path = Path(raw).absolute()
+    if _NAME.search(path.name):
+        path = path.parent
+    return CheckpointManager(LocalStore(path.parent), path.name, keep=keep)
 
 
 def _folder(step: int) -> str:

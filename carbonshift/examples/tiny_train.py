@@ -83,8 +83,9 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
 
 def main() -> int:
     """As a command entrypoint: the flow passes the checkpoint folder and options in the
-    environment (CARBONSHIFT_CHECKPOINT_ROOT, CARBONSHIFT_CHECKPOINT_PREFIX, CARBONSHIFT_STEPS)
-    and asks it to stop with SIGTERM or a stop marker in the store."""
+    environment (CARBONSHIFT_CHECKPOINT_ROOT, CARBONSHIFT_CHECKPOINT_PREFIX, CARBONSHIFT_STEPS,
+    CARBONSHIFT_RESUME_FROM, CARBONSHIFT_ALLOW_FRESH_START) and asks it to stop with SIGTERM
+    or a stop marker in the store."""
     import os
     import signal
 
@@ -94,7 +95,12 @@ def main() -> int:
         LocalStore(os.environ["CARBONSHIFT_CHECKPOINT_ROOT"]),
         os.environ.get("CARBONSHIFT_CHECKPOINT_PREFIX", ""),
     )
-    ctx = TrainingContext(manager, options={"steps": os.environ.get("CARBONSHIFT_STEPS", "20000")})
+    ctx = TrainingContext(
+        manager,
+        options={"steps": os.environ.get("CARBONSHIFT_STEPS", "20000")},
+        resume_from=os.environ.get("CARBONSHIFT_RESUME_FROM") or None,
+        allow_fresh_start=os.environ.get("CARBONSHIFT_ALLOW_FRESH_START") == "1",
+    )
     signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
     outcome = train(ctx)
     return 0 if outcome.completed else 3

@@ -180,3 +180,43 @@ def test_command_entrypoint_in_the_flow(deployment: None, tmp_path: Path) -> Non
                         config(tmp_path, tmp_path / "fc"), return_state=True)
     assert state.type == StateType.COMPLETED and state.name == "Completed", state.message
     assert latest_weights(tmp_path / "ckpt", "train-cmd")
+
+
+def test_resume_from_nowhere_fails_the_run_naming_it(deployment: None, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    minute_csv(tmp_path / "fc", now, 200.0)
+    spec = job("train-nowhere")
+    folder = tmp_path / "ckpt" / "train-nowhere" / "old-run" / "ckpt-000000000042"
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"truncated")  # the manifest promises 10 other bytes
+    (folder / "MANIFEST.json").write_text(json.dumps(
+        {"step": 42, "parts": {"model.pt": {"bytes": 10, "sha256": "0" * 64}}}))
+    nowhere = f"file://{folder}"
+    state = train_model(spec, plan_for(spec, tmp_path / "fc", now), nowhere,
+                        config(tmp_path, tmp_path / "fc"), return_state=True)
+    assert state.type == StateType.FAILED
+    assert f"resume_from {nowhere}: no valid checkpoint" in (state.message or "")
+    assert "model.pt does not match its manifest" in (state.message or "")
+    assert LocalCompute(tmp_path / "compute").held() == []
+    # Asked to start afresh, it does.
+    fresh = config(tmp_path, tmp_path / "fc").model_copy(update={"allow_fresh_start": True})
+    state = train_model(spec, plan_for(spec, tmp_path / "fc", now), nowhere, fresh,
+                        return_state=True)
+    assert state.type == StateType.COMPLETED, state.message
+    found = CheckpointManager(LocalStore(tmp_path / "ckpt" / "train-nowhere"), "old-run").latest()
+    assert found is not None and found.step == STEPS
+
+
+def test_command_entrypoint_with_resume_from_nowhere_is_not_started(tmp_path: Path) -> None:
+    import sys
+
+    from carbonshift.checkpoint import NoCheckpointToResume, manager_for
+    from tasks.training import run_command
+
+    nowhere = f"file://{tmp_path}/run/ckpt-000000000007"
+    ctx = TrainingContext(manager_for(nowhere), options={"steps": "50"}, resume_from=nowhere)
+    with pytest.raises(NoCheckpointToResume, match="resume_from .*ckpt-000000000007"):
+        run_command(f"{sys.executable} -m carbonshift.examples.tiny_train", ctx)
+    ctx.allow_fresh_start = True
+    outcome = run_command(f"{sys.executable} -m carbonshift.examples.tiny_train", ctx)
+    assert outcome.completed and outcome.step == 50
