@@ -202,4 +202,5 @@ def test_table_and_markdown_claim_no_savings_across_signals(catalog: Catalog) ->
     (row,) = plan_rows([plan], {})
     assert row["savings_pct"] is None
     assert format_plans([plan]).splitlines()[-1].split()[-3] == "n/a"
-    assert "savings against starting now in the home region: not claimed" in plan_markdown(plan, None)
+    markdown = plan_markdown(plan, None)
+    assert "savings against starting now in the home region: not claimed" in markdown
