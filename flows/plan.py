@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from prefect import flow
+from prefect.states import Failed
 from pydantic import BaseModel, Field, field_validator
 
 from carbonshift.artifacts import Scheduled
@@ -103,4 +104,9 @@ def plan_training(
             f"{len(failed)} of {len(scheduled)} training runs could not be created: "
             + "; ".join(f"{s.job}: {s.note}" for s in failed)
         )
+    if queue.unreadable:
+        # The given jobs are planned and scheduled; the run still fails, without a traceback,
+        # so that a daily run whose queue vanished does not pass for one with nothing to do.
+        # Prefect makes a returned state the run's state (and raises it to direct callers).
+        return Failed(message=f"{queue.unreadable}: fix the path or the file")  # type: ignore[return-value]
     return list(scheduled.values())

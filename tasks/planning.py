@@ -34,6 +34,7 @@ from tasks.forecasts import ForecastConfig, fetch_forecast
 class Queue:
     jobs: list[JobSpec]
     errors: list[JobSpecError]
+    unreadable: str | None = None  # why the queue file could not be read (its jobs are lost)
 
 
 def given_jobs(jobs: list[Any]) -> tuple[list[JobSpec], list[JobSpecError]]:
@@ -61,10 +62,17 @@ def load_queue(queue_file: str | None, jobs: list[Any] | None) -> Queue:
     logger = get_run_logger()
     found: list[JobSpec] = []
     errors: list[JobSpecError] = []
+    unreadable = None
     if queue_file:
-        parsed = load_jobs(Path(queue_file))
-        found += parsed.jobs
-        errors += parsed.errors
+        try:
+            parsed = load_jobs(Path(queue_file))
+        except ValueError as e:  # missing, not UTF-8, not YAML: one line naming the file
+            unreadable = f"queue_file: {e}"
+            reason = str(e).removeprefix(f"{Path(queue_file)}: ")
+            errors.append(JobSpecError(queue_file, "queue_file", reason))
+        else:
+            found += parsed.jobs
+            errors += parsed.errors
     names = {j.name for j in found}
     given, refused = given_jobs(jobs or [])
     errors += refused
@@ -77,7 +85,7 @@ def load_queue(queue_file: str | None, jobs: list[Any] | None) -> Queue:
     for error in errors:
         logger.error("%s", error)
     logger.info("%d jobs to plan, %d rejected", len(found), len(errors))
-    return Queue(found, errors)
+    return Queue(found, errors, unreadable)
 
 
 def regions_and_horizon(jobs: list[JobSpec], now: datetime) -> tuple[list[Region], datetime]:

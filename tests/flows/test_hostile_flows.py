@@ -54,9 +54,8 @@ def summary_rows() -> dict[str, dict[str, Any]]:
     return {r["job"]: r for r in json.loads(artifact("plan-summary"))}
 
 
-# The Prefect task cache keys forecasts on the chain, region, window length and half hour (not
-# on traces_dir): each test plans over its own window length, and re-plans after a moved
-# forecast half an hour later, so no test is served another's forecast.
+# Each test plans over its own window length, and re-plans after a moved forecast half an hour
+# later (its disk cache cleared), so no test is served another's forecast.
 LATER = NOW + timedelta(minutes=31)
 
 
@@ -217,6 +216,23 @@ def test_bad_jobs_are_refused_and_the_rest_planned(deployment: None, tmp_path: P
     # Whatever job.py's validators accept for urgent + interruptible, it is planned or refused
     # on its own, never failing the run.
     assert "flow-urgent-int" in result
+
+
+def test_an_unreadable_queue_file_fails_the_run_in_one_line_and_plans_the_given_jobs(
+    deployment: None, tmp_path: Path
+) -> None:
+    # Seen on main: a missing queue file raised out of the load task (a traceback) and the
+    # given jobs were never planned.
+    write_trace(tmp_path, "GB", low_hour=4)
+    missing = tmp_path / "nowhere.yaml"
+    state = plan_training(jobs=[spec("flow-given", within="17h")], queue_file=str(missing),
+                          config=config(tmp_path), now=NOW, return_state=True)
+    assert state.is_failed()
+    assert state.message is not None and "\n" not in state.message
+    assert state.message.startswith(f"queue_file: {missing}: cannot read the job file")
+    rows = summary_rows()
+    assert rows["flow-given"]["status"] == "scheduled"
+    assert rows[str(missing)]["field"] == "queue_file"
 
 
 @pytest.mark.parametrize(("forecast", "message"), [
