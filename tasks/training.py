@@ -202,15 +202,18 @@ def run_command(command: str, ctx: TrainingContext) -> TrainingOutcome:
         "CARBONSHIFT_CHECKPOINT_PREFIX": ctx.checkpoints.prefix,
         "CARBONSHIFT_RESUME_FROM": ctx.resume_from or "",
         "CARBONSHIFT_ALLOW_FRESH_START": "1" if ctx.allow_fresh_start else "0",
+        "CARBONSHIFT_CHECKPOINT_EVERY_S": f"{ctx.checkpoint_every_s:g}",
         **{f"CARBONSHIFT_{k.upper()}": v for k, v in ctx.options.items()},
     }
     ctx.checkpoints.clear_stop()
     proc = subprocess.Popen(shlex.split(command), env=env, stdin=subprocess.DEVNULL)
+    stopped = False
     try:
         while proc.poll() is None:
             if ctx.stop.wait(1.0):
                 ctx.checkpoints.request_stop("stop requested")
                 proc.send_signal(signal.SIGTERM)
+                stopped = True
                 proc.wait()
     finally:
         if proc.poll() is None:
@@ -219,7 +222,10 @@ def run_command(command: str, ctx: TrainingContext) -> TrainingOutcome:
     latest = ctx.checkpoints.latest()
     step = int(latest.meta.get("step", 0)) if latest else 0
     total = int(latest.meta.get("total_steps", step)) if latest else 0
-    if proc.returncode not in (0, EXIT_STOPPED):
+    # Our SIGTERM can land before the command installs its handler (it is still importing):
+    # that is the stop we asked for, not a crash; it resumes from its last checkpoint, if any.
+    stopped_early = stopped and proc.returncode == -signal.SIGTERM
+    if proc.returncode not in (0, EXIT_STOPPED) and not stopped_early:
         raise RuntimeError(f"training command exited {proc.returncode}: {command}")
     completed = proc.returncode == 0
     return TrainingOutcome(

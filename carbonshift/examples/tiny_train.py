@@ -84,8 +84,8 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
 def main() -> int:
     """As a command entrypoint: the flow passes the checkpoint folder and options in the
     environment (CARBONSHIFT_CHECKPOINT_ROOT, CARBONSHIFT_CHECKPOINT_PREFIX, CARBONSHIFT_STEPS,
-    CARBONSHIFT_RESUME_FROM, CARBONSHIFT_ALLOW_FRESH_START) and asks it to stop with SIGTERM
-    or a stop marker in the store."""
+    CARBONSHIFT_RESUME_FROM, CARBONSHIFT_ALLOW_FRESH_START, CARBONSHIFT_CHECKPOINT_EVERY_S) and
+    asks it to stop with SIGTERM or a stop marker in the store."""
     import os
     import signal
 
@@ -100,6 +100,7 @@ def main() -> int:
         options={"steps": os.environ.get("CARBONSHIFT_STEPS", "20000")},
         resume_from=os.environ.get("CARBONSHIFT_RESUME_FROM") or None,
         allow_fresh_start=os.environ.get("CARBONSHIFT_ALLOW_FRESH_START") == "1",
+        checkpoint_every_s=float(os.environ.get("CARBONSHIFT_CHECKPOINT_EVERY_S", "1800")),
     )
     signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
     outcome = train(ctx)

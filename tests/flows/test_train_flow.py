@@ -161,12 +161,40 @@ def test_command_entrypoint_stops_cleanly_on_request(tmp_path: Path) -> None:
     from tasks.training import run_command
 
     manager = CheckpointManager(LocalStore(tmp_path), "cmd")
-    ctx = TrainingContext(manager, options={"steps": "20000"})
-    threading.Timer(3.0, ctx.stop.set).start()
-    outcome = run_command(f"{sys.executable} -m carbonshift.examples.tiny_train", ctx)
+    ctx = TrainingContext(manager, options={"steps": "20000"}, checkpoint_every_s=0.2)
+
+    def stop_once_it_has_checkpointed() -> None:
+        # Progress, not a timer: a stop before the command installs its handler is another test.
+        while manager.latest() is None and not ctx.stop.wait(0.05):
+            pass
+        ctx.stop.set()
+
+    watcher = threading.Thread(target=stop_once_it_has_checkpointed, daemon=True)
+    watcher.start()
+    try:
+        outcome = run_command(f"{sys.executable} -m carbonshift.examples.tiny_train", ctx)
+    finally:
+        ctx.stop.set()
+        watcher.join()
     assert not outcome.completed and 0 < outcome.step < 20000
     assert outcome.checkpoint_uri is not None and outcome.checkpoint_uri.endswith(
         f"ckpt-{outcome.step:012d}")
+
+
+def test_command_stopped_before_it_can_handle_sigterm_is_stopped_not_crashed(
+    tmp_path: Path,
+) -> None:
+    import sys
+
+    from tasks.training import run_command
+
+    # Seen as a flake: a stop requested while the command was still importing killed it with
+    # the SIGTERM meant to stop it, and the run failed with "training command exited -15".
+    ctx = TrainingContext(CheckpointManager(LocalStore(tmp_path), "early"))
+    ctx.stop.set()
+    outcome = run_command(f"{sys.executable} -m carbonshift.examples.tiny_train", ctx)
+    assert not outcome.completed and outcome.step == 0 and outcome.checkpoint_uri is None
+    assert outcome.stopped_reason == "stop requested"
 
 
 def test_command_entrypoint_in_the_flow(deployment: None, tmp_path: Path) -> None:
