@@ -45,9 +45,10 @@ def test_second_call_is_served_from_cache(capsys: pytest.CaptureFixture[str]) ->
     points = [(_hour() + timedelta(hours=h), 100.0) for h in range(72)]
     with serving({"/carbon-intensity/forecast": (200, em_forecast(points))}) as url:
         run(capsys, f"forecast --provider electricitymaps --zone DE --base-url {url} --json")
-    # The server is gone: only the cache can answer now.
+    # The server is gone (same address, nothing listening): only the cache can answer now. A
+    # cache entry answers for its own address only: another server's forecast is not this one's.
     code, out, _ = run(capsys, "forecast --provider electricitymaps --zone DE "
-                               "--base-url http://127.0.0.1:9 --retries 0 --json")
+                               f"--base-url {url} --retries 0 --json")
     assert code == 0
     assert json.loads(out)["source"] == "cache"
 
