@@ -10,19 +10,44 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 import httpx
+from pydantic import Field, RootModel, StrictFloat
 
 from carbonshift.catalog import Region
-from carbonshift.providers.base import ProviderBadResponse
 from carbonshift.providers.http import JsonApi, RetryPolicy
-from carbonshift.providers.points import clip, instant, iso_seconds, number, series_from_points
+from carbonshift.providers.points import clip, iso_seconds, series_from_points
+from carbonshift.providers.responses import Instant, Number, Response, parse
 from carbonshift.providers.secrets import Scrubber, scrubbed
 from carbonshift.series import IntensitySeries, Signal
 from carbonshift.units import g_per_kwh_from_lbs_per_mwh
 
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})")
+
+
+class ForecastPoint(Response):
+    timestamp: Instant
+    value: Number
+    duration: Annotated[StrictFloat, Field(allow_inf_nan=False)] | None = None  # minutes
+
+
+class Forecast(Response):
+    forecast_data: list[ForecastPoint] = Field(alias="forecastData")
+
+
+class Forecasts(RootModel[Annotated[list[Forecast], Field(min_length=1)]]):
+    """`/emissions/forecasts/current`: one forecast per location asked for (we ask for one)."""
+
+
+class Emission(Response):
+    time: Instant
+    rating: Number
+    duration: str | None = None  # a .NET TimeSpan, `01:00:00`
+
+
+class Emissions(RootModel[list[Emission]]):
+    """`/emissions/bylocation`."""
 
 
 class CarbonAwareSdk:
@@ -59,19 +84,10 @@ class CarbonAwareSdk:
                 "dataEndAt": iso_seconds(end),
             },
         )
-        if not isinstance(body, list) or not body or not isinstance(body[0], dict):
-            raise ProviderBadResponse(self.name, f"{zone}: expected a list of forecasts")
-        data = body[0].get("forecastData")
-        if not isinstance(data, list):
-            raise ProviderBadResponse(self.name, f"{zone}: forecast has no forecastData list")
-        points = [
-            (
-                instant(self.name, _field(self.name, p, "timestamp")),
-                self._value(_field(self.name, p, "value")),
-            )
-            for p in data
-        ]
-        step = _minutes(data)
+        data = parse(self.name, Forecasts, body, zone).root[0].forecast_data
+        points = [(p.timestamp, self._value(p.value)) for p in data]
+        first = data[0].duration if data else None
+        step = int(first) * 60 if first is not None and first > 0 else None
         return clip(self.name, self._series(zone, points, step), start, end)
 
     @scrubbed
@@ -84,21 +100,12 @@ class CarbonAwareSdk:
                 "toTime": iso_seconds(end),
             },
         )
-        if not isinstance(body, list):
-            raise ProviderBadResponse(self.name, f"{zone}: expected a list of emissions data")
-        points = [
-            (
-                instant(self.name, _field(self.name, p, "time")),
-                self._value(_field(self.name, p, "rating")),
-            )
-            for p in body
-        ]
-        points.sort(key=lambda p: p[0])
-        step = _timespan_s(body[0].get("duration")) if body and isinstance(body[0], dict) else None
+        emissions = parse(self.name, Emissions, body, zone).root
+        points = sorted(((e.time, self._value(e.rating)) for e in emissions), key=lambda p: p[0])
+        step = _timespan_s(emissions[0].duration) if emissions else None
         return clip(self.name, self._series(zone, points, step), start, end)
 
-    def _value(self, raw: object) -> float | None:
-        value = number(self.name, raw)
+    def _value(self, value: float | None) -> float | None:
         if value is not None and self._units == "lbs_per_mwh":
             return g_per_kwh_from_lbs_per_mwh(value)
         return value
@@ -111,21 +118,9 @@ class CarbonAwareSdk:
         )
 
 
-def _field(provider: str, item: Any, key: str) -> Any:
-    if not isinstance(item, dict) or key not in item:
-        raise ProviderBadResponse(provider, f"a data point without '{key}'")
-    return item[key]
-
-
-def _minutes(data: list[Any]) -> int | None:
-    first = data[0] if data and isinstance(data[0], dict) else {}
-    duration = first.get("duration")
-    return int(duration) * 60 if isinstance(duration, int | float) and duration > 0 else None
-
-
-def _timespan_s(text: object) -> int | None:
+def _timespan_s(text: str | None) -> int | None:
     """.NET TimeSpan text (`01:00:00`, `1.00:00:00`) in seconds."""
-    match = _TIMESPAN.match(text) if isinstance(text, str) else None
+    match = _TIMESPAN.match(text) if text is not None else None
     if not match:
         return None
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())

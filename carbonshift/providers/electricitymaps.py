@@ -5,21 +5,45 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from carbonshift.catalog import Region
-from carbonshift.providers.base import ProviderBadResponse, ProviderRejected
+from carbonshift.providers.base import ProviderRejected
 from carbonshift.providers.http import JsonApi, RetryPolicy
-from carbonshift.providers.points import clip, instant, iso_seconds, number, series_from_points
+from carbonshift.providers.points import clip, iso_seconds, series_from_points
+from carbonshift.providers.responses import Instant, Number, Response, parse
 from carbonshift.providers.secrets import Scrubber, scrubbed
 from carbonshift.series import IntensitySeries, Signal
 
 BASE_URL = "https://api.electricitymap.org/v3"
 FACTOR_TYPES = {Signal.LCA: "lifecycle", Signal.DIRECT: "direct"}
 HISTORY_SPAN = timedelta(hours=24)
+
+
+class Point(Response):
+    """One hour of `forecast`, `history` or `data` (past-range); a null value is a missing one."""
+
+    at: Instant = Field(alias="datetime")
+    carbon_intensity: Number = Field(alias="carbonIntensity")
+
+
+class Forecast(Response):
+    forecast: list[Point]
+
+
+class History(Response):
+    history: list[Point]
+
+
+class PastRange(Response):
+    data: list[Point]
+
+
+class Latest(Response):
+    at: Instant = Field(alias="datetime")
+    carbon_intensity: Number = Field(default=None, alias="carbonIntensity")
 
 
 class ElectricityMaps:
@@ -62,27 +86,26 @@ class ElectricityMaps:
     @scrubbed
     def forecast(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         body = self._get("carbon-intensity/forecast", zone)
-        return clip(self.name, self._series(zone, _list(self.name, body, "forecast")), start, end)
+        points = parse(self.name, Forecast, body, zone).forecast
+        return clip(self.name, self._series(zone, points), start, end)
 
     @scrubbed
     def actuals(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         if start >= self._clock() - HISTORY_SPAN:
-            items = _list(self.name, self._get("carbon-intensity/history", zone), "history")
+            body = self._get("carbon-intensity/history", zone)
+            points = parse(self.name, History, body, zone).history
         else:
             window = {"start": iso_seconds(start), "end": iso_seconds(end)}
-            items = _list(self.name, self._get("carbon-intensity/past-range", zone, window), "data")
-        return clip(self.name, self._series(zone, items), start, end)
+            body = self._get("carbon-intensity/past-range", zone, window)
+            points = parse(self.name, PastRange, body, zone).data
+        return clip(self.name, self._series(zone, points), start, end)
 
     @scrubbed
     def latest(self, zone: str) -> tuple[datetime, float | None]:
-        body = self._get("carbon-intensity/latest", zone)
-        if not isinstance(body, dict):
-            raise ProviderBadResponse(self.name, f"{zone}: latest is not an object")
-        return instant(self.name, body.get("datetime")), number(
-            self.name, body.get("carbonIntensity")
-        )
+        latest = parse(self.name, Latest, self._get("carbon-intensity/latest", zone), zone)
+        return latest.at, latest.carbon_intensity
 
-    def _get(self, path: str, zone: str, extra: dict[str, str] | None = None) -> Any:
+    def _get(self, path: str, zone: str, extra: dict[str, str] | None = None) -> object:
         params: dict[str, str | int] = {"emissionFactorType": FACTOR_TYPES[self.signal]}
         provider, sep, region = zone.partition(":")
         if sep:
@@ -95,27 +118,11 @@ class ElectricityMaps:
         headers = {"auth-token": self._token.get_secret_value()}
         return self._api.get(path, params=params, headers=headers)
 
-    def _series(self, zone: str, items: list[Any]) -> IntensitySeries:
-        points = []
-        for item in items:
-            if (
-                not isinstance(item, dict)
-                or "datetime" not in item
-                or "carbonIntensity" not in item
-            ):
-                raise ProviderBadResponse(
-                    self.name, f"{zone}: a point without datetime/carbonIntensity: {item!r}"
-                )
-            points.append(
-                (instant(self.name, item["datetime"]), number(self.name, item["carbonIntensity"]))
-            )
+    def _series(self, zone: str, points: list[Point]) -> IntensitySeries:
         return series_from_points(
-            self.name, zone, points, signal=self.signal, source=f"live:{self.name}"
+            self.name,
+            zone,
+            [(p.at, p.carbon_intensity) for p in points],
+            signal=self.signal,
+            source=f"live:{self.name}",
         )
-
-
-def _list(provider: str, body: Any, key: str) -> list[Any]:
-    if not isinstance(body, dict) or not isinstance(body.get(key), list):
-        raise ProviderBadResponse(provider, f"response has no '{key}' list")
-    items: list[Any] = body[key]
-    return items

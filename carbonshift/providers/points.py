@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 from carbonshift.providers.base import ProviderBadResponse
 from carbonshift.series import ALLOWED_STEPS_S, IntensitySeries, SeriesError, Signal
-from carbonshift.units import parse_instant
 
 # A null or missing point between two good ones is filled (and recorded) up to this many steps.
 FILL_UP_TO = 2
@@ -42,27 +41,6 @@ def series_from_points(
         )
     except SeriesError as e:
         raise ProviderBadResponse(provider, f"{zone}: {e}") from None
-
-
-def instant(provider: str, text: object) -> datetime:
-    if not isinstance(text, str):
-        raise ProviderBadResponse(provider, f"expected an ISO 8601 time, got {text!r}")
-    try:
-        return parse_instant(text)
-    except (ValueError, OverflowError):
-        # The server's text is quoted once, as it came: never a rewritten copy of it (the
-        # parser's own message quotes it with `Z` replaced, a form no scrubber would know).
-        raise ProviderBadResponse(
-            provider, f"bad time {text!r}: not an ISO 8601 instant with a UTC offset"
-        ) from None
-
-
-def number(provider: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProviderBadResponse(provider, f"expected a number, got {value!r}")
-    return float(value)
 
 
 def _step_with_nulls(points: Sequence[tuple[datetime, float | None]]) -> int | None:

@@ -9,19 +9,74 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated
 
 import httpx
+from pydantic import Discriminator, Field, Tag
 
 from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse, ProviderRejected
 from carbonshift.providers.http import JsonApi, RetryPolicy
-from carbonshift.providers.points import clip, instant, number, series_from_points
+from carbonshift.providers.points import clip, series_from_points
+from carbonshift.providers.responses import TAG, Instant, Number, Response, parse
 from carbonshift.providers.secrets import Scrubber, scrubbed
 from carbonshift.series import IntensitySeries, Signal
 
 BASE_URL = "https://api.carbonintensity.org.uk"
 STEP_S = 1800
+
+
+class Intensity(Response):
+    forecast: Number = None
+    actual: Number = None  # null until the period has been measured
+
+
+class Period(Response):
+    from_: Instant = Field(alias="from")
+    intensity: Intensity
+
+
+class National(Response):
+    """`/intensity/{from}/fw48h`, `/intensity/{to}/pt24h`, `/intensity/{from}/{to}`."""
+
+    data: list[Period]
+
+
+class RegionIntensity(Response):
+    regionid: int | str
+    intensity: Intensity
+
+
+class RegionsPeriod(Response):
+    """A period of the all-regions response: every region's intensity for it."""
+
+    from_: Instant = Field(alias="from")
+    regions: list[RegionIntensity]
+
+
+class RegionPeriods(Response):
+    """One region (`/regionid/n`, `/postcode/x`): its periods."""
+
+    data: list[Period]
+
+
+def _regional_shape(data: object) -> str:
+    if isinstance(data, list) and data and isinstance(data[0], dict) and "regions" in data[0]:
+        return f"{TAG}all-regions"
+    return f"{TAG}one-region-in-a-list" if isinstance(data, list) else f"{TAG}one-region"
+
+
+class Regional(Response):
+    """`/regional/intensity/{from}/fw48h/{regionid|postcode}/{key}` nests one region's periods
+    under `data.data` (some answers wrap that region in a one-item list); the all-regions shape
+    lists periods each holding `regions`."""
+
+    data: Annotated[
+        Annotated[list[RegionsPeriod], Tag(f"{TAG}all-regions")]
+        | Annotated[tuple[RegionPeriods], Tag(f"{TAG}one-region-in-a-list")]
+        | Annotated[RegionPeriods, Tag(f"{TAG}one-region")],
+        Discriminator(_regional_shape),
+    ]
 
 
 class UkNeso:
@@ -54,11 +109,13 @@ class UkNeso:
         kind, key = _parse_zone(zone)
         frm = _iso(start)
         if kind == "national":
-            periods = _data_list(self.name, self._api.get(f"intensity/{frm}/fw48h"))
+            body = self._api.get(f"intensity/{frm}/fw48h")
+            periods = _pairs(parse(self.name, National, body, zone).data)
         else:
             body = self._api.get(f"regional/intensity/{frm}/fw48h/{kind}/{key}")
-            periods = _regional_periods(self.name, body, kind, key)
-        return clip(self.name, self._series(zone, periods, "forecast"), start, end)
+            periods = self._regional(zone, parse(self.name, Regional, body, zone), kind, key)
+        points = [(moment, intensity.forecast) for moment, intensity in periods]
+        return clip(self.name, self._series(zone, points), start, end)
 
     @scrubbed
     def actuals(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
@@ -69,22 +126,37 @@ class UkNeso:
             body = self._api.get(f"intensity/{_iso(end)}/pt24h")
         else:
             body = self._api.get(f"intensity/{_iso(start)}/{_iso(end)}")
-        return clip(
-            self.name, self._series(zone, _data_list(self.name, body), "actual"), start, end
-        )
+        periods = parse(self.name, National, body, zone).data
+        points = [(p.from_, p.intensity.actual) for p in periods]
+        return clip(self.name, self._series(zone, points), start, end)
 
-    def _series(self, zone: str, periods: list[Any], field: str) -> IntensitySeries:
-        points = []
-        for period in periods:
-            intensity = period.get("intensity") if isinstance(period, dict) else None
-            if not isinstance(intensity, dict) or "from" not in period:
-                raise ProviderBadResponse(self.name, f"{zone}: a period without from/intensity")
-            points.append(
-                (instant(self.name, period["from"]), number(self.name, intensity.get(field)))
+    def _regional(
+        self, zone: str, regional: Regional, kind: str, key: str
+    ) -> list[tuple[datetime, Intensity]]:
+        """Our region's periods; from the all-regions shape, picked by regionid."""
+        data = regional.data
+        if isinstance(data, tuple):
+            data = data[0]
+        if isinstance(data, RegionPeriods):
+            return _pairs(data.data)
+        if kind != "regionid":
+            raise ProviderBadResponse(
+                self.name, f"{zone}: an all-regions response cannot answer a postcode"
             )
+        return [
+            (period.from_, mine[0].intensity)
+            for period in data
+            if (mine := [r for r in period.regions if str(r.regionid) == key])
+        ]
+
+    def _series(self, zone: str, points: list[tuple[datetime, float | None]]) -> IntensitySeries:
         return series_from_points(
             self.name, zone, points, signal=self.signal, source=f"live:{self.name}", step_s=STEP_S
         )
+
+
+def _pairs(periods: list[Period]) -> list[tuple[datetime, Intensity]]:
+    return [(p.from_, p.intensity) for p in periods]
 
 
 def _parse_zone(zone: str) -> tuple[str, str]:
@@ -96,34 +168,6 @@ def _parse_zone(zone: str) -> tuple[str, str]:
     raise ProviderRejected(
         "ukneso", f"unknown zone {zone!r}: use GB, GB-region-<1..17> or GB-postcode-<outcode>"
     )
-
-
-def _data_list(provider: str, body: Any) -> list[Any]:
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise ProviderBadResponse(provider, "response has no 'data' list")
-    items: list[Any] = body["data"]
-    return items
-
-
-def _regional_periods(provider: str, body: Any, kind: str, key: str) -> list[Any]:
-    """`/regionid/n` and `/postcode/x` nest the periods under `data.data`; the all-regions
-    endpoint lists periods each holding `regions`, from which we pick ours by regionid."""
-    data = body.get("data") if isinstance(body, dict) else None
-    if isinstance(data, list) and data and isinstance(data[0], dict) and "regions" in data[0]:
-        if kind != "regionid":
-            raise ProviderBadResponse(provider, "an all-regions response cannot answer a postcode")
-        periods = []
-        for period in data:
-            mine = [r for r in period.get("regions", []) if str(r.get("regionid")) == key]
-            if mine:
-                periods.append({"from": period.get("from"), "intensity": mine[0].get("intensity")})
-        return periods
-    if isinstance(data, list) and len(data) == 1:
-        data = data[0]  # some responses wrap the region object in a one-item list
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise ProviderBadResponse(provider, "regional response has no 'data.data' list")
-    items: list[Any] = data["data"]
-    return items
 
 
 def _iso(moment: datetime) -> str:

@@ -6,15 +6,15 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from carbonshift.catalog import Region
 from carbonshift.providers.base import ProviderBadResponse, ProviderRejected
 from carbonshift.providers.http import AuthExpired, JsonApi, RetryPolicy
-from carbonshift.providers.points import clip, instant, number, series_from_points
+from carbonshift.providers.points import clip, series_from_points
+from carbonshift.providers.responses import Instant, Number, Response, parse
 from carbonshift.providers.secrets import Scrubber, scrubbed
 from carbonshift.series import IntensitySeries, Signal
 from carbonshift.units import g_per_kwh_from_lbs_per_mwh
@@ -22,6 +22,27 @@ from carbonshift.units import g_per_kwh_from_lbs_per_mwh
 BASE_URL = "https://api.watttime.org"
 UNITS = "lbs_co2_per_mwh"
 MAX_HORIZON_H = 72
+
+
+class Login(Response):
+    token: str = Field(min_length=1)
+
+
+class Point(Response):
+    point_time: Instant
+    value: Number  # lbs CO2/MWh; null: missing
+
+
+class Meta(Response):
+    units: str | None = None
+    data_point_period_seconds: int | None = Field(default=None, gt=0, strict=True)
+
+
+class Data(Response):
+    """`/v3/forecast`, `/v3/historical` (and `/v3/forecast/historical`, one forecast of it)."""
+
+    data: list[Point]
+    meta: Meta = Meta()
 
 
 class WattTime:
@@ -71,7 +92,7 @@ class WattTime:
         body = self._get("v3/historical", zone, params)
         return clip(self.name, self._series(zone, body), start, end)
 
-    def _get(self, path: str, zone: str, extra: Mapping[str, str | int]) -> Any:
+    def _get(self, path: str, zone: str, extra: Mapping[str, str | int]) -> object:
         params: dict[str, str | int] = {"region": zone, "signal_type": "co2_moer", **extra}
         for fresh_login in (False, True):
             token = self._login(force=fresh_login)
@@ -91,42 +112,27 @@ class WattTime:
             )
         if self._token is None or force:
             auth = httpx.BasicAuth(self._username, self._password.get_secret_value())
-            body = self._api.get("login", auth=auth)
-            token = body.get("token") if isinstance(body, dict) else None
-            if isinstance(token, str) and token:
-                self.scrubber.add(token)  # before anything can quote it back
-            if not isinstance(token, str) or not token:
-                raise ProviderBadResponse(self.name, "login answered without a token")
+            token = parse(self.name, Login, self._api.get("login", auth=auth), "login").token
+            self.scrubber.add(token)  # before anything can quote it back
             self._token = token
         return self._token
 
-    def _series(self, zone: str, body: Any) -> IntensitySeries:
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise ProviderBadResponse(self.name, f"{zone}: response has no 'data' list")
-        raw_meta = body.get("meta")
-        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
-        units = meta.get("units")
+    def _series(self, zone: str, body: object) -> IntensitySeries:
+        response = parse(self.name, Data, body, zone)
+        units = response.meta.units
         if units != UNITS:
             raise ProviderBadResponse(
                 self.name, f"{zone}: units are {units!r}, expected {UNITS!r}: not converted"
             )
-        points = []
-        for item in body["data"]:
-            if not isinstance(item, dict) or "point_time" not in item or "value" not in item:
-                raise ProviderBadResponse(self.name, f"{zone}: a point without point_time/value")
-            value = number(self.name, item["value"])
-            points.append(
-                (
-                    instant(self.name, item["point_time"]),
-                    None if value is None else g_per_kwh_from_lbs_per_mwh(value),
-                )
-            )
-        step = meta.get("data_point_period_seconds")
+        points = [
+            (p.point_time, None if p.value is None else g_per_kwh_from_lbs_per_mwh(p.value))
+            for p in response.data
+        ]
         return series_from_points(
             self.name,
             zone,
             points,
             signal=self.signal,
             source=f"live:{self.name}",
-            step_s=step if isinstance(step, int) else None,
+            step_s=response.meta.data_point_period_seconds,
         )
