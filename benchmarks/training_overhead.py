@@ -45,22 +45,31 @@ def baseline_block(step, start: int) -> float:  # type: ignore[no-untyped-def]
     return (time.perf_counter() - t0) / BLOCK_STEPS
 
 
-def instrumented_block(step, model, optimizer, scheduler, start: int, folder: Path) -> tuple[float, int]:  # type: ignore[no-untyped-def]  # noqa: E501
+def instrumented_block(
+    step, model, optimizer, scheduler, start: int, folder: Path
+) -> tuple[float, int]:  # type: ignore[no-untyped-def]  # noqa: E501
     manager = CountingManager(LocalStore(folder), "bench", keep=2)
-    ctx = TrainingContext(manager, checkpoint_every_s=CHECKPOINT_EVERY_S,
-                          on_progress=lambda p: _progress(p))
-    harness = Harness(model, optimizer, scheduler, context=ctx,
-                      total_steps=start + BLOCK_STEPS)
+    ctx = TrainingContext(
+        manager, checkpoint_every_s=CHECKPOINT_EVERY_S, on_progress=lambda p: _progress(p)
+    )
+    harness = Harness(model, optimizer, scheduler, context=ctx, total_steps=start + BLOCK_STEPS)
     harness.step = start
     now = time.time()
-    series = IntensitySeries(int(now) // 60 * 60 - 600, 60, np.full(120, 200.0), Signal.LCA,
-                             "bench")
+    series = IntensitySeries(
+        int(now) // 60 * 60 - 600, 60, np.full(120, 200.0), Signal.LCA, "bench"
+    )
     done = threading.Event()
     meter = EstimateMeter(300.0, time.time, "bench")
     samples: list[Sample] = []
-    watch = Watch(series, lambda: RunFacts(now, now + 7200, 3600), lambda a, b: series,
-                  time.time, done.wait, MonitorRule(interval_s=MONITOR_INTERVAL_S, grace_s=0),
-                  on_tick=lambda t: samples.append(Sample(t, meter.read_j())))
+    watch = Watch(
+        series,
+        lambda: RunFacts(now, now + 7200, 3600),
+        lambda a, b: series,
+        time.time,
+        done.wait,
+        MonitorRule(interval_s=MONITOR_INTERVAL_S, grace_s=0),
+        on_tick=lambda t: samples.append(Sample(t, meter.read_j())),
+    )
     monitor = threading.Thread(target=watch.run)
     monitor.start()
     t0 = time.perf_counter()
@@ -100,24 +109,29 @@ def main() -> None:
         for r in range(ROUNDS):
             base.append(baseline_block(step, position))
             position += BLOCK_STEPS
-            per_step, n = instrumented_block(step, model, optimizer, scheduler, position,
-                                             Path(tmp) / str(r))
+            per_step, n = instrumented_block(
+                step, model, optimizer, scheduler, position, Path(tmp) / str(r)
+            )
             inst.append(per_step)
             written += n
             position += BLOCK_STEPS
     b, i = statistics.median(base), statistics.median(inst)
     # Paired: each instrumented block against the baseline block just before it.
     paired = statistics.median(x / y - 1 for x, y in zip(inst, base, strict=True))
-    print(json.dumps({
-        "baseline_step_ms": round(b * 1000, 4),
-        "instrumented_step_ms": round(i * 1000, 4),
-        "overhead_fraction": round(paired, 4),
-        "overhead_of_medians": round(i / b - 1, 4),
-        "steps": BLOCK_STEPS * ROUNDS,
-        "checkpoint_every_s": CHECKPOINT_EVERY_S,
-        "checkpoints_written": written,
-        "monitor_interval_s": MONITOR_INTERVAL_S,
-    }))
+    print(
+        json.dumps(
+            {
+                "baseline_step_ms": round(b * 1000, 4),
+                "instrumented_step_ms": round(i * 1000, 4),
+                "overhead_fraction": round(paired, 4),
+                "overhead_of_medians": round(i / b - 1, 4),
+                "steps": BLOCK_STEPS * ROUNDS,
+                "checkpoint_every_s": CHECKPOINT_EVERY_S,
+                "checkpoints_written": written,
+                "monitor_interval_s": MONITOR_INTERVAL_S,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -266,4 +266,3 @@ def _bucket(path: Path) -> int:
         return int(path.stem.rsplit("-", 1)[1])
     except (IndexError, ValueError):
         return -1
-
