@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import os
 import pkgutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import carbonshift
@@ -178,3 +180,48 @@ def test_providers_do_not_import_the_planner() -> None:
     for path in (REPO / "carbonshift" / "providers").rglob("*.py"):
         for name in _imports(path):
             assert not name.startswith("carbonshift.planner"), f"{path}: imports {name}"
+
+
+# flows/ and tasks/ are project code, run from the project folder; installed as top-level
+# `flows` and `tasks` they would collide with any other project's packages of those names.
+
+
+def test_only_carbonshift_is_installed() -> None:
+    found = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    include = found["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert include, "name the installed packages explicitly"
+    assert all(pattern.startswith("carbonshift") for pattern in include), include
+
+
+def _without_the_install() -> str:
+    """Python code that drops what the installed project would add: the editable finder and
+    the folders `flows` or `tasks` could come from (PYTHONPATH, the script folder)."""
+    return (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        f"sys.path[:] = [p for p in sys.path if p not in ('', '.', {str(REPO)!r})]\n"
+        "for name in [m for m in sys.modules if m.split('.')[0] in ('flows', 'tasks')]:\n"
+        "    del sys.modules[name]\n"
+    )
+
+
+def test_a_worker_loads_the_entrypoints_from_the_working_directory() -> None:
+    """What a Prefect worker does with `flows/train.py:train_model` after its pull step has set
+    the working directory: Prefect puts that directory on sys.path, so `tasks` and `flows`
+    import from the project folder, without an install."""
+    code = _without_the_install() + (
+        "from prefect.flows import load_flow_from_entrypoint\n"
+        "import importlib.util\n"
+        "assert importlib.util.find_spec('flows') is None\n"
+        "names = [load_flow_from_entrypoint(e, use_placeholder_flow=False).name for e in\n"
+        "         ('flows/train.py:train_model', 'flows/plan.py:plan_training')]\n"
+        "print(','.join(names), sys.modules['tasks'].__file__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    names, tasks_file = result.stdout.split()
+    assert names == "train-model,plan-training"
+    assert Path(tasks_file) == REPO / "tasks" / "__init__.py"
