@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from carbonshift.catalog import default_catalog  # noqa: E402
 from carbonshift.job import JobSpec, resolve  # noqa: E402
 from carbonshift.planner import evaluate, plan_jobs  # noqa: E402
-from carbonshift.planner.choose import RowTable  # noqa: E402
+from carbonshift.planner.table import RowTable  # noqa: E402
 from carbonshift.series import IntensitySeries, Signal  # noqa: E402
 from carbonshift.traces import bundled_traces_dir, read_traces, traces_in  # noqa: E402
 

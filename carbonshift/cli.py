@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -130,12 +131,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The project folder: flows/, tasks/, prefect.yaml and deployments/ are project code, run from
+# here and not installed (as top-level `flows` and `tasks` they would collide with any other
+# project's). `pip install -e .` from a clone makes this the clone.
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def demo_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The demo's environment: the project folder first on PYTHONPATH, so that `flows.demo`
+    imports from any working directory (and the server, worker and flow runs it starts find
+    the same code)."""
+    if not (PROJECT / "flows" / "demo.py").is_file() or not (PROJECT / "prefect.yaml").is_file():
+        raise ValueError(
+            f"demo: no flows/demo.py and prefect.yaml in {PROJECT}: the demo runs from a clone "
+            "of the project; install it there with `pip install -e .`"
+        )
+    rest = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), *rest])}
+
+
 def _demo(args: argparse.Namespace) -> int:
     # The demo drives Prefect, which the core never imports: it runs as its own process.
     cmd = [sys.executable, "-m", "flows.demo", "--timeout", f"{args.timeout:g}"]
     if args.exit:
         cmd.append("--exit")
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=demo_env(os.environ))
     forward = signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
     try:
         while True:

@@ -23,6 +23,8 @@ IntArray = npt.NDArray[np.int64]
 
 # 1-minute steps serve short-horizon feeds and end-to-end tests; the providers publish 5 to 60.
 ALLOWED_STEPS_S = (60, 300, 900, 1800, 3600)
+# The source label of a series that is the static default (a zone's annual mean), not a forecast.
+STATIC_SOURCE = "static"
 MAX_G_PER_KWH = 2000.0
 
 

@@ -8,6 +8,7 @@ replayed as of now, print the plan, and follow the urgent job's training run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -82,8 +83,6 @@ def _main(argv: list[str] | None) -> int:
             return 1
         summary = stack.latest_artifact(PLAN_TABLE_KEY)
         if summary is not None:
-            import json
-
             print(rows_as_text(json.loads(summary["data"])))
         print(f"Plan artifacts: {stack.ui_url}/artifacts   runs: {stack.ui_url}/runs")
         code = follow_urgent(stack, args.timeout)

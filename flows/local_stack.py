@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 import httpx
@@ -317,7 +318,8 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
-_Handler = Any
+# What `signal.signal` returns and takes back: a handler, SIG_DFL/SIG_IGN, or None (set in C).
+_Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 
 def _hold_signals(hurry: threading.Event) -> dict[int, _Handler]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
@@ -37,7 +37,7 @@ class Queue:
     unreadable: str | None = None  # why the queue file could not be read (its jobs are lost)
 
 
-def given_jobs(jobs: list[Any]) -> tuple[list[JobSpec], list[JobSpecError]]:
+def given_jobs(jobs: Sequence[object]) -> tuple[list[JobSpec], list[JobSpecError]]:
     """The `jobs` parameter: specs pass, anything else is validated here, so that a bad job is
     refused with its name (or `jobs[i]`), field and fix, and the others are kept."""
     found: list[JobSpec] = []
@@ -57,7 +57,7 @@ def given_jobs(jobs: list[Any]) -> tuple[list[JobSpec], list[JobSpecError]]:
 
 
 @task(cache_policy=NO_CACHE)
-def load_queue(queue_file: str | None, jobs: list[Any] | None) -> Queue:
+def load_queue(queue_file: str | None, jobs: Sequence[object] | None) -> Queue:
     """The queue file's jobs and the given ones; a bad job is reported, the others kept."""
     logger = get_run_logger()
     found: list[JobSpec] = []

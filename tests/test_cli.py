@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from carbonshift.cli import main
+from carbonshift import cli
+from carbonshift.cli import demo_env, main
 from carbonshift.traces import bundled_traces_dir
 
 TRACES = bundled_traces_dir()
@@ -135,3 +137,29 @@ def test_console_script_installed() -> None:
     exe = Path(sys.executable).with_name("carbonshift")
     result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
     assert "backtest" in result.stdout and "plan" in result.stdout
+
+
+def test_demo_finds_the_project_code_from_any_folder(tmp_path: Path) -> None:
+    """flows/ is not installed: `carbonshift demo` puts the project folder on PYTHONPATH, so
+    `python -m flows.demo` imports from any working directory, editable finder or not."""
+    env = demo_env({"PATH": os.environ.get("PATH", ""), "PYTHONPATH": "/elsewhere"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), "/elsewhere"]
+    code = (
+        "import importlib.util, sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        "print(importlib.util.find_spec('flows.demo').origin)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == REPO / "flows" / "demo.py"
+
+
+def test_demo_outside_a_clone_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "PROJECT", tmp_path)  # an install without the project folder
+    code, out, err = run(capsys, "demo", "--exit")
+    assert code == 2
+    assert err.count("\n") == 1 and "runs from a clone" in err and str(tmp_path) in err

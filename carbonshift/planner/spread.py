@@ -8,23 +8,24 @@ one with the lowest total objective, earliest on ties.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from carbonshift.catalog import Catalog
 from carbonshift.plan import Explanation, Plan, Slot
+from carbonshift.planner.table import (
+    OBJECTIVE_DECIMALS,
+    RowTable,
+    now_home_slot,
+    planned_series,
+    savings_against,
+    slot_of,
+)
 from carbonshift.units import from_epoch_s
-
-if TYPE_CHECKING:
-    from carbonshift.planner.choose import RowTable
 
 
 def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
     """The spread plan; every figure (kg, cost, energy, the now-home baseline) covers all
     replicas, and `chosen` is the first (cleanest) shard, whose forecast the plan carries."""
-    from carbonshift.planner.choose import now_home_slot, planned_series, savings_against
-
     job = table.jobs[j]
     spec = job.spec
     k = spec.replicas
@@ -105,8 +106,6 @@ def _best_start(
     table: RowTable, rows: np.ndarray, k: int
 ) -> tuple[float, list[Slot], list[int]] | None:
     """The start with the lowest total over the `k` best rows: total, shards, their rows."""
-    from carbonshift.planner.choose import OBJECTIVE_DECIMALS, slot_of
-
     grid = table.grid
     assert grid is not None
     job = table.jobs[int(table.rows.job[rows[0]])]

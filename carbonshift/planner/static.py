@@ -8,8 +8,6 @@ from zoneinfo import ZoneInfo
 from carbonshift.units import from_epoch_s, to_epoch_s
 
 DEFAULT_LOCAL_START = time(2, 0)
-# The source label of a series that is the static default, not a forecast.
-STATIC_SOURCE = "static"
 
 
 def static_start_s(

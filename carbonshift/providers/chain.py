@@ -11,12 +11,11 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from carbonshift.catalog import Region
-from carbonshift.planner.static import STATIC_SOURCE
 from carbonshift.providers.base import ForecastProvider, ForecastUnavailable, ProviderError
 from carbonshift.providers.cache import Cached, ForecastCache
 from carbonshift.providers.points import clip
 from carbonshift.providers.secrets import Scrubber
-from carbonshift.series import IntensitySeries
+from carbonshift.series import STATIC_SOURCE, IntensitySeries
 
 log = logging.getLogger("carbonshift.providers")
 

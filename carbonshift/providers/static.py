@@ -11,10 +11,9 @@ from datetime import datetime
 import numpy as np
 
 from carbonshift.catalog import Catalog, Region
-from carbonshift.planner.static import STATIC_SOURCE
 from carbonshift.providers.base import ProviderRejected
 from carbonshift.providers.secrets import Scrubber
-from carbonshift.series import IntensitySeries, Signal
+from carbonshift.series import STATIC_SOURCE, IntensitySeries, Signal
 from carbonshift.units import to_epoch_s
 
 STEP_S = 3600

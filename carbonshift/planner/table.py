@@ -1,0 +1,151 @@
+"""The scored rows of a planning run and the slots read from them, shared by every placement
+(contiguous and interruptible in `choose`, spread in `spread`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from carbonshift.job import Candidate, ResolvedJob
+from carbonshift.plan import PlannedSeries, Slot
+from carbonshift.planner.batch import Rows, Starts
+from carbonshift.planner.grid import ForecastGrid
+from carbonshift.planner.interruptible import Segments
+from carbonshift.series import STATIC_SOURCE, Signal
+from carbonshift.units import from_epoch_s
+
+FloatArray = npt.NDArray[np.float64]
+# The catalog's annual means (the static fallback) are life-cycle intensities.
+STATIC_SIGNAL = Signal.LCA
+# Objectives equal up to float noise (kg or $) are ties, broken by emissions.
+OBJECTIVE_DECIMALS = 9
+
+
+@dataclass(frozen=True)
+class RowTable:
+    """Every (job, candidate) row with its best start, and what it emits and costs there."""
+
+    jobs: list[ResolvedJob]
+    candidates: list[Candidate]
+    rows: Rows
+    starts: Starts
+    static: npt.NDArray[np.bool_]
+    mean_g_per_kwh: FloatArray
+    energy_kwh: FloatArray
+    emissions_kg: FloatArray
+    cost_usd: FloatArray
+    objective: FloatArray
+    allowed: npt.NDArray[np.bool_]
+    segments: dict[int, Segments]
+    grid: ForecastGrid | None
+    # One signal per job: its forecasts' signal when any of its rows has a forecast, else the
+    # static fallback's. Rows on another signal (static rows next to MOER or direct forecasts)
+    # are not comparable: they are reported, never ranked.
+    job_signal: tuple[str, ...]
+    comparable: npt.NDArray[np.bool_]
+
+    def signal_of(self, i: int) -> str:
+        if self.static[i] or self.grid is None:
+            return STATIC_SIGNAL.value
+        return self.grid.signal.value
+
+
+def planned_series(table: RowTable, i: int, chosen: Slot) -> PlannedSeries | None:
+    """The chosen region's forecast points overlapping the run."""
+    row = int(table.rows.region_row[i])
+    if table.grid is None or row < 0 or table.static[i]:
+        return None
+    part = table.grid.series[row].slice(chosen.start.timestamp(), chosen.end.timestamp())
+    return PlannedSeries(
+        start=part.start,
+        step_s=part.step_s,
+        g_per_kwh=part.g_per_kwh.tolist(),
+        signal=part.signal.value,
+        source=part.source,
+    )
+
+
+def slot_of(table: RowTable, i: int) -> Slot:
+    c = table.candidates[i]
+    start = float(table.starts.start_s[i])
+    seg = table.segments.get(i)
+    run_s = seg.run_s if seg else c.duration_s
+    end = seg.end_s if seg else start + run_s
+    signal = table.signal_of(i)
+    return Slot(
+        region=c.region.key,
+        instance_type=c.instance_type.name,
+        start=from_epoch_s(start),
+        end=from_epoch_s(end),
+        segments=[(from_epoch_s(a), from_epoch_s(b)) for a, b in seg.periods] if seg else [],
+        duration_s=run_s,
+        mean_g_per_kwh=float(table.mean_g_per_kwh[i]),
+        energy_kwh=float(table.energy_kwh[i]),
+        emissions_kg=float(table.emissions_kg[i]),
+        cost_usd=float(table.cost_usd[i]),
+        objective=float(table.objective[i]),
+        source=_source(table, i),
+        signal=signal,
+        coverage=float(table.starts.coverage[i]),
+    )
+
+
+def now_home_slot(table: RowTable, j: int) -> Slot:
+    """The home candidate (first region, first instance type) started at the earliest start:
+    its forecast over that run, else its annual mean (life-cycle, `signal` says so)."""
+    job = table.jobs[j]
+    i = int(np.flatnonzero(table.rows.job == j)[0])
+    c = job.home
+    start = job.earliest_s
+    source = STATIC_SOURCE
+    mean = c.region.annual_mean_g_per_kwh
+    signal = STATIC_SIGNAL.value
+    if table.grid is not None and table.rows.region_row[i] >= 0:
+        series = table.grid.series[int(table.rows.region_row[i])]
+        if series.covers(start, start + c.duration_s):
+            mean = series.mean_over(start, start + c.duration_s)
+            source = series.source
+            signal = series.signal.value
+    emissions = c.energy_kwh * mean / 1000.0
+    objective = emissions
+    if job.spec.objective == "cost":
+        objective = c.cost_usd + emissions / 1000.0 * job.spec.carbon_price_usd_per_t
+    return Slot(
+        region=c.region.key,
+        instance_type=c.instance_type.name,
+        start=from_epoch_s(start),
+        end=from_epoch_s(start + c.duration_s),
+        duration_s=c.duration_s,
+        mean_g_per_kwh=mean,
+        energy_kwh=c.energy_kwh,
+        emissions_kg=emissions,
+        cost_usd=c.cost_usd,
+        objective=objective,
+        source=source,
+        signal=signal,
+        coverage=float(table.starts.coverage[i]),
+    )
+
+
+def savings_against(
+    now_home: Slot, signal: str, emissions_kg: float
+) -> tuple[float, float, bool, str]:
+    """kg saved against starting now at home, its fraction, whether the two are on one signal
+    (no savings are claimed across signals), and the explanation's note when they are not."""
+    if now_home.signal != signal:
+        note = (
+            f"; no savings claimed: starting now in {now_home.region} is only known as its "
+            f"{now_home.signal} annual mean, not as {signal}"
+        )
+        return 0.0, 0.0, False, note
+    saved = now_home.emissions_kg - emissions_kg
+    fraction = saved / now_home.emissions_kg if now_home.emissions_kg > 0 else 0.0
+    return saved, fraction, True, ""
+
+
+def _source(table: RowTable, i: int) -> str:
+    if table.static[i] or table.grid is None:
+        return STATIC_SOURCE
+    return table.grid.series[int(table.rows.region_row[i])].source
