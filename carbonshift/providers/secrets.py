@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 from urllib.parse import quote, quote_plus
 
-from carbonshift.providers.base import ProviderBadResponse, ProviderError
+from carbonshift.providers.errors import ProviderBadResponse, ProviderError
 from carbonshift.series import SeriesError
 
 MASK = "***"
