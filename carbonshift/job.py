@@ -32,6 +32,9 @@ from carbonshift.units import (
     to_epoch_s,
 )
 
+# The shortest run planned: below it a run's end rounds onto its start on the epoch clock.
+MIN_RUN_S = 1.0
+
 # Seconds, or text like '4h' / '90min': one parser (units.parse_duration_s) serves the CLI, job
 # files and flow parameters, and the JSON schema (Prefect forms, parameter checks) states its
 # grammar (units.DURATION_PATTERN); a test holds the two together.
@@ -231,6 +234,13 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
         )
     window = deadline - earliest
     fastest = min(c.duration_s for c in candidates)
+    if fastest < MIN_RUN_S:
+        raise JobSpecError(
+            name,
+            "work",
+            f"the job lasts {fastest:.3g} s on its fastest allowed instance: give at least "
+            f"{MIN_RUN_S:g} s of work (e.g. duration: 1h, or more gpu_hours)",
+        )
     if fastest > window:
         raise JobSpecError(
             name,
@@ -244,9 +254,11 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
 
 
 def _regions(spec: JobSpec, catalog: Catalog) -> list[Region]:
+    """The job's regions, each once (a region listed twice is one candidate: a spread job's
+    replicas never share one), home first."""
     if not spec.regions:
         return catalog.regions_of(spec.providers)
-    out = []
+    out: list[Region] = []
     for i, key in enumerate(spec.regions):
         try:
             region = catalog.region(key)
@@ -258,7 +270,8 @@ def _regions(spec: JobSpec, catalog: Catalog) -> list[Region]:
                 f"regions[{i}]",
                 f"{key} is on {region.provider}, not in providers {spec.providers}",
             )
-        out.append(region)
+        if region not in out:
+            out.append(region)
     return out
 
 
@@ -275,7 +288,7 @@ def _instance_types(spec: JobSpec, catalog: Catalog) -> list[InstanceType]:
             out.append(catalog.instance_type(type_name))
         except CatalogError as e:
             raise JobSpecError(spec.name, f"instance_types[{i}]", str(e)) from None
-    return out
+    return list(dict.fromkeys(out))  # each once
 
 
 def _reference_work(spec: JobSpec, catalog: Catalog) -> float:

@@ -1,0 +1,77 @@
+"""Job files with extreme or odd values: a job too short for the clock, work so small it rounds
+to nothing, a region listed twice. The bad job is refused in one line naming its field, and every
+other job is still planned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from carbonshift.cli import main
+
+NOW = "2023-06-01T00:00Z"
+GOOD = "  - {name: good, work: {duration: 4h, instance_type: g5.xlarge}, within: 24h}\n"
+
+
+def plan(tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str) -> tuple[int, dict, str]:
+    path = tmp_path / "jobs.yaml"
+    path.write_text("jobs:\n" + jobs, encoding="utf-8")
+    code = main(["plan", "--jobs", str(path), "--now", NOW, "--json"])
+    out = capsys.readouterr()
+    return code, json.loads(out.out), out.err
+
+
+@pytest.mark.parametrize(
+    "work",
+    [
+        "{duration: 0.0000001s, instance_type: g5.xlarge}",
+        "{duration: 0.5s, instance_type: g5.xlarge}",
+        "{gpu_hours: 1.0e-300}",
+        "{gpu_hours: 1.0e-12}",
+    ],
+)
+def test_work_too_small_to_run_is_refused_and_the_others_planned(
+    work: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = f"  - {{name: tiny, work: {work}, within: 24h}}\n"
+    code, out, err = plan(tmp_path, capsys, job + GOOD)
+    assert code == 1
+    by_name = {p["job"]: p for p in out["plans"]}
+    assert by_name["good"]["feasible"]
+    assert not by_name["tiny"]["feasible"] and by_name["tiny"]["field"] == "work"
+    assert "at least 1 s" in by_name["tiny"]["reason"]
+    assert "Traceback" not in err and "RuntimeWarning" not in err
+
+
+def test_a_region_listed_twice_never_holds_two_replicas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = plan(
+        tmp_path,
+        capsys,
+        "  - {name: s, work: {duration: 4h, instance_type: g5.xlarge}, within: 24h,\n"
+        "     regions: [aws:eu-west-2, aws:eu-west-2, aws:us-east-1], placement: spread,\n"
+        "     replicas: 2}\n",
+    )
+    assert code == 0
+    shards = out["plans"][0]["shards"]
+    assert len(shards) == 2
+    assert len({s["region"] for s in shards}) == 2
+
+
+def test_a_region_listed_twice_is_one_candidate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = plan(
+        tmp_path,
+        capsys,
+        "  - {name: c, work: {duration: 4h, instance_type: g5.xlarge}, within: 24h,\n"
+        "     regions: [aws:eu-west-2, aws:us-east-1, aws:eu-west-2],\n"
+        "     instance_types: [g5.xlarge, g5.xlarge]}\n",
+    )
+    assert code == 0
+    alternatives = out["plans"][0]["alternatives"]
+    assert sorted(a["region"] for a in alternatives) == ["aws:eu-west-2", "aws:us-east-1"]
+    assert out["plans"][0]["explanation"]["now_home"]["region"] == "aws:eu-west-2"
