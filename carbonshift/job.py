@@ -248,6 +248,9 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
             f"the job needs {format_duration(fastest)} on its fastest allowed instance but its "
             f"window is {format_duration(window)}: move the deadline later or allow faster GPUs",
         )
+    # An instance type too slow to finish inside the window is no candidate: left in, it got a
+    # static slot past the deadline and could win on cost (a cheap slow GPU, interruptible).
+    candidates = [c for c in candidates if c.duration_s <= window]
     home = regions[0]
     candidates.sort(key=lambda c: (c.region != home, c.region.key))
     return ResolvedJob(spec, earliest, deadline, tuple(candidates))

@@ -75,3 +75,43 @@ def test_a_region_listed_twice_is_one_candidate(
     alternatives = out["plans"][0]["alternatives"]
     assert sorted(a["region"] for a in alternatives) == ["aws:eu-west-2", "aws:us-east-1"]
     assert out["plans"][0]["explanation"]["now_home"]["region"] == "aws:eu-west-2"
+
+
+SLOW_AND_FAST = (
+    "  - {name: %s, work: {gpu_hours: 2}, within: 2h, regions: [aws:us-east-1],\n"
+    "     instance_types: [g5.xlarge, p4d.24xlarge], objective: cost%s}\n"
+)
+
+
+@pytest.mark.parametrize("extra", [", interruptible: true", ""])
+def test_an_instance_too_slow_for_the_window_is_never_planned(
+    extra: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2 A100-hours in 2 h: a g5.xlarge needs ~5.7 h. On spot it is the cheapest, and was
+    planned 00:00 to 05:43 against a 02:00 deadline (a static slot past the deadline)."""
+    code, out, _ = plan(tmp_path, capsys, SLOW_AND_FAST % ("j", extra))
+    assert code == 0
+    (p,) = out["plans"]
+    assert p["feasible"]
+    for slot in [p["chosen"], *p["alternatives"], p["explanation"]["now_home"]]:
+        assert slot["end"] <= p["deadline"], slot
+    assert p["chosen"]["instance_type"] == "p4d.24xlarge"
+
+
+def test_a_throughput_that_makes_one_gpu_absurdly_slow_is_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--throughput H100=1e-300`: an OverflowError traceback from the H100 candidates."""
+    path = tmp_path / "jobs.yaml"
+    path.write_text(
+        "jobs:\n  - {name: j, work: {gpu_hours: 8}, within: 24h, regions: [aws:us-east-1],\n"
+        "     instance_types: [p5.48xlarge, p4d.24xlarge]}\n",
+        encoding="utf-8",
+    )
+    code = main(["plan", "--jobs", str(path), "--now", NOW, "--json",
+                 "--throughput", "H100=1e-300"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    (p,) = json.loads(out.out)["plans"]
+    assert p["chosen"]["instance_type"] == "p4d.24xlarge"
+    assert {a["instance_type"] for a in p["alternatives"]} == {"p4d.24xlarge"}
