@@ -32,6 +32,10 @@ from carbonshift.units import (
     to_epoch_s,
 )
 
+# Far above any carbon price in use (hundreds of USD/t); beyond it cost + emissions x price
+# overflows to infinity for big jobs and the plan has no finite objective to rank on.
+MAX_CARBON_PRICE_USD_PER_T = 1e6
+
 # The shortest run planned: below it a run's end rounds onto its start on the epoch clock.
 MIN_RUN_S = 1.0
 
@@ -134,7 +138,12 @@ class JobSpec(BaseModel):
     objective: Literal["emissions", "cost"] = Field(
         default="emissions", description="emissions, or cost + emissions x carbon price"
     )
-    carbon_price_usd_per_t: float = Field(default=0.0, ge=0)
+    carbon_price_usd_per_t: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_CARBON_PRICE_USD_PER_T,
+        description="USD per tonne CO2 for objective: cost (0 to 1e6)",
+    )
     carbon_budget_kg: float | None = Field(default=None, gt=0)
     cost_cap_usd: float | None = Field(default=None, gt=0)
     utilisation: float = Field(default=1.0, gt=0, le=1, description="share of board power drawn")

@@ -115,3 +115,31 @@ def test_a_throughput_that_makes_one_gpu_absurdly_slow_is_not_a_crash(
     (p,) = json.loads(out.out)["plans"]
     assert p["chosen"]["instance_type"] == "p4d.24xlarge"
     assert {a["instance_type"] for a in p["alternatives"]} == {"p4d.24xlarge"}
+
+
+@pytest.mark.parametrize("price", ["1.0e308", "1.0e7"])
+def test_an_absurd_carbon_price_is_refused_on_its_field(
+    price: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1e308 USD/t overflowed the objective of a big job to infinity, and `--json` then failed
+    the whole queue with 'internal error: the result holds a non-finite number'."""
+    job = (
+        "  - {name: pricey, work: {duration: 2000h, instance_type: p4d.24xlarge}, within: 3000h,\n"
+        f"     objective: cost, carbon_price_usd_per_t: {price}}}\n"
+    )
+    code, out, err = plan(tmp_path, capsys, job + GOOD)
+    assert code == 1
+    assert [e["field"] for e in out["errors"]] == ["carbon_price_usd_per_t"]
+    assert {p["job"] for p in out["plans"]} == {"good"}
+    assert "RuntimeWarning" not in err
+
+
+def test_a_high_but_real_carbon_price_is_planned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = (
+        "  - {name: pricey, work: {duration: 2000h, instance_type: p4d.24xlarge}, within: 3000h,\n"
+        "     objective: cost, carbon_price_usd_per_t: 1000000}\n"
+    )
+    code, out, _ = plan(tmp_path, capsys, job)
+    assert code == 0 and out["plans"][0]["feasible"]
