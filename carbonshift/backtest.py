@@ -7,7 +7,8 @@ within `slack_s + duration_s`. Policies:
   `best_starts`, the same code the planning flow runs);
 - interruptible: in the best single trace, the lowest duration-worth of steps in
   `[t, t + slack + duration)` (a fraction of the next-lowest step when the duration is not a
-  whole number of steps), plus one resume overhead per extra block when one is given.
+  whole number of steps), plus one resume overhead per extra block when one is given; or the
+  best contiguous window, when that is lower (one block is an interruptible plan too).
 
 Forecast error model (`forecast_error=E`): decisions use a forecast issued at the arrival time,
 `actual × (1 + σ(h)·z)`, with σ(h) = E·sqrt(h / 24) for a lead time of h hours (so E is the relative
@@ -104,11 +105,13 @@ def backtest(
     window_idx, window_trace = _window_choice(data, arrivals, duration_s, slack_s)
     window = actual_means[window_trace, window_idx]
     interruptible = _interruptible(data, arrivals, duration_s, span_steps, resume_overhead_s)
-    if resume_overhead_s > 0:
-        # As in the planner, one block (the contiguous window) is an interruptible plan too.
-        per_trace_window = sliding_window_view(actual_means, int(slack_s // step) + 1, axis=1)
-        best_window = np.nanmin(per_trace_window[:, arrivals], axis=(0, 2))
-        interruptible = np.minimum(interruptible, best_window)
+    # As in the planner, one block (the contiguous window) is an interruptible plan too. Without
+    # an overhead it matters when the duration is not whole steps: the whole steps inside
+    # slack + duration (30 min jobs, 24 h slack: 24 steps) miss the step the last window start
+    # (t + 24 h) runs in, so the lowest steps alone could be worse than the window.
+    per_trace_window = sliding_window_view(actual_means, int(slack_s // step) + 1, axis=1)
+    best_window = np.nanmin(per_trace_window[:, arrivals], axis=(0, 2))
+    interruptible = np.minimum(interruptible, best_window)
     result: dict[str, Any] = {
         "jobs": jobs,
         "duration_s": duration_s,

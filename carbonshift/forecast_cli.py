@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from carbonshift.catalog import default_catalog
 from carbonshift.providers import (
     NAMES,
@@ -24,6 +26,7 @@ from carbonshift.series import Signal
 from carbonshift.units import from_epoch_s
 
 MAX_HOURS = 8760.0  # a year: no provider forecasts further, and replay traces are a year long
+MAX_RETRIES = 10  # with the backoff and Retry-After waits, minutes per provider at most
 
 
 def add_parser(sub: Any) -> None:
@@ -43,7 +46,11 @@ def add_parser(sub: Any) -> None:
         default=48.0,
         help=f"how far ahead, more than 0 and at most {MAX_HOURS:g} (default 48)",
     )
-    fc.add_argument("--base-url", help="override the providers' API address (self-hosted, proxy)")
+    fc.add_argument(
+        "--base-url",
+        type=_base_url,
+        help="override the providers' API address (self-hosted, proxy): http(s)://host[:port]",
+    )
     fc.add_argument(
         "--signal",
         choices=[Signal.LCA.value, Signal.DIRECT.value],
@@ -60,9 +67,9 @@ def add_parser(sub: Any) -> None:
     fc.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     fc.add_argument(
         "--retries",
-        type=int,
+        type=_retries,
         default=3,
-        help="retries per provider on timeouts, 5xx and 429 (default 3)",
+        help=f"retries per provider on timeouts, 5xx and 429, 0 to {MAX_RETRIES} (default 3)",
     )
     fc.add_argument("--json", action="store_true", help="print one JSON object")
     fc.set_defaults(run=run)
@@ -83,11 +90,11 @@ def run(args: argparse.Namespace) -> int:
         base_urls={n: args.base_url for n in names} if args.base_url else {},
         signal=Signal(args.signal),
         traces_dir=args.traces,
-        retry=RetryPolicy(attempts=max(0, args.retries) + 1),
+        retry=RetryPolicy(attempts=args.retries + 1),
     )
     cache = None if args.no_cache else ForecastCache(args.cache_dir or default_cache_dir())
     chain = build_chain(names, settings, cache)
-    target = catalog.region(args.region) if args.region else args.zone
+    target = catalog.region(args.region) if args.region is not None else args.zone
     start = datetime.now(UTC)
     served = chain.forecast(target, start, start + timedelta(hours=hours))
     result = as_json(served)
@@ -119,3 +126,30 @@ def as_json(served: Served) -> dict[str, Any]:
         "series_source": series.source,
         "failures": list(served.failures),
     }
+
+
+def _retries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_RETRIES:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r}: give a whole number of retries from 0 to {MAX_RETRIES}"
+        )
+    return value
+
+
+def _base_url(text: str) -> str:
+    try:
+        url = httpx.URL(text)
+        ok = url.scheme in ("http", "https") and bool(url.host)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        ok = False
+    if not ok:
+        shown = "the address given" if "@" in text else repr(text[:60])  # may hold a password
+        raise argparse.ArgumentTypeError(
+            f"{shown} is not an http(s) address: write e.g. http://127.0.0.1:8080 or "
+            "https://proxy.example/v3"
+        )
+    return text

@@ -32,6 +32,13 @@ from carbonshift.units import (
     to_epoch_s,
 )
 
+# Far above any carbon price in use (hundreds of USD/t); beyond it cost + emissions x price
+# overflows to infinity for big jobs and the plan has no finite objective to rank on.
+MAX_CARBON_PRICE_USD_PER_T = 1e6
+
+# The shortest run planned: below it a run's end rounds onto its start on the epoch clock.
+MIN_RUN_S = 1.0
+
 # Seconds, or text like '4h' / '90min': one parser (units.parse_duration_s) serves the CLI, job
 # files and flow parameters, and the JSON schema (Prefect forms, parameter checks) states its
 # grammar (units.DURATION_PATTERN); a test holds the two together.
@@ -131,7 +138,12 @@ class JobSpec(BaseModel):
     objective: Literal["emissions", "cost"] = Field(
         default="emissions", description="emissions, or cost + emissions x carbon price"
     )
-    carbon_price_usd_per_t: float = Field(default=0.0, ge=0)
+    carbon_price_usd_per_t: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_CARBON_PRICE_USD_PER_T,
+        description="USD per tonne CO2 for objective: cost (0 to 1e6)",
+    )
     carbon_budget_kg: float | None = Field(default=None, gt=0)
     cost_cap_usd: float | None = Field(default=None, gt=0)
     utilisation: float = Field(default=1.0, gt=0, le=1, description="share of board power drawn")
@@ -231,6 +243,13 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
         )
     window = deadline - earliest
     fastest = min(c.duration_s for c in candidates)
+    if fastest < MIN_RUN_S:
+        raise JobSpecError(
+            name,
+            "work",
+            f"the job lasts {fastest:.3g} s on its fastest allowed instance: give at least "
+            f"{MIN_RUN_S:g} s of work (e.g. duration: 1h, or more gpu_hours)",
+        )
     if fastest > window:
         raise JobSpecError(
             name,
@@ -238,15 +257,20 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
             f"the job needs {format_duration(fastest)} on its fastest allowed instance but its "
             f"window is {format_duration(window)}: move the deadline later or allow faster GPUs",
         )
+    # An instance type too slow to finish inside the window is no candidate: left in, it got a
+    # static slot past the deadline and could win on cost (a cheap slow GPU, interruptible).
+    candidates = [c for c in candidates if c.duration_s <= window]
     home = regions[0]
     candidates.sort(key=lambda c: (c.region != home, c.region.key))
     return ResolvedJob(spec, earliest, deadline, tuple(candidates))
 
 
 def _regions(spec: JobSpec, catalog: Catalog) -> list[Region]:
+    """The job's regions, each once (a region listed twice is one candidate: a spread job's
+    replicas never share one), home first."""
     if not spec.regions:
         return catalog.regions_of(spec.providers)
-    out = []
+    out: list[Region] = []
     for i, key in enumerate(spec.regions):
         try:
             region = catalog.region(key)
@@ -258,7 +282,8 @@ def _regions(spec: JobSpec, catalog: Catalog) -> list[Region]:
                 f"regions[{i}]",
                 f"{key} is on {region.provider}, not in providers {spec.providers}",
             )
-        out.append(region)
+        if region not in out:
+            out.append(region)
     return out
 
 
@@ -275,7 +300,7 @@ def _instance_types(spec: JobSpec, catalog: Catalog) -> list[InstanceType]:
             out.append(catalog.instance_type(type_name))
         except CatalogError as e:
             raise JobSpecError(spec.name, f"instance_types[{i}]", str(e)) from None
-    return out
+    return list(dict.fromkeys(out))  # each once
 
 
 def _reference_work(spec: JobSpec, catalog: Catalog) -> float:

@@ -45,8 +45,8 @@ def test_second_call_is_served_from_cache(capsys: pytest.CaptureFixture[str]) ->
     points = [(_hour() + timedelta(hours=h), 100.0) for h in range(72)]
     with serving({"/carbon-intensity/forecast": (200, em_forecast(points))}) as url:
         run(capsys, f"forecast --provider electricitymaps --zone DE --base-url {url} --json")
-    # The server is gone (same address, nothing listening): only the cache can answer now. A
-    # cache entry answers for its own address only: another server's forecast is not this one's.
+    # The server is gone: only the cache can answer now. (The same address: entries of
+    # another address never answer, see test_two_addresses_never_answer_for_each_other.)
     code, out, _ = run(capsys, "forecast --provider electricitymaps --zone DE "
                                f"--base-url {url} --retries 0 --json")
     assert code == 0

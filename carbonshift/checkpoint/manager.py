@@ -35,7 +35,7 @@ MANIFEST = "MANIFEST.json"
 STOP_MARKER = "STOP"
 WRITER_LOCK = ".writer.lock"
 FORMAT = 2
-_NAME = re.compile(r"ckpt-(\d{12})$")
+_NAME = re.compile(r"ckpt-(\d{12,})$")  # 12 digits or more: no step is too large to find
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -332,7 +332,9 @@ def manager_for(uri: str, keep: int = 3) -> CheckpointManager:
     path = Path(raw).absolute()
     if _NAME.search(path.name):
         path = path.parent
-    return CheckpointManager(LocalStore(path.parent), path.name, keep=keep)
+    # Reading creates nothing: a resume_from that names nothing finds no checkpoint (and the
+    # folder is made by the first save, if a fresh start was allowed).
+    return CheckpointManager(LocalStore(path.parent, create=False), path.name, keep=keep)
 
 
 def _folder(step: int) -> str:

@@ -75,9 +75,11 @@ class LocalStore:
     """A folder. Each put is atomic (write to a temporary name unique to the write, then
     rename); a failed put removes its temporary file."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, create: bool = True) -> None:
+        """`create=False`: the folder is made by the first write, not here (a reader's store)."""
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
         self.uri = f"file://{self.root.resolve()}"
         self._inflight: set[Path] = set()
         self._inflight_lock = threading.Lock()

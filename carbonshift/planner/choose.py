@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,7 @@ from carbonshift.planner.batch import Rows, Starts, best_starts
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments, plan_interruptible
 from carbonshift.planner.spread import plan_spread
-from carbonshift.planner.static import static_start_s
+from carbonshift.planner.static import DEFAULT_LOCAL_START, static_start_s
 from carbonshift.planner.table import (
     OBJECTIVE_DECIMALS,
     STATIC_SIGNAL,
@@ -234,9 +235,15 @@ def explain(
     if spec.urgent:
         reason = f"urgent: starts now in the region with the lowest {spec.objective} now"
     elif chosen.source == STATIC_SOURCE:
+        local = chosen.start.astimezone(ZoneInfo(region.timezone)).time()
+        when = (
+            "static default 02:00 local time"
+            if local == DEFAULT_LOCAL_START
+            else "static default: starts at once (no 02:00 local time fits before the deadline)"
+        )
         reason = (
-            f"no forecast for {chosen.region}: static default 02:00 local time "
-            f"({region.timezone}); intensity estimated from the zone's annual mean"
+            f"no forecast for {chosen.region}: {when} ({region.timezone}); intensity estimated "
+            "from the zone's annual mean"
         )
     elif chosen.segments:
         reason = (

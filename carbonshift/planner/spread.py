@@ -1,9 +1,10 @@
 """Spread placement: data-parallel replicas in several regions, started together.
 
 Replicas synchronise every step, so all of them run as long as the slowest. We keep one instance
-type across the replicas (so the slowest is every one of them) and pick, for each start on the
-common grid, the `replicas` regions with the lowest emissions over that run; the best start is the
-one with the lowest total objective, earliest on ties.
+type across the replicas (so the slowest is every one of them) and pick, for each candidate start
+(the earliest start, then every column of the common grid after it; the earliest start only for
+an urgent job), the `replicas` regions with the lowest emissions over that run; the best start is
+the one with the lowest total objective, earliest on ties.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from carbonshift.planner.table import (
     savings_against,
     slot_of,
 )
+from carbonshift.series import IntensitySeries
 from carbonshift.units import from_epoch_s
 
 
@@ -112,12 +114,21 @@ def _best_start(
     spec = job.spec
     duration = float(table.rows.duration_s[rows[0]])
     regions = table.rows.region_row[rows]
-    means = grid.means(duration)[regions]
-    lo = max(0, int(grid.index_at_or_before(job.earliest_s - 1)) + 1)
-    hi = int(grid.index_at_or_before(job.deadline_s - duration))
-    if hi < lo:
-        return None
-    window = means[:, lo : hi + 1]
+    # Candidate starts, as for one region: the earliest start itself (on a point or not: `now`
+    # at 00:30 on hourly data), then the common grid's columns after it up to deadline - run;
+    # an urgent job has the earliest start only.
+    e = job.earliest_s
+    at_e = np.array(
+        [_mean_from(grid.series[int(r)], e, duration, job.deadline_s) for r in regions]
+    )[:, None]
+    if spec.urgent:
+        window, starts = at_e, np.array([e], dtype=np.int64)
+    else:
+        lo = int(grid.index_after(e))
+        hi = int(grid.index_at_or_before(job.deadline_s - duration))
+        cols = np.arange(lo, max(lo, hi + 1))
+        window = np.hstack([at_e, grid.means(duration)[regions][:, cols]])
+        starts = np.concatenate([[e], grid.times_s[cols]]).astype(np.int64)
     energy = table.energy_kwh[rows][:, None]
     emissions = energy * window / 1000.0
     if spec.objective == "cost":
@@ -137,7 +148,7 @@ def _best_start(
     keys = (np.round(emitted, OBJECTIVE_DECIMALS), np.round(totals, OBJECTIVE_DECIMALS))
     t = int(np.lexsort(keys)[0])
     picked = order[:, t]
-    start_s = grid.time_of(lo + t)
+    start_s = int(starts[t])
     shards = []
     for p in picked:
         base = slot_of(table, int(rows[p]))
@@ -155,3 +166,14 @@ def _best_start(
             )
         )
     return float(totals[t]), shards, [int(rows[p]) for p in picked]
+
+
+def _mean_from(
+    series: IntensitySeries, start_s: float, duration_s: float, deadline_s: float
+) -> float:
+    """The exact mean over `[start_s, start_s + duration_s)`, NaN where the series does not
+    cover it or it ends after the deadline."""
+    end = start_s + duration_s
+    if end > deadline_s or not series.covers(start_s, end):
+        return float("nan")
+    return series.mean_over(start_s, end)

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ log = logging.getLogger("carbonshift.providers")
 BUCKET_S = 1800
 ENV_CACHE_DIR = "CARBONSHIFT_CACHE_DIR"
 FORMAT = 2  # entries without it (or with another) are skipped
+# A year of 1-minute points is ~10 MB of JSON; an entry past this is not one of ours.
+MAX_ENTRY_BYTES = 32 * 1024 * 1024
 
 
 def default_cache_dir() -> Path:
@@ -183,7 +186,7 @@ def write_atomically(path: Path, text: str) -> None:
 def _read(
     path: Path, now: datetime, provider: str, digest: str, zone: str, signal: Signal
 ) -> Cached:
-    record: Any = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    record: Any = json.loads(_read_entry(path).decode("utf-8"), parse_constant=_no_constant)
     if not isinstance(record, dict):
         raise TypeError("not a JSON object")
     if record.get("format") != FORMAT:
@@ -223,6 +226,23 @@ def _read(
     if series.start_s >= window[1] or series.end_s <= window[0]:
         raise ValueError("the series lies outside the window it answered")
     return Cached(series, fetched, age, *window)
+
+
+def _read_entry(path: Path) -> bytes:
+    """An entry's bytes, if it is a plain file of plausible size: a FIFO (which would block the
+    read forever), a device or a symlink to one (`/dev/zero`: endless) is refused at once."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > MAX_ENTRY_BYTES:
+            raise ValueError(f"{info.st_size} bytes, more than an entry ever holds")
+        data = f.read(MAX_ENTRY_BYTES + 1)
+    if len(data) > MAX_ENTRY_BYTES:
+        raise ValueError("grew past the size an entry ever holds")
+    return data
 
 
 def _no_constant(name: str) -> float:

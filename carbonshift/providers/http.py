@@ -80,6 +80,12 @@ class JsonApi:
                 last = f"timed out ({type(e).__name__}) on {path}"
             except httpx.TransportError as e:
                 last = f"cannot connect for {path}: {self._clean(str(e))}"
+            except httpx.InvalidURL as e:  # not worth retrying: the address itself is wrong
+                raise ProviderRejected(
+                    self.provider,
+                    f"invalid address for {path} ({self._clean(str(e))}): give the base URL as "
+                    "http(s)://host[:port][/path]",
+                ) from None
             else:
                 status = response.status_code
                 if status < 400:
