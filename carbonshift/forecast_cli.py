@@ -10,17 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from carbonshift.catalog import default_catalog
-from carbonshift.providers import (
-    NAMES,
-    Credentials,
-    ForecastCache,
-    ProviderSettings,
-    Served,
-    build_chain,
-)
-from carbonshift.providers.cache import default_cache_dir
+from carbonshift.config import ForecastConfig
+from carbonshift.providers import NAMES, Credentials, ProviderSettings, Served, build_chain
 from carbonshift.providers.http import RetryPolicy
 from carbonshift.series import Signal
 from carbonshift.units import from_epoch_s
@@ -82,18 +76,15 @@ def run(args: argparse.Namespace) -> int:
             f"--hours {args.hours:g} is out of range: give a number of hours above 0 "
             f"and at most {MAX_HOURS:g}, e.g. --hours 48"
         )
-    names = [n.strip() for n in args.provider.split(",") if n.strip()]
+    config = forecast_config(args)
     catalog = default_catalog()
     settings = ProviderSettings(
+        config,
         credentials=Credentials.from_env(),
         catalog=catalog,
-        base_urls={n: args.base_url for n in names} if args.base_url else {},
-        signal=Signal(args.signal),
-        traces_dir=args.traces,
         retry=RetryPolicy(attempts=args.retries + 1),
     )
-    cache = None if args.no_cache else ForecastCache(args.cache_dir or default_cache_dir())
-    chain = build_chain(names, settings, cache)
+    chain = build_chain(settings, None if args.no_cache else config.cache())
     target = catalog.region(args.region) if args.region is not None else args.zone
     start = datetime.now(UTC)
     served = chain.forecast(target, start, start + timedelta(hours=hours))
@@ -110,6 +101,42 @@ def run(args: argparse.Namespace) -> int:
         for failure in served.failures:
             print(f"  (skipped {failure})")
     return 0
+
+
+# Options by configuration field, to name the option a validation error is about.
+OPTIONS = {
+    "providers": "--provider",
+    "base_urls": "--base-url",
+    "signal": "--signal",
+    "traces_dir": "--traces",
+    "cache_dir": "--cache-dir",
+}
+
+
+def forecast_config(args: argparse.Namespace) -> ForecastConfig:
+    """The options as the flows' `ForecastConfig`, validated the same way; a refusal is one
+    line naming the option and the fix."""
+    names = [n.strip() for n in args.provider.split(",") if n.strip()]
+    try:
+        return ForecastConfig(
+            providers=names,
+            signal=Signal(args.signal),
+            base_urls={n: args.base_url for n in names} if args.base_url else {},
+            cache_dir=str(args.cache_dir) if args.cache_dir is not None else None,
+            traces_dir=str(args.traces) if args.traces is not None else None,
+        )
+    except ValidationError as e:
+        raise ValueError(_option_error(e)) from None
+
+
+def _option_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    if first["type"] == "empty_chain":
+        return f"--provider: give a provider or a comma-separated chain of: {', '.join(NAMES)}"
+    if first["type"] == "self_hosted_needs_address":
+        return "--provider carbon-aware-sdk is self-hosted: give its address with --base-url"
+    return f"{OPTIONS.get(field, field)}: {first['msg']}"
 
 
 def as_json(served: Served) -> dict[str, Any]:

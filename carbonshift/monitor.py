@@ -8,22 +8,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from carbonshift.series import IntensitySeries, SeriesError
 
 log = logging.getLogger("carbonshift.monitor")
 
 
-@dataclass(frozen=True)
-class MonitorRule:
-    """Stop when, in the first hour, the actual intensity averaged over the last `window_s` is more
-    than `threshold` above the forecast for the same interval."""
+class MonitorRule(BaseModel):
+    """The re-plan rule: during the first hour (`first_hour_s`), after a grace period, actual
+    intensity averaged over the last `window_s` more than `threshold` above the forecast for the
+    same interval stops the run and re-plans the rest (at most `max_replans` times)."""
 
-    threshold: float = 0.20
-    first_s: float = 3600.0
-    window_s: float = 900.0
-    grace_s: float = 300.0
-    interval_s: float = 300.0
-    max_replans: int = 2
+    model_config = ConfigDict(frozen=True)
+
+    threshold: float = Field(default=0.20, ge=0, description="fraction above the forecast")
+    first_hour_s: float = Field(default=3600.0, gt=0, description="the rule applies this long")
+    window_s: float = Field(default=900.0, gt=0, description="actuals averaged over this")
+    grace_s: float = Field(default=300.0, ge=0, description="no verdict this soon after start")
+    interval_s: float = Field(default=300.0, gt=0, description="time between checks")
+    max_replans: int = Field(default=2, ge=0, description="re-plans of one job at most")
 
 
 class Verdict(StrEnum):
@@ -61,7 +65,7 @@ def assess(
     elapsed = now_s - facts.started_s
     if elapsed < rule.grace_s:
         return Assessment(Verdict.CONTINUE, "grace period", now_s)
-    if elapsed > rule.first_s:
+    if elapsed > rule.first_hour_s:
         return Assessment(Verdict.CONTINUE, "past the first hour: the run carries on", now_s)
     start = max(facts.started_s, now_s - rule.window_s)
     actual_mean = _mean(actual, start, now_s)

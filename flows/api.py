@@ -19,8 +19,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.flow_runs import wait_for_flow_run
 
+from carbonshift.config import PlanningConfig
 from carbonshift.job import JobSpec
-from flows.plan import PlanningConfig, SchedulingFailed, plan_training
+from flows.plan import SchedulingFailed, plan_training
 
 
 class TrainingNotScheduled(RuntimeError):

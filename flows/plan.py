@@ -7,15 +7,13 @@ from typing import Annotated, Any
 
 from prefect import flow
 from prefect.states import Failed
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field
 
 from carbonshift.artifacts import Scheduled
+from carbonshift.config import PlanningConfig
 from carbonshift.job import JobSpec
-from carbonshift.providers import NAMES
-from tasks.forecasts import ForecastConfig
 from tasks.planning import fetch_forecasts, load_queue, plan_queue, publish_plan_artifacts
 from tasks.scheduling import schedule_runs
-from tasks.training import TrainingConfig
 
 DEFAULT_QUEUE = "deployments/jobs.yaml"
 
@@ -26,45 +24,6 @@ JobParameter = Annotated[JobSpec | Any, Field(union_mode="left_to_right")]
 
 class SchedulingFailed(RuntimeError):
     """Some training runs could not be created; the plan artifacts say which and why."""
-
-
-class PlanningConfig(BaseModel):
-    """How the planner fetches forecasts and where it schedules training runs."""
-
-    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
-    training_deployment: str = Field(
-        default="train-model/default",
-        pattern=r"^[^/]+/[^/]+$",
-        description="deployment that runs each job, as flow-name/deployment-name",
-    )
-    schedule: bool = Field(default=True, description="false: plan and publish artifacts only")
-    training: TrainingConfig | None = Field(
-        default=None, description="config for the training runs it schedules (default: theirs)"
-    )
-
-    @field_validator("forecast")
-    @classmethod
-    def _known_providers(cls, forecast: ForecastConfig) -> ForecastConfig:
-        """A bad provider chain fails the run before it starts, naming the entry and the fix."""
-        if not forecast.providers:
-            raise ValueError(
-                f"forecast.providers: empty: give a provider chain, e.g. ['replay', 'static'] "
-                f"(one of {', '.join(NAMES)})"
-            )
-        for i, name in enumerate(forecast.providers):
-            if name.strip() not in NAMES:
-                raise ValueError(
-                    f"forecast.providers[{i}]: unknown provider {name!r}: use one of "
-                    f"{', '.join(NAMES)}"
-                )
-        if "carbon-aware-sdk" in forecast.providers and not forecast.base_urls.get(
-            "carbon-aware-sdk"
-        ):
-            raise ValueError(
-                "forecast.base_urls: carbon-aware-sdk is self-hosted: give its address as "
-                "base_urls: {carbon-aware-sdk: http://...}"
-            )
-        return forecast
 
 
 @flow(name="plan-training")

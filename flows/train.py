@@ -11,13 +11,13 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
 from carbonshift.artifacts import unschedulable
+from carbonshift.config import TrainingConfig
 from carbonshift.energy import Sample
 from carbonshift.job import JobSpec
 from carbonshift.plan import Plan
 from carbonshift.training import TrainingContext
 from tasks.training import (
     ProgressReporter,
-    TrainingConfig,
     checkpoints_for,
     open_run_meter,
     provision,

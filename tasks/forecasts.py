@@ -8,26 +8,22 @@ each other's forecasts, and it kept a failed fetch (None) for 30 minutes."""
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any, cast
 
 from prefect import get_run_logger, task
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import SecretStr
 
 from carbonshift.catalog import default_catalog
+from carbonshift.config import ForecastConfig
 from carbonshift.providers import (
     Credentials,
     ForecastCache,
     ForecastUnavailable,
     ProviderChain,
-    ProviderSettings,
     Served,
-    build_chain,
 )
-from carbonshift.providers.cache import default_cache_dir
-from carbonshift.series import Signal
 
 # Prefect Secret blocks read when the environment does not set the credential.
 SECRET_BLOCKS = {
@@ -37,30 +33,9 @@ SECRET_BLOCKS = {
 }
 
 
-class ForecastConfig(BaseModel):
-    """Where forecasts come from. Secrets are not here: see `load_credentials`."""
-
-    providers: list[str] = Field(
-        default_factory=lambda: ["replay", "static"],
-        description="provider chain in order, e.g. electricitymaps, watttime, static",
-    )
-    signal: Signal = Field(default=Signal.LCA, description="lca or direct (Electricity Maps)")
-    base_urls: dict[str, str] = Field(default_factory=dict, description="per-provider API address")
-    cache_dir: str | None = Field(default=None, description="forecast cache folder")
-    traces_dir: str | None = Field(default=None, description="replay: folder of CSV traces")
-    replay_as_of_now: bool = Field(default=True, description="replay: shift traces onto today")
-
-    def chain(self, cache: ForecastCache | None = None) -> ProviderChain:
-        """The configured provider chain, credentials from the environment or Secret blocks."""
-        settings = ProviderSettings(
-            credentials=load_credentials(),
-            catalog=default_catalog(),
-            base_urls=self.base_urls,
-            signal=self.signal,
-            replay_as_of_now=self.replay_as_of_now,
-            traces_dir=Path(self.traces_dir) if self.traces_dir else None,
-        )
-        return build_chain(self.providers, settings, cache)
+def chain_for(config: ForecastConfig, cache: ForecastCache | None = None) -> ProviderChain:
+    """The configured chain, credentials from the environment or Secret blocks."""
+    return config.chain(load_credentials(), cache)
 
 
 def load_credentials() -> Credentials:
@@ -90,8 +65,7 @@ def fetch_forecast(
     through its scrubber."""
     logger = get_run_logger()
     catalog = default_catalog()
-    cache = ForecastCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir())
-    chain = config.chain(cache)
+    chain = chain_for(config, config.cache())
     try:
         served = chain.forecast(catalog.region(region_key), start, end)
     except ForecastUnavailable as e:

@@ -21,13 +21,14 @@ from carbonshift.artifacts import (
     svg_data_url,
 )
 from carbonshift.catalog import Region, default_catalog
+from carbonshift.config import ForecastConfig
 from carbonshift.job import JobSpec, JobSpecError, load_jobs, parse_jobs, resolve
 from carbonshift.plan import Plan
 from carbonshift.planner import plan_jobs
 from carbonshift.providers import Served
 from carbonshift.providers.chain import zone_groups
 from carbonshift.series import IntensitySeries
-from tasks.forecasts import ForecastConfig, fetch_forecast
+from tasks.forecasts import fetch_forecast
 
 
 @dataclass(frozen=True)

@@ -22,72 +22,23 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
 
 from carbonshift.artifacts import artifact_key
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import CheckpointManager, LocalStore, manager_for
 from carbonshift.compute import LocalCompute
+from carbonshift.config import TrainingConfig
 from carbonshift.energy import Accounting, Sample, account, open_meter
 from carbonshift.job import JobSpec, WorkGpuHours, WorkOnInstance
-from carbonshift.monitor import Assessment, MonitorRule, RunFacts, Watch
+from carbonshift.monitor import Assessment, RunFacts, Watch
 from carbonshift.plan import Plan
 from carbonshift.planner import plan_jobs
 from carbonshift.providers import ForecastUnavailable
 from carbonshift.series import IntensitySeries, Signal
 from carbonshift.training import Progress, TrainingContext, TrainingOutcome
-from tasks.forecasts import ForecastConfig
+from tasks.forecasts import chain_for
 from tasks.planning import fetch_forecasts
 from tasks.scheduling import reschedule_remaining
-
-
-class MonitorSettings(BaseModel):
-    """The re-plan rule: during the first hour, actual intensity more than `threshold` above the
-    forecast (averaged over `window_s`) stops the run and re-plans the rest."""
-
-    threshold: float = Field(default=0.20, ge=0)
-    first_hour_s: float = Field(default=3600.0, gt=0)
-    window_s: float = Field(default=900.0, gt=0)
-    grace_s: float = Field(default=300.0, ge=0)
-    interval_s: float = Field(default=300.0, gt=0)
-    max_replans: int = Field(default=2, ge=0)
-
-    def rule(self) -> MonitorRule:
-        return MonitorRule(
-            self.threshold,
-            self.first_hour_s,
-            self.window_s,
-            self.grace_s,
-            self.interval_s,
-            self.max_replans,
-        )
-
-
-class TrainingConfig(BaseModel):
-    """Where checkpoints and compute state live, how the grid is watched."""
-
-    checkpoint_store: str = Field(
-        default=".carbonshift/checkpoints", description="folder or file:// URI for checkpoints"
-    )
-    checkpoint_every_s: float = Field(default=1800.0, gt=0)
-    keep_checkpoints: int = Field(default=3, ge=1)
-    compute_state_dir: str = Field(default=".carbonshift/compute")
-    forecast: ForecastConfig = Field(
-        default_factory=ForecastConfig, description="where actual intensity comes from"
-    )
-    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
-    options: dict[str, str] = Field(
-        default_factory=dict, description="passed to the training entrypoint"
-    )
-    allow_fresh_start: bool = Field(
-        default=False,
-        description="with resume_from: start at step 0 when no valid checkpoint is there "
-        "(default: fail the run)",
-    )
-    replans: int = Field(default=0, ge=0, description="times this job was re-planned so far")
-    training_deployment: str = Field(
-        default="train-model/default", description="deployment that runs the rest after a re-plan"
-    )
 
 
 def compute_for(config: TrainingConfig) -> LocalCompute:
@@ -247,7 +198,7 @@ def planned_series(plan: Plan) -> IntensitySeries | None:
 
 def actuals_fetcher(plan: Plan, config: TrainingConfig) -> Any:
     assert plan.chosen is not None
-    chain = config.forecast.chain()
+    chain = chain_for(config.forecast)
     region = default_catalog().region(plan.chosen.region)
 
     def fetch(start_s: float, end_s: float) -> IntensitySeries | None:
@@ -295,7 +246,7 @@ def watch_grid(
         actuals=actuals_fetcher(plan, config),
         clock=time.time,
         wait=done.wait,
-        rule=config.monitor.rule(),
+        rule=config.monitor,
         interrupted=lambda: compute.interrupted(run_id),
         on_tick=lambda now: samples.append(Sample(now, meter.read_j())),
     )

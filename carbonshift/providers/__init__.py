@@ -11,12 +11,19 @@ from carbonshift.providers.base import (
 from carbonshift.providers.cache import ForecastCache
 from carbonshift.providers.chain import ProviderChain, Served
 from carbonshift.providers.credentials import Credentials
-from carbonshift.providers.factory import NAMES, ProviderSettings, build_chain, build_provider
+from carbonshift.providers.factory import (
+    NAMES,
+    ForecastConfig,
+    ProviderSettings,
+    build_chain,
+    build_provider,
+)
 
 __all__ = [
     "NAMES",
     "Credentials",
     "ForecastCache",
+    "ForecastConfig",
     "ForecastProvider",
     "ForecastUnavailable",
     "ProviderBadResponse",

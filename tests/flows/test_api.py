@@ -8,6 +8,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.states import Completed
 
+from carbonshift.config import ForecastConfig, PlanningConfig
 from carbonshift.job import JobSpec
 from flows.api import (
     TrainingNotScheduled,
@@ -17,8 +18,6 @@ from flows.api import (
     wait_for_training,
 )
 from flows.examples.retrain import retrain_pipeline
-from flows.plan import PlanningConfig
-from tasks.forecasts import ForecastConfig
 from tests.flows.conftest import write_trace
 
 pytestmark = pytest.mark.integration

@@ -18,12 +18,12 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.objects import StateType
 
 from carbonshift.catalog import default_catalog
+from carbonshift.config import ForecastConfig, PlanningConfig
 from carbonshift.job import JobSpec
 from carbonshift.planner import plan_jobs
 from carbonshift.traces import read_traces, traces_in
 from flows.api import TrainingNotScheduled, schedule_training
-from flows.plan import PlanningConfig, SchedulingFailed, plan_training
-from tasks.forecasts import ForecastConfig
+from flows.plan import SchedulingFailed, plan_training
 from tasks.scheduling import job_runs, schedule_one
 from tests.flows.conftest import NOW, write_trace
 
@@ -237,7 +237,7 @@ def test_an_unreadable_queue_file_fails_the_run_in_one_line_and_plans_the_given_
 
 @pytest.mark.parametrize(("forecast", "message"), [
     ({"providers": ["replay", "bogus"]},
-     "forecast.providers[1]: unknown provider 'bogus': use one of electricitymaps"),
+     "forecast.providers.1: unknown provider 'bogus': use one of electricitymaps"),
     ({"providers": []}, "forecast.providers: empty"),
     ({"providers": ["carbon-aware-sdk"]}, "forecast.base_urls: carbon-aware-sdk is self-hosted"),
 ])

@@ -14,9 +14,9 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.objects import StateType
 from prefect.states import Running
 
+from carbonshift.config import ForecastConfig, PlanningConfig
 from carbonshift.job import JobSpec
-from flows.plan import PlanningConfig, plan_training
-from tasks.forecasts import ForecastConfig
+from flows.plan import plan_training
 from tasks.scheduling import job_runs
 from tests.flows.conftest import NOW, write_trace
 

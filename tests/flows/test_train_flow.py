@@ -17,15 +17,15 @@ from prefect.client.schemas.objects import StateType
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import CheckpointManager, LocalStore
 from carbonshift.compute import LocalCompute
+from carbonshift.config import ForecastConfig, MonitorRule, TrainingConfig
 from carbonshift.examples import tiny_train
 from carbonshift.job import JobSpec
 from carbonshift.planner import plan_jobs
 from carbonshift.traces import read_traces, traces_in
 from carbonshift.training import TrainingContext
 from flows.train import train_model
-from tasks.forecasts import ForecastConfig
 from tasks.scheduling import job_runs
-from tasks.training import MonitorSettings, TrainingConfig, release_on_hook
+from tasks.training import release_on_hook
 
 pytestmark = pytest.mark.integration
 STEPS = 3000
@@ -58,7 +58,7 @@ def config(tmp: Path, actual_traces: Path, **monitor: float) -> TrainingConfig:
         checkpoint_store=str(tmp / "ckpt"), compute_state_dir=str(tmp / "compute"),
         forecast=ForecastConfig(providers=["replay"], traces_dir=str(actual_traces),
                                 replay_as_of_now=False, cache_dir=str(tmp / "cache")),
-        monitor=MonitorSettings(**{"interval_s": 1.0, "grace_s": 0.0, "window_s": 60.0,
+        monitor=MonitorRule(**{"interval_s": 1.0, "grace_s": 0.0, "window_s": 60.0,
                                    **monitor}),
         options={"steps": str(STEPS)})
 

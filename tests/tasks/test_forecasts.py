@@ -7,7 +7,8 @@ import pytest
 from prefect import flow
 from prefect.blocks.system import Secret
 
-from tasks.forecasts import ForecastConfig, fetch_forecast, load_credentials
+from carbonshift.config import ForecastConfig
+from tasks.forecasts import fetch_forecast, load_credentials
 from tests.providers.local_server import serving
 from tests.providers.shapes import em_forecast
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from tasks.forecasts import ForecastConfig, fetch_forecast
+from carbonshift.config import ForecastConfig
+from tasks.forecasts import fetch_forecast
 from tests.providers.hostile import ENV, echo, leaks
 from tests.providers.local_server import Answer, serving
 from tests.providers.shapes import em_forecast

@@ -1,0 +1,70 @@
+"""The configuration model: one set of pydantic models for the flows' parameters and the CLI.
+
+- `ForecastConfig`: the provider chain, its addresses, signal, cache and replay traces
+  (defined with the chain building in `carbonshift.providers.factory`, which validates it).
+- `MonitorRule`: the re-plan rule (defined with the decisions it drives, `carbonshift.monitor`).
+- `TrainingConfig`: checkpoints, compute state, the monitor and the forecast of a training run.
+- `PlanningConfig`: the planning flow's forecast and where it schedules training runs.
+
+Secrets are in none of them: they come from the environment or Prefect Secret blocks, as
+`Credentials`, and are passed to `ForecastConfig.chain`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from carbonshift.monitor import MonitorRule
+from carbonshift.providers.factory import ForecastConfig
+
+DEFAULT_TRAINING_DEPLOYMENT = "train-model/default"
+
+__all__ = [
+    "DEFAULT_TRAINING_DEPLOYMENT",
+    "ForecastConfig",
+    "MonitorRule",
+    "PlanningConfig",
+    "TrainingConfig",
+]
+
+
+class TrainingConfig(BaseModel):
+    """Where checkpoints and compute state live, how the grid is watched."""
+
+    checkpoint_store: str = Field(
+        default=".carbonshift/checkpoints", description="folder or file:// URI for checkpoints"
+    )
+    checkpoint_every_s: float = Field(default=1800.0, gt=0)
+    keep_checkpoints: int = Field(default=3, ge=1)
+    compute_state_dir: str = Field(default=".carbonshift/compute")
+    forecast: ForecastConfig = Field(
+        default_factory=ForecastConfig, description="where actual intensity comes from"
+    )
+    monitor: MonitorRule = Field(default_factory=MonitorRule)
+    options: dict[str, str] = Field(
+        default_factory=dict, description="passed to the training entrypoint"
+    )
+    allow_fresh_start: bool = Field(
+        default=False,
+        description="with resume_from: start at step 0 when no valid checkpoint is there "
+        "(default: fail the run)",
+    )
+    replans: int = Field(default=0, ge=0, description="times this job was re-planned so far")
+    training_deployment: str = Field(
+        default=DEFAULT_TRAINING_DEPLOYMENT,
+        description="deployment that runs the rest after a re-plan",
+    )
+
+
+class PlanningConfig(BaseModel):
+    """How the planner fetches forecasts and where it schedules training runs."""
+
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    training_deployment: str = Field(
+        default=DEFAULT_TRAINING_DEPLOYMENT,
+        pattern=r"^[^/]+/[^/]+$",
+        description="deployment that runs each job, as flow-name/deployment-name",
+    )
+    schedule: bool = Field(default=True, description="false: plan and publish artifacts only")
+    training: TrainingConfig | None = Field(
+        default=None, description="config for the training runs it schedules (default: theirs)"
+    )
