@@ -42,6 +42,11 @@ def energy_kwh(power_w: float, utilisation: float, pue: float, duration_s: float
     return power_w * utilisation * pue * (duration_s / S_PER_H) / W_PER_KW
 
 
+def mean_power_w(energy_kwh: float, duration_s: float) -> float:
+    """The steady draw that uses `energy_kwh` in `duration_s` (inverse of `energy_kwh`)."""
+    return energy_kwh * W_PER_KW / (duration_s / S_PER_H)
+
+
 def energy_estimate(
     itype: InstanceType,
     utilisation: float,

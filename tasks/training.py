@@ -24,6 +24,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
+from carbonshift import scoring
 from carbonshift.artifacts import artifact_key
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import CheckpointManager, LocalStore, manager_for
@@ -360,7 +361,7 @@ def publish_emissions(
 
 
 def open_run_meter(plan: FeasiblePlan) -> Any:
-    power_w = plan.chosen.energy_kwh * 1000 / (plan.chosen.duration_s / 3600)
+    power_w = scoring.mean_power_w(plan.chosen.energy_kwh, plan.chosen.duration_s)
     return open_meter(
         power_w, time.time, plan.explanation.energy_estimate.split(" = ")[0], prefer_rapl=False
     )

@@ -44,6 +44,7 @@ def test_energy_and_its_text_agree(catalog: Catalog) -> None:
     itype = catalog.instance_type("g5.xlarge")
     kwh = scoring.energy_kwh(itype.power_w, 0.5, 1.2, 7200.0)
     assert kwh == pytest.approx(itype.power_w * 0.5 * 1.2 * 2 / 1000)
+    assert scoring.mean_power_w(kwh, 7200.0) == pytest.approx(itype.power_w * 0.5 * 1.2)
     text = scoring.energy_estimate(itype, 0.5, [1.2], 7200.0, kwh)
     assert text == (
         f"{itype.gpu_count} x {itype.gpu.model} {itype.gpu.board_power_w:.0f} W x 0.50 x "
