@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from carbonshift.catalog import default_catalog  # noqa: E402
 from carbonshift.job import JobSpec, resolve  # noqa: E402
+from carbonshift.plan import FeasiblePlan  # noqa: E402
 from carbonshift.planner import evaluate, plan_jobs  # noqa: E402
 from carbonshift.planner.table import RowTable  # noqa: E402
 from carbonshift.series import IntensitySeries, Signal  # noqa: E402
@@ -120,7 +121,7 @@ def main() -> None:
     t0 = time.perf_counter()
     plans = plan_jobs(specs, fc, now=NOW, catalog=catalog)
     plan_jobs_ms = (time.perf_counter() - t0) * 1000
-    assert all(p.feasible for p in plans)
+    assert all(isinstance(p, FeasiblePlan) for p in plans)
 
     frames = {k: pd.Series(s.g_per_kwh) for k, s in fc.items()}
     t0 = time.perf_counter()

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from carbonshift.plan import Plan, Slot
+from carbonshift import scoring
+from carbonshift.plan import FeasiblePlan, InfeasiblePlan, Plan, Slot, SpreadPlan
 from carbonshift.series import IntensitySeries
 
 ScheduleStatus = Literal["scheduled", "unchanged", "replaced", "running", "not-scheduled", "failed"]
@@ -48,15 +49,34 @@ class PlanFigures:
     source: str
 
 
-def plan_figures(plan: Plan) -> PlanFigures | None:
-    """None for a plan with no slot (infeasible or refused)."""
-    c, x = plan.chosen, plan.explanation
-    if not plan.feasible or c is None or x is None:
-        return None
-    shards = plan.shards or [c]
+def placed(plan: Plan) -> list[Slot]:
+    """The slots a plan runs in: its chosen one, a spread plan's shards, none if infeasible."""
+    match plan:
+        case FeasiblePlan():
+            return [plan.chosen]
+        case SpreadPlan():
+            return plan.shards
+        case InfeasiblePlan():
+            return []
+
+
+def alternatives(plan: Plan) -> list[Slot]:
+    """The options a plan was chosen from, best first (a spread plan's are its shards)."""
+    match plan:
+        case FeasiblePlan():
+            return plan.alternatives
+        case SpreadPlan():
+            return plan.shards
+        case InfeasiblePlan():
+            return []
+
+
+def plan_figures(plan: FeasiblePlan | SpreadPlan) -> PlanFigures:
+    shards = placed(plan)
+    c, x = shards[0], plan.explanation
     kg = sum(s.emissions_kg for s in shards)
     kwh = sum(s.energy_kwh for s in shards)
-    mean = c.mean_g_per_kwh if len(shards) == 1 or kwh <= 0 else kg * 1000.0 / kwh
+    mean = c.mean_g_per_kwh if len(shards) == 1 or kwh <= 0 else scoring.mean_g_per_kwh(kg, kwh)
     return PlanFigures(
         regions=", ".join(s.region for s in shards),
         instance_type=c.instance_type,
@@ -69,20 +89,6 @@ def plan_figures(plan: Plan) -> PlanFigures | None:
         cost_usd=sum(s.cost_usd for s in shards),
         source=x.forecast_source,
     )
-
-
-def unschedulable(plan: Plan) -> str | None:
-    """Why a feasible plan is not handed to train-model, or None if it can be. A spread plan
-    is plan-only: train-model runs one process, and one replica of a data-parallel job run as
-    if it were all of it would be neither the job nor the plan."""
-    if len(plan.shards) > 1 and plan.chosen is not None:
-        regions = ", ".join(s.region for s in plan.shards)
-        return (
-            f"placement: spread plans are not scheduled: train-model runs one process, not "
-            f"{len(plan.shards)} data-parallel replicas ({regions}); start them yourself at "
-            f"{plan.chosen.start:%Y-%m-%d %H:%M} UTC, or use placement: colocate"
-        )
-    return None
 
 
 def artifact_key(prefix: str, name: str) -> str:
@@ -104,8 +110,7 @@ def plan_rows(
     rows: list[dict[str, str | float | None]] = []
     for plan in plans:
         done = scheduled.get(plan.job)
-        f = plan_figures(plan)
-        if f is None:
+        if isinstance(plan, InfeasiblePlan):
             rows.append(
                 {
                     "job": plan.job,
@@ -125,6 +130,7 @@ def plan_rows(
                 }
             )
             continue
+        f = plan_figures(plan)
         rows.append(
             {
                 "job": plan.job,
@@ -150,9 +156,11 @@ def plan_rows(
 
 def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None = None) -> str:
     """Why this slot: chosen against runner-up and starting now in the home region."""
-    if not plan.feasible or plan.chosen is None or plan.explanation is None:
+    if isinstance(plan, InfeasiblePlan):
         return f"# {plan.job}: not scheduled\n\n{plan.reason}\n"
     x = plan.explanation
+    shards = placed(plan)
+    chosen = shards[0]
     lines = [
         f"# {plan.job}",
         "",
@@ -162,20 +170,20 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
         "| source |",
         "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
-    options: list[tuple[str, Slot]] = [("chosen", s) for s in (plan.shards or [plan.chosen])]
+    options: list[tuple[str, Slot]] = [("chosen", s) for s in shards]
     if x.runner_up is not None:
         options.append(("runner-up", x.runner_up))
     home = "now, home region"
-    if len(plan.shards) > 1:
-        home += f", {len(plan.shards)} replicas"
+    if len(shards) > 1:
+        home += f", {len(shards)} replicas"
     options.append((home, x.now_home))
     for label, s in options:
         lines.append(
             f"| {label} | {s.region} | {s.instance_type} | {_when(s.start)} | {_when(s.end)} | "
             f"{s.mean_g_per_kwh:.0f} | {s.emissions_kg:.2f} | {s.cost_usd:.2f} | {s.source} |"
         )
-    if plan.chosen.segments:
-        runs = ", ".join(f"{_when(a)}-{b:%H:%M}" for a, b in plan.chosen.segments)
+    if chosen.segments:
+        runs = ", ".join(f"{_when(a)}-{b:%H:%M}" for a, b in chosen.segments)
         lines += ["", f"Runs: {runs}."]
     lines += [
         "",
@@ -183,11 +191,11 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
         f"({x.savings_fraction:.0%})."
         if x.savings_comparable
         else "Expected savings against starting now in the home region: not claimed (its only "
-        f"figure is a {x.now_home.signal} annual mean, the plan is on {plan.chosen.signal}).",
+        f"figure is a {x.now_home.signal} annual mean, the plan is on {chosen.signal}).",
         "",
         f"Energy estimate: {x.energy_estimate}.",
         "",
-        f"Forecast coverage of the job's window: {plan.chosen.coverage:.0%}.",
+        f"Forecast coverage of the job's window: {chosen.coverage:.0%}.",
     ]
     if scheduled is not None and scheduled.status == "not-scheduled":
         lines += ["", f"**Training run not scheduled:** {scheduled.note}"]
@@ -274,24 +282,66 @@ def _svg(width: int, height: int, parts: list[str]) -> str:
     )
 
 
-def rows_as_text(rows: Sequence[Mapping[str, object]]) -> str:
-    """The plan table for a terminal."""
-    columns = [
-        ("job", "job", 20),
-        ("region", "region", 20),
-        ("instance_type", "instance", 14),
-        ("start_utc", "start (UTC)", 16),
-        ("forecast_g_per_kwh", "g/kWh", 6),
-        ("expected_kg_co2", "kg CO2", 8),
-        ("savings_pct", "saved %", 7),
-        ("status", "status", 13),
-    ]
-    header = " ".join(f"{title:<{width}}" for _, title, width in columns)
+@dataclass(frozen=True)
+class Column:
+    """One column of a text table: the row key it shows, its title and width, the format spec
+    of a value (a number's, or a datetime's strftime), and what an empty cell shows."""
+
+    key: str
+    title: str
+    width: int = 0
+    spec: str = ""
+    right: bool = False
+    gap: str = " "  # before the column (none before the first)
+    missing: str = ""
+
+
+def text_table(
+    columns: Sequence[Column],
+    rows: Sequence[Mapping[str, object] | str],
+    note: Callable[[Mapping[str, object]], str] = lambda row: "",
+) -> str:
+    """The plan table for a terminal, the CLI's and the demo's: a header, a rule, a line per
+    row (a string row is printed as it is) with the row's `note` after it."""
+
+    def line(texts: Sequence[str]) -> str:
+        cells = [
+            c.gap + f"{t:{'>' if c.right else '<'}{c.width}}"
+            for c, t in zip(columns, texts, strict=True)
+        ]
+        return "".join(cells)[len(columns[0].gap) :]
+
+    def cell(row: Mapping[str, object], c: Column) -> str:
+        v = row.get(c.key)
+        return c.missing if v is None else format(v, c.spec)
+
+    header = line([c.title for c in columns])
     lines = [header, "-" * len(header)]
     for row in rows:
-        cells = [f"{'' if row.get(k) is None else row.get(k)!s:<{w}}" for k, _, w in columns]
-        line = " ".join(cells)
-        if row.get("status") in ("not-scheduled", "failed") and row.get("run"):
-            line += f"  {row['run']}"
-        lines.append(line.rstrip())
+        if isinstance(row, str):
+            lines.append(row)
+            continue
+        lines.append((line([cell(row, c) for c in columns]) + note(row)).rstrip())
     return "\n".join(lines)
+
+
+ROW_COLUMNS = (
+    Column("job", "job", 20),
+    Column("region", "region", 20),
+    Column("instance_type", "instance", 14),
+    Column("start_utc", "start (UTC)", 16),
+    Column("forecast_g_per_kwh", "g/kWh", 6),
+    Column("expected_kg_co2", "kg CO2", 8),
+    Column("savings_pct", "saved %", 7),
+    Column("status", "status", 13),
+)
+
+
+def rows_as_text(rows: Sequence[Mapping[str, object]]) -> str:
+    """The plan table artifact's rows for a terminal; a job not scheduled says why."""
+
+    def why(row: Mapping[str, object]) -> str:
+        failed = row.get("status") in ("not-scheduled", "failed") and row.get("run")
+        return f"  {row['run']}" if failed else ""
+
+    return text_table(ROW_COLUMNS, rows, why)

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from carbonshift import scoring
 from carbonshift.planner.batch import Rows, best_starts
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import plan_interruptible
@@ -259,7 +260,7 @@ def _policy(values: FloatArray, now: FloatArray) -> dict[str, Any]:
     total_now = float(now.sum())
     return {
         "mean_g_per_kwh": float(values.mean()),
-        "savings": 1.0 - float(values.sum()) / total_now if total_now > 0 else 0.0,
+        "savings": scoring.savings_fraction(total_now, float(values.sum())),
     }
 
 

@@ -10,16 +10,17 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from carbonshift import forecast_cli
-from carbonshift.artifacts import plan_figures
+from carbonshift.artifacts import Column, plan_figures, text_table
 from carbonshift.backtest import backtest
 from carbonshift.catalog import Catalog, CatalogError, default_catalog
 from carbonshift.job import load_jobs
-from carbonshift.plan import Plan
+from carbonshift.plan import InfeasiblePlan, Plan, plan_record
 from carbonshift.planner import forecasts_for, plan_jobs
 from carbonshift.providers import ForecastUnavailable, ProviderError
 from carbonshift.series import IntensitySeries, SeriesError, Signal
@@ -231,7 +232,7 @@ def _plan(args: argparse.Namespace) -> int:
             _strict_json(
                 {
                     "now": args.now.isoformat(),
-                    "plans": [p.model_dump(mode="json") for p in plans],
+                    "plans": [plan_record(p) for p in plans],
                     "errors": [
                         {"job": e.job, "field": e.field, "message": str(e)} for e in queue.errors
                     ],
@@ -240,7 +241,7 @@ def _plan(args: argparse.Namespace) -> int:
         )
     else:
         print(format_plans(plans))
-    bad_specs = queue.errors or any(p.field for p in plans)
+    bad_specs = queue.errors or any(isinstance(p, InfeasiblePlan) and p.field for p in plans)
     return 1 if bad_specs else 0
 
 
@@ -318,28 +319,29 @@ def _strict_json(value: Any) -> str:
         ) from None
 
 
-def _percent(fraction: float | None) -> str:
-    return "n/a" if fraction is None else f"{fraction:.0%}"
+PLAN_COLUMNS = (
+    Column("job", "job", 18),
+    Column("regions", "region", 22),
+    Column("instance_type", "instance", 14),
+    Column("start", "start (UTC)", 17, "%Y-%m-%d %H:%M"),
+    Column("g_per_kwh", "g/kWh", 6, ".0f", right=True),
+    Column("kg_co2", "kg CO2", 8, ".2f", right=True),
+    Column("now_home_kg_co2", "now kg", 8, ".2f", right=True),
+    Column("savings_fraction", "saved", 6, ".0%", right=True, missing="n/a"),
+    Column("cost_usd", "cost $", 8, ".2f", right=True),
+    Column("source", "source", gap="  "),
+)
 
 
 def format_plans(plans: Sequence[Plan]) -> str:
-    header = (
-        f"{'job':18s} {'region':22s} {'instance':14s} {'start (UTC)':17s} {'g/kWh':>6s} "
-        f"{'kg CO2':>8s} {'now kg':>8s} {'saved':>6s} {'cost $':>8s}  source"
-    )
-    lines = [header, "-" * len(header)]
-    for p in plans:
-        f = plan_figures(p)  # the same figures as the plan artifact
-        if f is None:
-            lines.append(f"{p.job:18s} not scheduled: {p.reason}")
-            continue
-        lines.append(
-            f"{p.job:18s} {f.regions:22s} {f.instance_type:14s} "
-            f"{f.start.strftime('%Y-%m-%d %H:%M'):17s} {f.g_per_kwh:6.0f} {f.kg_co2:8.2f} "
-            f"{f.now_home_kg_co2:8.2f} {_percent(f.savings_fraction):>6s} {f.cost_usd:8.2f}  "
-            f"{f.source}"
-        )
-    return "\n".join(lines)
+    """The plans as a table, with the same figures as the plan artifact."""
+    rows: list[Mapping[str, object] | str] = [
+        f"{p.job:18s} not scheduled: {p.reason}"
+        if isinstance(p, InfeasiblePlan)
+        else {"job": p.job, **asdict(plan_figures(p))}
+        for p in plans
+    ]
+    return text_table(PLAN_COLUMNS, rows)
 
 
 # -- argument types: each raises ArgumentTypeError, which argparse prints on one line ---------

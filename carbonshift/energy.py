@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from carbonshift import scoring
 from carbonshift.series import IntensitySeries, SeriesError
 
 J_PER_KWH = 3.6e6
@@ -132,8 +133,8 @@ def account(
             fallback_g_per_kwh,
         )
         energy += kwh
-        emissions += kwh * g / 1000.0
-        would_be += kwh * g_then / 1000.0
+        emissions += float(scoring.emissions_kg(kwh, g))
+        would_be += float(scoring.emissions_kg(kwh, g_then))
     return Accounting(
         energy, emissions, would_be, "+".join(sorted(used)) or "none", max(len(samples) - 1, 0)
     )

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from carbonshift.catalog import PROVIDERS, Catalog, CatalogError, InstanceType, Provider, Region
+from carbonshift.scoring import energy_kwh
 from carbonshift.units import (
     DURATION_EXAMPLES,
     DURATION_HELP,
@@ -229,8 +230,8 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
             else:
                 duration_s = round(shard / itype.throughput * 3600.0, 6)
             hours = duration_s / 3600.0
-            energy = (
-                itype.power_w * spec.utilisation * catalog.pue[region.provider] * hours / 1000.0
+            energy = energy_kwh(
+                itype.power_w, spec.utilisation, catalog.pue[region.provider], duration_s
             )
             price = itype.spot_usd_per_h if spec.interruptible else itype.on_demand_usd_per_h
             candidates.append(Candidate(region, itype, duration_s, energy, price * hours))

@@ -1,11 +1,15 @@
 """What the planner returns: plans with their explanation (pydantic: plans cross process and
-Prefect parameter boundaries)."""
+Prefect parameter boundaries).
+
+A plan is one of three kinds, told apart by `kind`: a feasible plan (one slot), an infeasible one
+(why, and the spec field to fix when the spec is bad) and a spread plan (one slot per replica)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class Slot(BaseModel):
@@ -60,20 +64,103 @@ class Explanation(BaseModel):
     forecast_source: str
 
 
-class Plan(BaseModel):
+class FeasiblePlan(BaseModel):
+    """A job planned into one slot: train-model runs this kind."""
+
     model_config = ConfigDict(frozen=True)
 
+    kind: Literal["feasible"] = "feasible"
     job: str
-    feasible: bool
-    reason: str = ""
-    field: str = Field(default="", description="the job-spec field to fix, when the spec is bad")
-    chosen: Slot | None = None
-    shards: list[Slot] = Field(default_factory=list, description="spread placement: one per region")
+    chosen: Slot
     alternatives: list[Slot] = Field(
-        default_factory=list, description="ranked (region, instance type) options, best first"
+        min_length=1, description="ranked (region, instance type) options, best (chosen) first"
     )
-    explanation: Explanation | None = None
-    deadline: datetime | None = Field(default=None, description="the job's deadline, resolved")
+    explanation: Explanation
+    deadline: datetime = Field(description="the job's deadline, resolved")
     forecast: PlannedSeries | None = Field(
         default=None, description="the chosen region's forecast over the run (none if static)"
     )
+
+
+class InfeasiblePlan(BaseModel):
+    """A job that cannot be planned: no slot meets its window or limits, or its spec is bad."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["infeasible"] = "infeasible"
+    job: str
+    reason: str
+    field: str = Field(default="", description="the job-spec field to fix, when the spec is bad")
+
+
+class SpreadPlan(BaseModel):
+    """Data-parallel replicas started together, one slot per replica (cleanest first); every
+    figure of the explanation covers all replicas."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["spread"] = "spread"
+    job: str
+    shards: list[Slot] = Field(min_length=1, description="one placement per replica")
+    explanation: Explanation
+    deadline: datetime = Field(description="the job's deadline, resolved")
+    forecast: PlannedSeries | None = Field(
+        default=None, description="the first shard's forecast over the run (none if static)"
+    )
+
+
+Plan = Annotated[FeasiblePlan | InfeasiblePlan | SpreadPlan, Field(discriminator="kind")]
+PLANS: TypeAdapter[Plan] = TypeAdapter(Plan)
+
+
+class NotRunnable(ValueError):
+    """The plan is not one train-model can run; the message says why."""
+
+
+def runnable(plan: Plan) -> FeasiblePlan:
+    """The slot train-model runs. An infeasible plan has none; a spread plan of several replicas
+    is plan-only: train-model runs one process, and one replica of a data-parallel job run as if
+    it were all of it would be neither the job nor the plan. A spread of one replica is its one
+    slot."""
+    if isinstance(plan, FeasiblePlan):
+        return plan
+    if isinstance(plan, InfeasiblePlan):
+        raise NotRunnable(plan.reason)
+    if len(plan.shards) == 1:
+        return FeasiblePlan(
+            job=plan.job,
+            chosen=plan.shards[0],
+            alternatives=plan.shards,
+            explanation=plan.explanation,
+            deadline=plan.deadline,
+            forecast=plan.forecast,
+        )
+    regions = ", ".join(s.region for s in plan.shards)
+    raise NotRunnable(
+        f"placement: spread plans are not scheduled: train-model runs one process, not "
+        f"{len(plan.shards)} data-parallel replicas ({regions}); start them yourself at "
+        f"{plan.shards[0].start:%Y-%m-%d %H:%M} UTC, or use placement: colocate"
+    )
+
+
+def plan_record(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON values under every key a plan has had (`feasible`, `reason`, `field`,
+    `chosen`, `shards`, `alternatives`, `explanation`, `deadline`, `forecast`), plus `kind`:
+    what `carbonshift plan --json` prints, so that readers of the one plan shape keep working."""
+    record: dict[str, Any] = {
+        "job": plan.job,
+        "feasible": not isinstance(plan, InfeasiblePlan),
+        "reason": "",
+        "field": "",
+        "chosen": None,
+        "shards": [],
+        "alternatives": [],
+        "explanation": None,
+        "deadline": None,
+        "forecast": None,
+    }
+    fields = plan.model_dump(mode="json")
+    if isinstance(plan, SpreadPlan):
+        fields["chosen"] = fields["shards"][0]
+        fields["alternatives"] = fields["shards"]
+    return {**record, **fields}

@@ -51,10 +51,6 @@ def g_per_kwh_from_lbs_per_mwh(lbs_per_mwh: float) -> float:
     return lbs_per_mwh * LBS_PER_MWH_TO_G_PER_KWH
 
 
-def kg_from_energy_and_intensity(energy_kwh: float, g_per_kwh: float) -> float:
-    return energy_kwh * g_per_kwh / 1000.0
-
-
 def parse_duration_s(text: object) -> float:
     """Seconds in a duration: a number of seconds, a timedelta, or text (see DURATION_PATTERN).
 

@@ -35,6 +35,10 @@ class TrainingNotScheduled(RuntimeError):
         super().__init__(f"{job}: {reason}")
 
 
+class RunWithoutState(RuntimeError):
+    """The Prefect server returned a flow run with no state."""
+
+
 def schedule_training(job: JobSpec, *, config: PlanningConfig | None = None) -> FlowRun:
     """Plan `job` now and schedule its `train-model` run; returns that (scheduled) flow run.
 
@@ -65,11 +69,10 @@ def wait_for_training(
     with get_client(sync_client=True) as client:
         while True:
             current = client.read_flow_run(run_id)
-            if (current.state is not None and current.state.is_final()) or (
-                time.monotonic() >= deadline
-            ):
-                assert current.state is not None
+            if current.state is not None and current.state.is_final():
                 return current.state
+            if time.monotonic() >= deadline:
+                return state_of(current)
             time.sleep(poll_s)
 
 
@@ -80,5 +83,11 @@ async def await_training(
     finished: FlowRun = await wait_for_flow_run(
         run_id, timeout=int(timeout_s), poll_interval=int(poll_s)
     )
-    assert finished.state is not None
-    return finished.state
+    return state_of(finished)
+
+
+def state_of(run: FlowRun) -> State:
+    """The run's state; the server always sets one, so a run without is its error, said so."""
+    if run.state is None:
+        raise RunWithoutState(f"the server returned flow run {run.id} without a state")
+    return run.state

@@ -10,11 +10,10 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from carbonshift.artifacts import unschedulable
 from carbonshift.config import TrainingConfig
 from carbonshift.energy import Sample
 from carbonshift.job import JobSpec
-from carbonshift.plan import Plan
+from carbonshift.plan import NotRunnable, Plan, runnable
 from carbonshift.training import TrainingContext
 from tasks.training import (
     ProgressReporter,
@@ -43,9 +42,10 @@ def train_model(
             checkpoint there the run fails, unless `config.allow_fresh_start`.
         config: checkpoint store, monitor rule and where actual intensity comes from.
     """
-    refused = unschedulable(plan)
-    if refused is not None:  # never run one replica of a data-parallel plan as if it were all
-        return Failed(message=refused)
+    try:
+        plan = runnable(plan)  # never one replica of a data-parallel plan as if it were all
+    except NotRunnable as e:
+        return Failed(message=str(e))
     config = config or TrainingConfig()
     run_id = str(flow_run.get_id() or "local")
     provision(run_id, plan, config)

@@ -14,8 +14,10 @@ from prefect.cache_policies import NO_CACHE
 from carbonshift.artifacts import (
     PLAN_TABLE_KEY,
     Scheduled,
+    alternatives,
     artifact_key,
     forecast_chart_svg,
+    placed,
     plan_markdown,
     plan_rows,
     svg_data_url,
@@ -24,7 +26,7 @@ from carbonshift.catalog import Region, default_catalog
 from carbonshift.config import ForecastConfig
 from carbonshift.job import JobSpec, JobSpecError, load_jobs, parse_jobs, resolve
 from carbonshift.plan import Plan
-from carbonshift.planner import plan_jobs
+from carbonshift.planner import plan_jobs, refused
 from carbonshift.providers import Served
 from carbonshift.providers.chain import zone_groups
 from carbonshift.series import IntensitySeries
@@ -126,8 +128,7 @@ def fetch_forecasts(
 def plan_queue(queue: Queue, forecasts: dict[str, Served], now: datetime) -> list[Plan]:
     series = {key: s.series for key, s in forecasts.items()}
     plans = plan_jobs(queue.jobs, series, now=now, catalog=default_catalog())
-    rejected = [Plan(job=e.job, feasible=False, reason=str(e), field=e.field) for e in queue.errors]
-    return plans + rejected
+    return plans + [refused(e) for e in queue.errors]
 
 
 @task(cache_policy=NO_CACHE)
@@ -145,16 +146,17 @@ def publish_plan_artifacts(
     regions_of = {j.name: j.regions for j in jobs}
     for plan in plans:
         chart_key = None
-        if plan.feasible and plan.chosen is not None:
+        slots = placed(plan)
+        if slots:
             shown: dict[str, IntensitySeries] = {}
-            for key in regions_of.get(plan.job) or [s.region for s in plan.alternatives]:
+            for key in regions_of.get(plan.job) or [s.region for s in alternatives(plan)]:
                 key = default_catalog().region(key).key
                 if key in forecasts and forecasts[key].series.source != "static":
                     shown[key] = forecasts[key].series
             if shown:
                 chart_key = artifact_key("plan-chart", plan.job)
                 create_image_artifact(
-                    svg_data_url(forecast_chart_svg(shown, plan.chosen)),
+                    svg_data_url(forecast_chart_svg(shown, slots[0])),
                     key=chart_key,
                     description=f"forecast per candidate region, {plan.job}",
                 )

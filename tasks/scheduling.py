@@ -34,9 +34,9 @@ from prefect.exceptions import ObjectNotFound, PrefectException
 from prefect.logging import get_logger
 from prefect.settings import get_current_settings
 
-from carbonshift.artifacts import Scheduled, ScheduleStatus, unschedulable
+from carbonshift.artifacts import Scheduled, ScheduleStatus
 from carbonshift.job import JobSpec
-from carbonshift.plan import Plan
+from carbonshift.plan import FeasiblePlan, NotRunnable, Plan, SpreadPlan, runnable
 
 JOB_TAG = "carbonshift-job:"
 ACTIVE = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
@@ -44,14 +44,13 @@ ACTIVE = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.
 SCHEDULING_ERRORS = (PrefectException, httpx.HTTPError)
 
 
-def plan_fingerprint(plan: Plan) -> str:
+def plan_fingerprint(plan: FeasiblePlan) -> str:
     """Same slot, same key: where, on what, when."""
-    assert plan.chosen is not None
     c = plan.chosen
     text = "|".join(
         [
             plan.job,
-            *(s.region for s in plan.shards or [c]),
+            c.region,
             c.instance_type,
             c.start.isoformat(),
             c.end.isoformat(),
@@ -60,7 +59,7 @@ def plan_fingerprint(plan: Plan) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_key(plan: Plan, job: JobSpec, training: dict[str, object] | None = None) -> str:
+def run_key(plan: FeasiblePlan, job: JobSpec, training: dict[str, object] | None = None) -> str:
     """The idempotency key of a job's run: the slot, and what the run would be given (a changed
     entrypoint or training config is a new run, not the old one with stale parameters)."""
     given = json.dumps(
@@ -120,22 +119,24 @@ def schedule_runs(
     specs = {j.name: j for j in jobs}
     out: dict[str, Scheduled] = {}
     for plan in plans:
-        if not plan.feasible or plan.chosen is None or plan.job not in specs:
-            out[plan.job] = Scheduled(plan.job, "not-scheduled", note=plan.reason)
+        try:
+            slot = runnable(plan)
+        except NotRunnable as e:
+            out[plan.job] = Scheduled(plan.job, "not-scheduled", note=str(e))
+            if isinstance(plan, SpreadPlan):
+                logger.warning("%s: %s", plan.job, e)
             continue
-        refused = unschedulable(plan)
-        if refused is not None:
-            out[plan.job] = Scheduled(plan.job, "not-scheduled", note=refused)
-            logger.warning("%s: %s", plan.job, refused)
+        if plan.job not in specs:
+            out[plan.job] = Scheduled(plan.job, "not-scheduled")
             continue
-        out[plan.job] = schedule_one(plan, specs[plan.job], deployment, training)
+        out[plan.job] = schedule_one(slot, specs[plan.job], deployment, training)
         log = logger.error if out[plan.job].status == "failed" else logger.info
         log("%s: %s %s", plan.job, out[plan.job].status, out[plan.job].note)
     return out
 
 
 def schedule_one(
-    plan: Plan,
+    plan: FeasiblePlan,
     job: JobSpec,
     deployment: str,
     training: dict[str, object] | None = None,
@@ -144,7 +145,6 @@ def schedule_one(
 ) -> Scheduled:
     """Create the plan's run (or find it: same key, same run), then remove the job's other
     scheduled runs. `client` lists and deletes runs (default: a new one)."""
-    assert plan.chosen is not None
     logger = get_logger("carbonshift.scheduling")
     with _client(client) as c:
         running = job_runs(deployment, plan.job, ACTIVE, c)
@@ -225,10 +225,9 @@ def schedule_one(
 
 @task(cache_policy=NO_CACHE)
 def reschedule_remaining(
-    job: JobSpec, plan: Plan, deployment: str, parameters: dict[str, object], key: str
+    job: JobSpec, plan: FeasiblePlan, deployment: str, parameters: dict[str, object], key: str
 ) -> Scheduled:
     """Schedule the rest of a stopped run (the current run is still running: no dedup by job)."""
-    assert plan.chosen is not None
     run = cast(
         FlowRun,
         run_deployment(

@@ -23,6 +23,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
+from carbonshift import scoring
 from carbonshift.artifacts import artifact_key
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import CheckpointManager, LocalStore, manager_for
@@ -31,7 +32,7 @@ from carbonshift.config import TrainingConfig
 from carbonshift.energy import Accounting, Sample, account, open_meter
 from carbonshift.job import JobSpec, WorkGpuHours, WorkOnInstance
 from carbonshift.monitor import Assessment, RunFacts, Watch
-from carbonshift.plan import Plan
+from carbonshift.plan import FeasiblePlan, NotRunnable, runnable
 from carbonshift.planner import plan_jobs
 from carbonshift.providers import ForecastUnavailable
 from carbonshift.series import IntensitySeries, Signal
@@ -58,8 +59,7 @@ def checkpoints_for(
 
 
 @task(cache_policy=NO_CACHE)
-def provision(run_id: str, plan: Plan, config: TrainingConfig) -> str:
-    assert plan.chosen is not None
+def provision(run_id: str, plan: FeasiblePlan, config: TrainingConfig) -> str:
     instance = compute_for(config).provision(run_id, plan.chosen.region, plan.chosen.instance_type)
     get_run_logger().info(
         "provisioned %s (%s) for run %s", instance.handle, instance.provider, run_id
@@ -188,7 +188,7 @@ def run_command(command: str, ctx: TrainingContext) -> TrainingOutcome:
     )
 
 
-def planned_series(plan: Plan) -> IntensitySeries | None:
+def planned_series(plan: FeasiblePlan) -> IntensitySeries | None:
     if plan.forecast is None:
         return None
     f = plan.forecast
@@ -196,8 +196,7 @@ def planned_series(plan: Plan) -> IntensitySeries | None:
     return IntensitySeries(int(f.start.timestamp()), f.step_s, values, Signal(f.signal), f.source)
 
 
-def actuals_fetcher(plan: Plan, config: TrainingConfig) -> Any:
-    assert plan.chosen is not None
+def actuals_fetcher(plan: FeasiblePlan, config: TrainingConfig) -> Any:
     chain = chain_for(config.forecast)
     region = default_catalog().region(plan.chosen.region)
 
@@ -215,7 +214,7 @@ def actuals_fetcher(plan: Plan, config: TrainingConfig) -> Any:
 @task(cache_policy=NO_CACHE)
 def watch_grid(
     job: JobSpec,
-    plan: Plan,
+    plan: FeasiblePlan,
     config: TrainingConfig,
     run_id: str,
     started_s: float,
@@ -227,14 +226,13 @@ def watch_grid(
 ) -> Assessment | None:
     """Every interval: sample energy, read actual intensity, apply the rule; on a verdict to
     stop, ask the trainer to checkpoint and stop."""
-    assert plan.chosen is not None and plan.deadline is not None
     duration = plan.chosen.duration_s
     compute = compute_for(config)
 
     def facts() -> RunFacts:
         return RunFacts(
             started_s=started_s,
-            deadline_s=plan.deadline.timestamp(),  # type: ignore[union-attr]
+            deadline_s=plan.deadline.timestamp(),
             remaining_s=duration * (1 - reporter.fraction),
             resume_overhead_s=job.resume_overhead_s,
             replans=config.replans,
@@ -261,14 +259,13 @@ def watch_grid(
 
 def emissions_markdown(
     job: str,
-    plan: Plan,
+    plan: FeasiblePlan,
     acc: Accounting,
     meter_label: str,
     outcome: TrainingOutcome,
     verdict: Assessment | None,
 ) -> str:
     c = plan.chosen
-    assert c is not None
     lines = [
         f"# {job}: energy and emissions",
         "",
@@ -293,14 +290,13 @@ def emissions_markdown(
 @task(cache_policy=NO_CACHE)
 def publish_emissions(
     job: JobSpec,
-    plan: Plan,
+    plan: FeasiblePlan,
     samples: list[Sample],
     meter_label: str,
     outcome: TrainingOutcome,
     verdict: Assessment | None,
     config: TrainingConfig,
 ) -> Accounting:
-    assert plan.chosen is not None and plan.explanation is not None
     fetch = actuals_fetcher(plan, config)
     start, end = samples[0].at_s, samples[-1].at_s
     actual = fetch(start, max(end, start + 1))
@@ -315,15 +311,16 @@ def publish_emissions(
     return acc
 
 
-def open_run_meter(plan: Plan) -> Any:
-    assert plan.chosen is not None and plan.explanation is not None
-    power_w = plan.chosen.energy_kwh * 1000 / (plan.chosen.duration_s / 3600)
+def open_run_meter(plan: FeasiblePlan) -> Any:
+    power_w = scoring.mean_power_w(plan.chosen.energy_kwh, plan.chosen.duration_s)
     return open_meter(
         power_w, time.time, plan.explanation.energy_estimate.split(" = ")[0], prefer_rapl=False
     )
 
 
-def remaining_job(job: JobSpec, plan: Plan, outcome: TrainingOutcome, now: datetime) -> JobSpec:
+def remaining_job(
+    job: JobSpec, plan: FeasiblePlan, outcome: TrainingOutcome, now: datetime
+) -> JobSpec:
     """The rest of the work, from now to the same deadline, plus one resume overhead."""
     left = 1.0 - outcome.fraction_done
     overhead_h = job.resume_overhead_s / 3600
@@ -337,7 +334,7 @@ def remaining_job(job: JobSpec, plan: Plan, outcome: TrainingOutcome, now: datet
         )
     else:
         gpu = default_catalog().gpu(job.work.reference_gpu)
-        itype = default_catalog().instance_type(plan.chosen.instance_type)  # type: ignore[union-attr]
+        itype = default_catalog().instance_type(plan.chosen.instance_type)
         extra = overhead_h * itype.throughput / gpu.throughput_factor
         work = WorkGpuHours(
             gpu_hours=job.work.gpu_hours * left + extra, reference_gpu=job.work.reference_gpu
@@ -355,7 +352,7 @@ def remaining_job(job: JobSpec, plan: Plan, outcome: TrainingOutcome, now: datet
 
 @task(cache_policy=NO_CACHE)
 def replan_rest(
-    job: JobSpec, plan: Plan, outcome: TrainingOutcome, config: TrainingConfig, run_id: str
+    job: JobSpec, plan: FeasiblePlan, outcome: TrainingOutcome, config: TrainingConfig, run_id: str
 ) -> tuple[bool, str]:
     """Plan the remaining work before the same deadline and schedule a run that resumes from
     the checkpoint; (scheduled?, what happened)."""
@@ -365,15 +362,17 @@ def replan_rest(
     (new_plan,) = plan_jobs(
         [rest], {k: s.series for k, s in forecasts.items()}, now=now, catalog=default_catalog()
     )
-    if not new_plan.feasible or new_plan.chosen is None:
-        return False, f"could not re-plan: {new_plan.reason}; resume from {outcome.checkpoint_uri}"
+    try:
+        slot = runnable(new_plan)
+    except NotRunnable as e:
+        return False, f"could not re-plan: {e}; resume from {outcome.checkpoint_uri}"
     scheduled = reschedule_remaining(
         rest,
-        new_plan,
+        slot,
         config.training_deployment,
         {
             "job": rest.model_dump(mode="json", by_alias=True),
-            "plan": new_plan.model_dump(mode="json"),
+            "plan": slot.model_dump(mode="json"),
             "resume_from": outcome.checkpoint_uri,
             "config": config.model_copy(update={"replans": config.replans + 1}).model_dump(
                 mode="json"

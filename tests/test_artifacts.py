@@ -19,10 +19,9 @@ from carbonshift.artifacts import (
     plan_rows,
     rows_as_text,
     svg_data_url,
-    unschedulable,
 )
 from carbonshift.catalog import Catalog
-from carbonshift.plan import Plan
+from carbonshift.plan import NotRunnable, Plan, runnable
 from carbonshift.planner import plan_jobs
 from tests.helpers import T0, job, series_at
 
@@ -99,8 +98,10 @@ def test_spread_plan_markdown_and_row_say_it_is_not_scheduled(catalog: Catalog) 
     spec = job("spread-2", regions=list(forecasts), placement="spread", replicas=2,
                work={"duration": "30m", "instance_type": "g5.xlarge"}, within="2h")
     (plan,) = plan_jobs([spec], forecasts, now=T0, catalog=catalog)
-    refused = unschedulable(plan)
-    assert refused is not None and refused.startswith("placement: spread")
+    with pytest.raises(NotRunnable) as e:
+        runnable(plan)
+    refused = str(e.value)
+    assert refused.startswith("placement: spread")
     done = Scheduled("spread-2", "not-scheduled", note=refused)
     (row,) = plan_rows([plan], {"spread-2": done})
     assert row["status"] == "not-scheduled" and row["run"] == refused

@@ -1,6 +1,6 @@
 """The planner: pure functions of forecasts, jobs and `now`."""
 
-from carbonshift.planner.choose import evaluate, forecasts_for, plan_jobs
+from carbonshift.planner.choose import evaluate, forecasts_for, plan_jobs, refused
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments, plan_interruptible
 from carbonshift.planner.static import static_start_s
@@ -15,6 +15,7 @@ __all__ = [
     "lowest_steps_mean",
     "plan_interruptible",
     "plan_jobs",
+    "refused",
     "static_start_s",
     "window_means",
 ]

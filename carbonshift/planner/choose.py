@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from carbonshift import scoring
 from carbonshift.catalog import Catalog, Region
 from carbonshift.job import Candidate, JobSpec, JobSpecError, ResolvedJob, resolve
-from carbonshift.plan import Explanation, Plan, Slot
+from carbonshift.plan import Explanation, FeasiblePlan, InfeasiblePlan, Plan, Slot
 from carbonshift.planner.batch import Rows, Starts, best_starts
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments, plan_interruptible
@@ -53,7 +54,7 @@ def plan_jobs(
         try:
             resolved.append(resolve(spec, catalog, now))
         except JobSpecError as e:
-            plans[spec.name] = Plan(job=spec.name, feasible=False, reason=str(e), field=e.field)
+            plans[spec.name] = refused(e)
     table = evaluate(resolved, forecasts)
     for j, job in enumerate(resolved):
         plans[job.spec.name] = _plan_for(table, j, catalog)
@@ -106,16 +107,16 @@ def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySerie
         )
         mean[i] = c.region.annual_mean_g_per_kwh
     segments = _interruptible(jobs, candidates, rows, grid, forecasts, start_s, mean, energy)
-    emissions = energy * mean / 1000.0
+    emissions = scoring.emissions_kg(energy, mean)
     cost = np.array([c.cost_usd for c in candidates], dtype=np.float64)
     for i, seg in segments.items():
         cost[i] *= seg.run_s / candidates[i].duration_s
     price = per_row([j.spec.carbon_price_usd_per_t for j in jobs], np.float64)
     by_cost = per_row([j.spec.objective == "cost" for j in jobs], np.bool_)
-    objective = np.where(by_cost, cost + emissions / 1000.0 * price, emissions)
-    budget = per_row([j.spec.carbon_budget_kg or np.inf for j in jobs], np.float64)
-    cap = per_row([j.spec.cost_cap_usd or np.inf for j in jobs], np.float64)
-    allowed = (emissions <= budget) & (cost <= cap)
+    objective = scoring.objective(emissions, cost, by_cost, price)
+    budget = per_row([scoring.limits(j.spec)[0] for j in jobs], np.float64)
+    cap = per_row([scoring.limits(j.spec)[1] for j in jobs], np.float64)
+    allowed = scoring.within_limits(emissions, cost, budget, cap)
     forecast_signal = grid.signal.value if grid is not None else STATIC_SIGNAL.value
     has_forecast = np.zeros(len(jobs), dtype=np.bool_)
     np.logical_or.at(has_forecast, job_idx, ~static)
@@ -194,6 +195,11 @@ def _interruptible(
     return out
 
 
+def refused(error: JobSpecError) -> InfeasiblePlan:
+    """The plan of a job whose spec is bad: the message, and the field to fix."""
+    return InfeasiblePlan(job=error.job, reason=str(error), field=error.field)
+
+
 def _plan_for(table: RowTable, j: int, catalog: Catalog) -> Plan:
     job = table.jobs[j]
     if job.spec.placement == "spread":
@@ -203,12 +209,11 @@ def _plan_for(table: RowTable, j: int, catalog: Catalog) -> Plan:
     slots = [slot_of(table, i) for i in kept]
     if not slots:
         best = slot_of(table, ranked[0])
-        return Plan(job=job.spec.name, feasible=False, reason=_limits_reason(job, best))
+        return InfeasiblePlan(job=job.spec.name, reason=_limits_reason(job, best))
     chosen = slots[0]
     now_home = now_home_slot(table, j)
-    return Plan(
+    return FeasiblePlan(
         job=job.spec.name,
-        feasible=True,
         chosen=chosen,
         alternatives=slots,
         explanation=explain(
@@ -226,11 +231,12 @@ def explain(
     spec = job.spec
     itype = catalog.instance_type(chosen.instance_type)
     region = catalog.region(chosen.region)
-    hours = chosen.duration_s / 3600.0
-    energy = (
-        f"{itype.gpu_count} x {itype.gpu.model} {itype.gpu.board_power_w:.0f} W x "
-        f"{spec.utilisation:.2f} x PUE {catalog.pue[region.provider]:.2f} x {hours:.2f} h "
-        f"= {chosen.energy_kwh:.2f} kWh"
+    energy = scoring.energy_estimate(
+        itype,
+        spec.utilisation,
+        [catalog.pue[region.provider]],
+        chosen.duration_s,
+        chosen.energy_kwh,
     )
     if spec.urgent:
         reason = f"urgent: starts now in the region with the lowest {spec.objective} now"
@@ -277,12 +283,7 @@ def explain(
 
 
 def _limits_reason(job: ResolvedJob, best: Slot) -> str:
-    spec = job.spec
-    parts = []
-    if spec.carbon_budget_kg is not None and best.emissions_kg > spec.carbon_budget_kg:
-        parts.append(f"carbon budget {spec.carbon_budget_kg:g} kg")
-    if spec.cost_cap_usd is not None and best.cost_usd > spec.cost_cap_usd:
-        parts.append(f"cost cap ${spec.cost_cap_usd:g}")
+    parts = scoring.broken_limits(job.spec, best.emissions_kg, best.cost_usd)
     return (
         f"no candidate meets the {' and '.join(parts)}: the best is {best.emissions_kg:.1f} kg, "
         f"${best.cost_usd:.2f} in {best.region} on {best.instance_type} at "

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from carbonshift import scoring
 from carbonshift.catalog import Catalog
-from carbonshift.plan import Explanation, Plan, Slot
+from carbonshift.plan import Explanation, InfeasiblePlan, Slot, SpreadPlan
 from carbonshift.planner.table import (
     OBJECTIVE_DECIMALS,
     RowTable,
@@ -25,9 +26,9 @@ from carbonshift.series import IntensitySeries
 from carbonshift.units import from_epoch_s
 
 
-def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
+def plan_spread(table: RowTable, j: int, catalog: Catalog) -> SpreadPlan | InfeasiblePlan:
     """The spread plan; every figure (kg, cost, energy, the now-home baseline) covers all
-    replicas, and `chosen` is the first (cleanest) shard, whose forecast the plan carries."""
+    replicas, and the first (cleanest) shard's forecast is the one the plan carries."""
     job = table.jobs[j]
     spec = job.spec
     k = spec.replicas
@@ -46,21 +47,17 @@ def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
             if found is not None and (best is None or found[0] < best[0]):
                 best = found
     if best is None:
-        return Plan(
+        return InfeasiblePlan(
             job=spec.name,
-            feasible=False,
             reason=f"replicas: {k} replicas need {k} candidate regions with a forecast "
             "and a common instance type over a full run: allow more regions",
         )
     total, shards, picked = best
     emissions = sum(s.emissions_kg for s in shards)
     cost = sum(s.cost_usd for s in shards)
-    if (spec.carbon_budget_kg is not None and emissions > spec.carbon_budget_kg) or (
-        spec.cost_cap_usd is not None and cost > spec.cost_cap_usd
-    ):
-        return Plan(
+    if scoring.broken_limits(spec, emissions, cost):
+        return InfeasiblePlan(
             job=spec.name,
-            feasible=False,
             reason=f"no spread placement meets the limits: the best emits "
             f"{emissions:.1f} kg and costs ${cost:.2f}",
         )
@@ -76,9 +73,6 @@ def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
     )
     saved, fraction, comparable, note = savings_against(home, shards[0].signal, emissions)
     itype = catalog.instance_type(shards[0].instance_type)
-    hours = shards[0].duration_s / 3600.0
-    pues = sorted({catalog.pue[catalog.region(s.region).provider] for s in shards})
-    pue = " / ".join(f"{p:.2f}" for p in pues)
     explanation = Explanation(
         reason=f"spread: {k} replicas on {itype.name} in {', '.join(s.region for s in shards)}, "
         f"started together in the window with the lowest total {spec.objective}{note}",
@@ -87,17 +81,19 @@ def plan_spread(table: RowTable, j: int, catalog: Catalog) -> Plan:
         savings_kg=saved,
         savings_fraction=fraction,
         savings_comparable=comparable,
-        energy_estimate=f"{k} replicas x {itype.gpu_count} x {itype.gpu.model} "
-        f"{itype.gpu.board_power_w:.0f} W x {spec.utilisation:.2f} x PUE {pue} x "
-        f"{hours:.2f} h = {sum(s.energy_kwh for s in shards):.2f} kWh",
+        energy_estimate=scoring.energy_estimate(
+            itype,
+            spec.utilisation,
+            [catalog.pue[catalog.region(s.region).provider] for s in shards],
+            shards[0].duration_s,
+            sum(s.energy_kwh for s in shards),
+            replicas=k,
+        ),
         forecast_source=", ".join(sorted({s.source for s in shards})),
     )
-    return Plan(
+    return SpreadPlan(
         job=spec.name,
-        feasible=True,
-        chosen=shards[0],
         shards=shards,
-        alternatives=shards,
         explanation=explanation,
         deadline=from_epoch_s(job.deadline_s),
         forecast=planned_series(table, picked[0], shards[0]),
@@ -129,12 +125,8 @@ def _best_start(
         cols = np.arange(lo, max(lo, hi + 1))
         window = np.hstack([at_e, grid.means(duration)[regions][:, cols]])
         starts = np.concatenate([[e], grid.times_s[cols]]).astype(np.int64)
-    energy = table.energy_kwh[rows][:, None]
-    emissions = energy * window / 1000.0
-    if spec.objective == "cost":
-        score = table.cost_usd[rows][:, None] + emissions / 1000.0 * spec.carbon_price_usd_per_t
-    else:
-        score = emissions
+    emissions = scoring.emissions_kg(table.energy_kwh[rows][:, None], window)
+    score = scoring.objective_of(spec, emissions, table.cost_usd[rows][:, None])
     score = np.where(np.isnan(score), np.inf, score)
     emissions = np.where(np.isnan(emissions), np.inf, emissions)
     # Rows by objective, ties by emissions (a free carbon price ties every region on cost), then

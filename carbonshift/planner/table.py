@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from carbonshift import scoring
 from carbonshift.job import Candidate, ResolvedJob
 from carbonshift.plan import PlannedSeries, Slot
 from carbonshift.planner.batch import Rows, Starts
@@ -108,10 +109,7 @@ def now_home_slot(table: RowTable, j: int) -> Slot:
             mean = series.mean_over(start, start + c.duration_s)
             source = series.source
             signal = series.signal.value
-    emissions = c.energy_kwh * mean / 1000.0
-    objective = emissions
-    if job.spec.objective == "cost":
-        objective = c.cost_usd + emissions / 1000.0 * job.spec.carbon_price_usd_per_t
+    emissions = float(scoring.emissions_kg(c.energy_kwh, mean))
     return Slot(
         region=c.region.key,
         instance_type=c.instance_type.name,
@@ -122,7 +120,7 @@ def now_home_slot(table: RowTable, j: int) -> Slot:
         energy_kwh=c.energy_kwh,
         emissions_kg=emissions,
         cost_usd=c.cost_usd,
-        objective=objective,
+        objective=float(scoring.objective_of(job.spec, emissions, c.cost_usd)),
         source=source,
         signal=signal,
         coverage=float(table.starts.coverage[i]),
@@ -141,8 +139,7 @@ def savings_against(
         )
         return 0.0, 0.0, False, note
     saved = now_home.emissions_kg - emissions_kg
-    fraction = saved / now_home.emissions_kg if now_home.emissions_kg > 0 else 0.0
-    return saved, fraction, True, ""
+    return saved, scoring.savings_fraction(now_home.emissions_kg, emissions_kg), True, ""
 
 
 def _source(table: RowTable, i: int) -> str:

@@ -20,6 +20,7 @@ from carbonshift.compute import LocalCompute
 from carbonshift.config import ForecastConfig, MonitorRule, TrainingConfig
 from carbonshift.examples import tiny_train
 from carbonshift.job import JobSpec
+from carbonshift.plan import FeasiblePlan
 from carbonshift.planner import plan_jobs
 from carbonshift.traces import read_traces, traces_in
 from carbonshift.training import TrainingContext
@@ -49,7 +50,7 @@ def job(name: str) -> JobSpec:
 def plan_for(spec: JobSpec, traces: Path, now: datetime):  # type: ignore[no-untyped-def]
     forecasts = {"aws:eu-west-2": read_traces(traces_in(traces))["GB"]}
     (plan,) = plan_jobs([spec], forecasts, now=now, catalog=default_catalog())
-    assert plan.feasible
+    assert isinstance(plan, FeasiblePlan), plan
     return plan
 
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 
 from carbonshift.catalog import Catalog
+from carbonshift.plan import FeasiblePlan, InfeasiblePlan, SpreadPlan
 from carbonshift.planner import plan_jobs
 from carbonshift.series import Signal, SignalMismatch
 from tests.helpers import T0, job, minutes, series_at
@@ -40,7 +41,7 @@ def test_best_contiguous_window_matches_sdk(
         deadline=T0 + minutes(5 * len(values)),
     )
     plan = plan_one(catalog, spec, {EAST: series_at(values)})
-    assert plan.feasible
+    assert isinstance(plan, FeasiblePlan), plan
     assert plan.chosen.start == T0 + minutes(expected_start_min)
     assert plan.chosen.mean_g_per_kwh == pytest.approx(expected_mean)
 
@@ -129,12 +130,12 @@ def test_cost_objective_prices_carbon(catalog: Catalog) -> None:
 def test_budget_and_cap_filter_and_explain(catalog: Catalog) -> None:
     forecasts = {EAST: series_at([400] * 48)}
     ok = plan_one(catalog, job(carbon_budget_kg=1.0), forecasts)
-    assert ok.feasible
+    assert isinstance(ok, FeasiblePlan), ok
     over = plan_one(catalog, job(carbon_budget_kg=0.0001), forecasts)
-    assert not over.feasible
+    assert isinstance(over, InfeasiblePlan)
     assert "carbon budget 0.0001 kg" in over.reason
     capped = plan_one(catalog, job(cost_cap_usd=0.0001), forecasts)
-    assert not capped.feasible and "cost cap" in capped.reason
+    assert isinstance(capped, InfeasiblePlan) and "cost cap" in capped.reason
 
 
 def test_urgent_starts_now_in_best_region_now(catalog: Catalog) -> None:
@@ -186,8 +187,8 @@ def test_bad_job_is_reported_and_others_planned(catalog: Catalog) -> None:
     bad = job("bad", regions=["aws:mars-1"])
     plans = plan_jobs([bad, good], {EAST: series_at([1] * 12)}, now=T0, catalog=catalog)
     assert [p.job for p in plans] == ["bad", "good"]
-    assert not plans[0].feasible and "regions[0]" in plans[0].reason
-    assert plans[1].feasible
+    assert isinstance(plans[0], InfeasiblePlan) and "regions[0]" in plans[0].reason
+    assert isinstance(plans[1], FeasiblePlan)
 
 
 def test_interruptible_uses_cheapest_steps(catalog: Catalog) -> None:
@@ -221,7 +222,7 @@ def test_spread_places_replicas_in_the_cleanest_regions(catalog: Catalog) -> Non
         work={"duration": "20m", "instance_type": "g5.xlarge"},
     )
     plan = plan_one(catalog, spec, forecasts)
-    assert plan.feasible
+    assert isinstance(plan, SpreadPlan), plan
     assert sorted(s.region for s in plan.shards) == [FRANKFURT, LONDON]
     assert all(s.start == T0 for s in plan.shards)
     assert all(s.duration_s == pytest.approx(600) for s in plan.shards)  # work split in two

@@ -10,7 +10,7 @@ import pytest
 from carbonshift.artifacts import plan_markdown, plan_rows
 from carbonshift.catalog import Catalog
 from carbonshift.cli import format_plans
-from carbonshift.plan import Plan
+from carbonshift.plan import SpreadPlan
 from carbonshift.planner import plan_jobs
 from carbonshift.series import Signal
 from tests.helpers import T0, job, minutes, series_at
@@ -21,7 +21,7 @@ FRANKFURT = "aws:eu-central-1"
 DUBLIN = "aws:eu-west-1"
 
 
-def spread_plan(catalog: Catalog, replicas: int = 3) -> Plan:
+def spread_plan(catalog: Catalog, replicas: int = 3) -> SpreadPlan:
     forecasts = {
         EAST: series_at([300] * 24),
         LONDON: series_at([100] * 24, zone="GB"),
@@ -37,15 +37,15 @@ def spread_plan(catalog: Catalog, replicas: int = 3) -> Plan:
         within="2h",
     )
     (plan,) = plan_jobs([spec], forecasts, now=T0, catalog=catalog)
-    assert plan.feasible, plan.reason
+    assert isinstance(plan, SpreadPlan), plan
     return plan
 
 
 def test_spread_plan_has_deadline_and_forecast(catalog: Catalog) -> None:
     plan = spread_plan(catalog)
     assert plan.deadline == T0 + minutes(120)
-    assert plan.chosen is not None and plan.forecast is not None
-    assert plan.forecast.start <= plan.chosen.start
+    assert plan.forecast is not None
+    assert plan.forecast.start <= plan.shards[0].start
     assert plan.forecast.g_per_kwh, "the monitor needs the forecast it was planned on"
 
 
@@ -118,7 +118,7 @@ def test_spread_cost_ties_go_to_the_cleaner_regions_and_hours(catalog: Catalog) 
         carbon_price_usd_per_t=0,
     )
     (plan,) = plan_jobs([spec], forecasts, now=T0, catalog=catalog)
-    assert plan.feasible, plan.reason
+    assert isinstance(plan, SpreadPlan), plan
     assert [s.region for s in plan.shards] == [FRANKFURT, LONDON]
     assert plan.shards[0].start >= T0 + minutes(10)  # after the dirty first two steps
 
@@ -138,7 +138,7 @@ def test_spread_claims_no_savings_against_a_home_on_another_signal(catalog: Cata
         within="2h",
     )
     (plan,) = plan_jobs([spec], moer, now=T0, catalog=catalog)
-    assert plan.feasible, plan.reason
+    assert isinstance(plan, SpreadPlan), plan
     x = plan.explanation
     assert x is not None and not x.savings_comparable
     assert x.savings_kg == 0.0 and x.savings_fraction == 0.0

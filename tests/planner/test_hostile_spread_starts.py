@@ -9,6 +9,7 @@ import itertools
 import pytest
 
 from carbonshift.catalog import Catalog
+from carbonshift.plan import InfeasiblePlan, SpreadPlan
 from carbonshift.planner import plan_jobs
 from tests.helpers import T0, job, minutes, series_at
 
@@ -34,16 +35,16 @@ def spread(**fields: object) -> object:
 
 def test_an_urgent_spread_job_starts_now(catalog: Catalog) -> None:
     (plan,) = plan_jobs([spread(urgent=True, within="6h")], HOURLY, now=T0, catalog=catalog)
-    assert plan.feasible, plan.reason
+    assert isinstance(plan, SpreadPlan), plan
     assert all(s.start == T0 for s in plan.shards), [s.start for s in plan.shards]
-    assert plan.chosen is not None and plan.chosen.start == T0
+    assert plan.shards[0].start == T0
 
 
 def test_an_urgent_spread_job_off_the_grid_starts_now(catalog: Catalog) -> None:
     now = T0 + minutes(30)
     spec = spread(urgent=True, within="5h", earliest_start=now)
     (plan,) = plan_jobs([spec], HOURLY, now=now, catalog=catalog)
-    assert plan.feasible, plan.reason
+    assert isinstance(plan, SpreadPlan), plan
     assert {s.start for s in plan.shards} == {now}
 
 
@@ -52,7 +53,7 @@ def test_a_tight_window_off_the_grid_is_feasible(catalog: Catalog) -> None:
     now = T0 + minutes(30)
     spec = spread(within="2h", earliest_start=now)
     (plan,) = plan_jobs([spec], HOURLY, now=now, catalog=catalog)
-    assert plan.feasible, plan.reason
+    assert isinstance(plan, SpreadPlan), plan
     assert {s.start for s in plan.shards} == {now}
 
 
@@ -82,7 +83,7 @@ def test_spread_matches_a_brute_force_over_every_allowed_start(
             if best is None or total < best[0] - 1e-9:
                 best = (total, start)
     if best is None:
-        assert not plan.feasible
+        assert isinstance(plan, InfeasiblePlan)
         return
-    assert plan.feasible, plan.reason
-    assert plan.chosen is not None and plan.chosen.start.timestamp() == best[1]
+    assert isinstance(plan, SpreadPlan), plan
+    assert plan.shards[0].start.timestamp() == best[1]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from carbonshift.catalog import Catalog, default_catalog
 from carbonshift.job import JobSpec
+from carbonshift.plan import FeasiblePlan
 from carbonshift.planner import plan_jobs
 from carbonshift.series import IntensitySeries
 from tests.helpers import T0, job, series_at
@@ -113,7 +114,7 @@ def test_search_matches_exhaustive_oracle(scenario) -> None:  # type: ignore[no-
 def test_chosen_slot_lies_in_the_window(scenario) -> None:  # type: ignore[no-untyped-def]
     spec, forecasts, now = scenario
     plan = _plan(spec, forecasts, now)
-    assert plan.feasible
+    assert isinstance(plan, FeasiblePlan), plan
     assert max(spec.earliest_start or now, now) <= plan.chosen.start
     assert plan.chosen.end <= spec.deadline
 
