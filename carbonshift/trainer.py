@@ -27,7 +27,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +114,7 @@ class Harness:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def steps(self) -> Iterator[int]:
+    def steps(self) -> Generator[int, None, None]:
         # Per step: one clock reading, one event check, the progress call. Everything else
         # (the marker in the store, checkpoints) waits for its interval.
         ctx, total = self.ctx, self.total_steps

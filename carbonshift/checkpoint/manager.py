@@ -113,10 +113,11 @@ class CheckpointManager:
             if self._known is None:
                 self._known = set(self.steps())
                 self._sweep(self.prefix)  # what writers that died here left behind
+            known = self._known
             folder = _folder(step)
             # A step written again is incomplete until its new manifest lands.
             self.store.delete(self._key(folder, MANIFEST))
-            self._known.discard(step)
+            known.discard(step)
             entries = {}
             for name, data in parts.items():
                 self.store.put(self._key(folder, name), data)
@@ -131,11 +132,11 @@ class CheckpointManager:
             self.store.put(
                 self._key(folder, MANIFEST), json.dumps(manifest, sort_keys=True).encode()
             )
-            self._known.add(step)
+            known.add(step)
             for key in self.store.list(self._key(folder)):
                 if key.rpartition("/")[2] not in (*entries, MANIFEST):
                     self.store.delete(key)  # a part of an older checkpoint at this step
-            self._prune(just_written=step)
+            self._prune(known, just_written=step)
             if not self.store.exists(self._key(folder, MANIFEST)):
                 raise CheckpointError(f"checkpoint {self.uri_of(step)} vanished after writing")
             return self.uri_of(step)
@@ -263,16 +264,15 @@ class CheckpointManager:
 
     # -- pruning -----------------------------------------------------------------------------
 
-    def _prune(self, just_written: int) -> None:
+    def _prune(self, known: set[int], just_written: int) -> None:
         """Keep the checkpoint just written and the `keep - 1` newest others, with whatever
         interrupted writes left in the folders removed."""
-        assert self._known is not None  # save lists the folder before it writes
-        others = sorted(self._known - {just_written}, reverse=True)
+        others = sorted(known - {just_written}, reverse=True)
         for step in others[self.keep - 1 :]:
             folder = self._key(_folder(step))
             # The manifest goes first: a half-deleted checkpoint must not look complete.
             self.store.delete(f"{folder}/{MANIFEST}")
-            self._known.discard(step)
+            known.discard(step)
             for key in self.store.list(folder):
                 self.store.delete(key)
             self._sweep(folder)
