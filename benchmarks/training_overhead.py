@@ -6,7 +6,9 @@ Prints one JSON object. Baseline and instrumented blocks alternate so that drift
 affects both alike; `overhead_fraction` is the median of the paired block ratios (instrumented
 block against the baseline block just before it). torch uses one thread in both arms.
 Checkpoints are written every CHECKPOINT_EVERY_S, far more often than the 30-minute default, so
-that their cost shows.
+that their cost shows. `blocked_fraction` is the training thread's time inside checkpoints (its
+stalls, the wait for the last write included) over the instrumented time; `harness_us_per_step`
+is the harness loop alone (progress callback, clock, stop checks) around an empty step.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,9 +40,11 @@ BLOCK_STEPS = 600
 ROUNDS = 20
 CHECKPOINT_EVERY_S = 0.5
 MONITOR_INTERVAL_S = 0.5
+STALLS_S: list[float] = []  # every checkpoint's stall, all blocks
+FINAL_WAITS_S: list[float] = []  # each block's wait for its last write
 
 
-def baseline_block(step, start: int) -> float:  # type: ignore[no-untyped-def]
+def baseline_block(step: Callable[[int], None], start: int) -> float:
     t0 = time.perf_counter()
     for k in range(start, start + BLOCK_STEPS):
         step(k)
@@ -46,9 +52,10 @@ def baseline_block(step, start: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def instrumented_block(
-    step, model, optimizer, scheduler, start: int, folder: Path
-) -> tuple[float, int]:  # type: ignore[no-untyped-def]  # noqa: E501
-    manager = CountingManager(LocalStore(folder), "bench", keep=2)
+    step: Callable[[int], None], model: Any, optimizer: Any, scheduler: Any, start: int,
+    folder: Path,
+) -> tuple[float, int, float]:
+    manager = CheckpointManager(LocalStore(folder), "bench", keep=2)
     ctx = TrainingContext(
         manager, checkpoint_every_s=CHECKPOINT_EVERY_S, on_progress=lambda p: _progress(p)
     )
@@ -79,15 +86,26 @@ def instrumented_block(
     done.set()
     monitor.join()
     harness.close()
-    return elapsed / BLOCK_STEPS, manager.saves
+    blocked_s = sum(harness.stalls_s) + harness.final_wait_s
+    STALLS_S.extend(harness.stalls_s)
+    FINAL_WAITS_S.append(harness.final_wait_s)
+    return elapsed / BLOCK_STEPS, len(harness.writes), blocked_s / elapsed
 
 
-class CountingManager(CheckpointManager):
-    saves = 0
-
-    def save(self, step, parts, meta, required=None):  # type: ignore[no-untyped-def]
-        self.saves += 1
-        return super().save(step, parts, meta, required)
+def harness_us_per_step(model: Any, optimizer: Any, scheduler: Any, folder: Path) -> float:
+    steps = 200_000
+    ctx = TrainingContext(
+        CheckpointManager(LocalStore(folder), "loop"), on_progress=lambda p: _progress(p)
+    )
+    harness = Harness(model, optimizer, scheduler, context=ctx, total_steps=steps)
+    loop = harness.steps()
+    t0 = time.perf_counter()
+    for _ in range(steps - 1):  # the last one would write the final checkpoint
+        next(loop)
+    elapsed = time.perf_counter() - t0
+    loop.close()
+    harness.close()
+    return elapsed / (steps - 1) * 1e6
 
 
 def _progress(progress: Progress) -> None:
@@ -103,16 +121,18 @@ def main() -> None:
     step, model, optimizer, scheduler, _ = make_step(0)
     for k in range(200):  # warm-up
         step(k)
-    base, inst, written = [], [], 0
+    base, inst, blocked, written = [], [], [], 0
     position = 200
     with tempfile.TemporaryDirectory() as tmp:
+        loop_us = harness_us_per_step(model, optimizer, scheduler, Path(tmp) / "loop")
         for r in range(ROUNDS):
             base.append(baseline_block(step, position))
             position += BLOCK_STEPS
-            per_step, n = instrumented_block(
+            per_step, n, blocked_fraction = instrumented_block(
                 step, model, optimizer, scheduler, position, Path(tmp) / str(r)
             )
             inst.append(per_step)
+            blocked.append(blocked_fraction)
             written += n
             position += BLOCK_STEPS
     b, i = statistics.median(base), statistics.median(inst)
@@ -125,6 +145,12 @@ def main() -> None:
                 "instrumented_step_ms": round(i * 1000, 4),
                 "overhead_fraction": round(paired, 4),
                 "overhead_of_medians": round(i / b - 1, 4),
+                "overhead_pct": round(paired * 100, 2),
+                "blocked_fraction": round(statistics.median(blocked), 5),
+                "harness_us_per_step": round(loop_us, 3),
+                "stall_ms_median": round(statistics.median(STALLS_S) * 1000, 3),
+                "stall_ms_max": round(max(STALLS_S) * 1000, 3),
+                "final_wait_ms_median": round(statistics.median(FINAL_WAITS_S) * 1000, 3),
                 "steps": BLOCK_STEPS * ROUNDS,
                 "checkpoint_every_s": CHECKPOINT_EVERY_S,
                 "checkpoints_written": written,

@@ -69,6 +69,10 @@ class CheckpointManager:
         self.keep = keep
         self._mutex = threading.RLock()  # one save at a time, whichever thread calls
         self._writer: WriterLock | None = None
+        # The steps with a manifest, as this writer knows them: listed once when it starts
+        # writing, then kept up to date by its own saves and prunes (nobody else writes here
+        # while it holds the lock), so that a save does not list the run folder again.
+        self._known: set[int] | None = None
 
     @property
     def uri(self) -> str:
@@ -106,9 +110,14 @@ class CheckpointManager:
             raise ValueError(f"required: parts {sorted(missing)} are required but not given")
         with self._mutex:
             self.acquire()
+            if self._known is None:
+                self._known = set(self.steps())
+                self._sweep(self.prefix)  # what writers that died here left behind
+            known = self._known
             folder = _folder(step)
             # A step written again is incomplete until its new manifest lands.
             self.store.delete(self._key(folder, MANIFEST))
+            known.discard(step)
             entries = {}
             for name, data in parts.items():
                 self.store.put(self._key(folder, name), data)
@@ -123,10 +132,11 @@ class CheckpointManager:
             self.store.put(
                 self._key(folder, MANIFEST), json.dumps(manifest, sort_keys=True).encode()
             )
+            known.add(step)
             for key in self.store.list(self._key(folder)):
                 if key.rpartition("/")[2] not in (*entries, MANIFEST):
                     self.store.delete(key)  # a part of an older checkpoint at this step
-            self._prune(just_written=step)
+            self._prune(known, just_written=step)
             if not self.store.exists(self._key(folder, MANIFEST)):
                 raise CheckpointError(f"checkpoint {self.uri_of(step)} vanished after writing")
             return self.uri_of(step)
@@ -150,6 +160,7 @@ class CheckpointManager:
             if self._writer is not None:
                 self._writer.release()
                 self._writer = None
+            self._known = None  # another writer may come once the lock is let go
 
     def __enter__(self) -> CheckpointManager:
         return self
@@ -253,17 +264,21 @@ class CheckpointManager:
 
     # -- pruning -----------------------------------------------------------------------------
 
-    def _prune(self, just_written: int) -> None:
-        """Keep the checkpoint just written and the `keep - 1` newest others; remove leftovers
-        of interrupted writes."""
-        others = [s for s in self.steps() if s != just_written]
+    def _prune(self, known: set[int], just_written: int) -> None:
+        """Keep the checkpoint just written and the `keep - 1` newest others, with whatever
+        interrupted writes left in the folders removed."""
+        others = sorted(known - {just_written}, reverse=True)
         for step in others[self.keep - 1 :]:
             folder = self._key(_folder(step))
             # The manifest goes first: a half-deleted checkpoint must not look complete.
             self.store.delete(f"{folder}/{MANIFEST}")
+            known.discard(step)
             for key in self.store.list(folder):
                 self.store.delete(key)
-        for key in self.store.sweep(self.prefix):
+            self._sweep(folder)
+
+    def _sweep(self, prefix: str) -> None:
+        for key in self.store.sweep(prefix):
             log.info("removed %s, left by an interrupted write", key)
 
 

@@ -53,6 +53,7 @@ class ObjectStore(Protocol):
 
 # `.<name>.<pid>.<random>.tmp`: unique per write, so threads and processes never share one.
 _TMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{32}\.tmp$")
+_MAX_CACHED_FOLDERS = 256
 
 
 class _FileLock:
@@ -80,13 +81,34 @@ class LocalStore:
         self.root = Path(root)
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
-        self.uri = f"file://{self.root.resolve()}"
+        self._root = self.root.resolve()
+        self.uri = f"file://{self._root}"
         self._inflight: set[Path] = set()
         self._inflight_lock = threading.Lock()
+        # Resolving a key walks every component of its path (an lstat each, in Python): a save
+        # touches ten keys in one folder, so folders are resolved once and kept until this store
+        # removes a folder. A folder swapped for a symlink by another process after that is not
+        # seen (as it was not between a resolve and its use before).
+        self._folders: dict[str, Path] = {}
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents and path != self.root.resolve():
+        head, _, name = key.rpartition("/")
+        if name in ("", ".", ".."):
+            return self._resolve(key)
+        folder = self._folders.get(head)
+        if folder is None:
+            folder = self._resolve(head)
+            if len(self._folders) >= _MAX_CACHED_FOLDERS:
+                self._folders.clear()
+            self._folders[head] = folder
+        path = folder / name
+        if path.is_symlink():  # it may point anywhere: resolved and checked like the rest
+            return self._resolve(key)
+        return path
+
+    def _resolve(self, key: str) -> Path:
+        path = (self._root / key).resolve()
+        if self._root not in path.parents and path != self._root:
             raise ValueError(f"key {key!r} leaves the store")
         return path
 
@@ -124,10 +146,10 @@ class LocalStore:
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> list[str]:
-        base = self._path(prefix) if prefix else self.root.resolve()
+        base = self._resolve(prefix)
         if not base.exists():
             return []
-        root = self.root.resolve()
+        root = self._root
         return sorted(
             str(p.relative_to(root))
             for p in base.rglob("*")
@@ -141,13 +163,14 @@ class LocalStore:
 
     def _remove_empty_parents(self, path: Path) -> None:
         """Empty folders go with their last file, up to the store's root."""
-        root = self.root.resolve()
+        root = self._root
         folder = path.parent
         while folder != root and root in folder.parents:
             try:
                 folder.rmdir()
             except OSError:
                 break
+            self._folders.clear()  # the cached ones may be gone, or soon be something else
             folder = folder.parent
 
     def lock(self, key: str, owner: str) -> WriterLock:
@@ -170,7 +193,7 @@ class LocalStore:
         return _FileLock(file)
 
     def sweep(self, prefix: str) -> builtins.list[str]:
-        base = self._path(prefix) if prefix else self.root.resolve()
+        base = self._resolve(prefix)
         if not base.exists():
             return []
         with self._inflight_lock:
@@ -185,7 +208,7 @@ class LocalStore:
                 continue  # another live process is writing it
             path.unlink(missing_ok=True)
             self._remove_empty_parents(path)
-            removed.append(str(path.relative_to(self.root.resolve())))
+            removed.append(str(path.relative_to(self._root)))
         return removed
 
 

@@ -72,11 +72,11 @@ def test_periodic_checkpoints_follow_the_clock(tmp_path: Path) -> None:
     now = [0.0]
 
     def clock() -> float:
-        now[0] += 1.0  # one second per call: a checkpoint every few steps
+        now[0] += 1.0  # one second per call (the harness reads it once a step)
         return now[0]
 
     ctx = TrainingContext(CheckpointManager(LocalStore(tmp_path), "job", keep=100),
-                          checkpoint_every_s=20.0, clock=clock, options={"steps": "40"})
+                          checkpoint_every_s=10.0, clock=clock, options={"steps": "40"})
     outcome = tiny_train.train(ctx)
     assert outcome.completed
     steps = ctx.checkpoints.steps()
