@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Literal
 
 from carbonshift import scoring
+from carbonshift.energy import Accounting
 from carbonshift.plan import FeasiblePlan, InfeasiblePlan, Plan, Slot, SpreadPlan
 from carbonshift.series import IntensitySeries
+from carbonshift.training import TrainingOutcome
 
 ScheduleStatus = Literal["scheduled", "unchanged", "replaced", "running", "not-scheduled", "failed"]
 PLAN_TABLE_KEY = "plan-summary"
@@ -206,6 +208,36 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
         lines += ["", f"Training run: {scheduled.status} {target} {scheduled.note}".rstrip()]
     if chart_key:
         lines += ["", f"Forecast chart: artifact `{chart_key}`."]
+    return "\n".join(lines) + "\n"
+
+
+def emissions_markdown(
+    job: str,
+    region: str,
+    acc: Accounting,
+    meter_label: str,
+    outcome: TrainingOutcome,
+    stopped_by: str | None,
+) -> str:
+    """A run's energy and emissions; `stopped_by` is the monitor's reason when it stopped it."""
+    lines = [
+        f"# {job}: energy and emissions",
+        "",
+        "| | value |",
+        "| --- | ---: |",
+        f"| energy | {acc.energy_kwh:.4f} kWh |",
+        f"| emissions (energy per interval x actual intensity) | {acc.emissions_kg:.4f} kg CO2 |",
+        f"| same energy profile, started at once in {region} | {acc.counterfactual_kg:.4f} kg |",
+        f"| saved | {acc.savings_kg:.4f} kg CO2 |",
+        "",
+        f"Meter: {meter_label}. Intensity used: {acc.intensity_source}. "
+        f"Intervals: {acc.intervals}.",
+        "",
+        f"Training: step {outcome.step}/{outcome.total_steps}"
+        f" ({'complete' if outcome.completed else outcome.stopped_reason}).",
+    ]
+    if stopped_by is not None:
+        lines += ["", f"Stopped by the monitor: {stopped_by}."]
     return "\n".join(lines) + "\n"
 
 

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
 from carbonshift.config import TrainingConfig
-from carbonshift.energy import Sample
 from carbonshift.job import JobSpec
-from carbonshift.plan import NotRunnable, Plan, runnable
-from carbonshift.training import TrainingContext
+from carbonshift.plan import Plan
+from carbonshift.run import NotRunnable, placement_of
 from tasks.training import (
-    ProgressReporter,
-    checkpoints_for,
-    open_run_meter,
-    provision,
     publish_emissions,
-    release,
     release_on_hook,
     replan_rest,
-    run_training,
-    watch_grid,
+    supervise_run,
 )
 
 
@@ -43,45 +33,27 @@ def train_model(
         config: checkpoint store, monitor rule and where actual intensity comes from.
     """
     try:
-        plan = runnable(plan)  # never one replica of a data-parallel plan as if it were all
-    except NotRunnable as e:
+        placement = placement_of(plan)
+    except NotRunnable as e:  # e.g. a spread plan: never one replica as if it were all
         return Failed(message=str(e))
     config = config or TrainingConfig()
     run_id = str(flow_run.get_id() or "local")
-    provision(run_id, plan, config)
-    stop, done = threading.Event(), threading.Event()
-    meter = open_run_meter(plan)
-    samples = [Sample(time.time(), meter.read_j())]
-    reporter = ProgressReporter(job.name)
-    try:
-        ctx = TrainingContext(
-            checkpoints_for(job, config, resume_from, run_id),
-            stop=stop,
-            on_progress=reporter,
-            checkpoint_every_s=config.checkpoint_every_s,
-            options=config.options,
-            resume_from=resume_from,
-            allow_fresh_start=config.allow_fresh_start,
-        )
-        trainer = run_training.submit(job, ctx, done)
-        watcher = watch_grid.submit(
-            job, plan, config, run_id, samples[0].at_s, stop, done, reporter, samples, meter
-        )
-        outcome = trainer.result()
-        verdict = watcher.result()
-    finally:
-        release(run_id, config)
-    samples.append(Sample(time.time(), meter.read_j()))
-    publish_emissions(job, plan, samples, meter.label, outcome, verdict, config)
+    report = supervise_run(job, placement, resume_from, config, run_id)
+    outcome = report.outcome
+    if outcome is None:  # the trainer failed; its compute is released
+        return Failed(message=report.error)
+    publish_emissions(report, outcome)
+    resume = f"resume from {outcome.checkpoint_uri}"
+    if report.error is not None:
+        return Failed(message=f"{report.error}; stopped at step {outcome.step}, {resume}")
     if outcome.completed:
         return Completed(message=f"trained {outcome.step} steps")
-    if verdict is None:
+    if not report.replan:
         return Completed(
             name="Stopped",
-            message=f"stopped at step {outcome.step}: "
-            f"{outcome.stopped_reason}; resume from {outcome.checkpoint_uri}",
+            message=f"stopped at step {outcome.step}: {outcome.stopped_reason}; {resume}",
         )
-    scheduled, note = replan_rest(job, plan, outcome, config, run_id)
+    scheduled, note = replan_rest(job, placement, outcome, config, run_id)
     return Completed(
-        name="Rescheduled" if scheduled else "Stopped", message=f"{verdict.reason}; {note}"
+        name="Rescheduled" if scheduled else "Stopped", message=f"{report.stopped_by}; {note}"
     )

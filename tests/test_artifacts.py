@@ -14,6 +14,7 @@ import pytest
 from carbonshift.artifacts import (
     Scheduled,
     artifact_key,
+    emissions_markdown,
     forecast_chart_svg,
     plan_markdown,
     plan_rows,
@@ -21,8 +22,10 @@ from carbonshift.artifacts import (
     svg_data_url,
 )
 from carbonshift.catalog import Catalog
+from carbonshift.energy import Accounting
 from carbonshift.plan import NotRunnable, Plan, runnable
 from carbonshift.planner import plan_jobs
+from carbonshift.training import TrainingOutcome
 from tests.helpers import T0, job, series_at
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -107,3 +110,16 @@ def test_spread_plan_markdown_and_row_say_it_is_not_scheduled(catalog: Catalog) 
     assert row["status"] == "not-scheduled" and row["run"] == refused
     assert "spread-2" in rows_as_text([row]) and refused in rows_as_text([row])
     snapshot("plan_markdown_spread.md", plan_markdown(plan, done))
+
+
+def test_emissions_markdown() -> None:
+    acc = Accounting(energy_kwh=0.15, emissions_kg=0.039, counterfactual_kg=0.045,
+                     intensity_source="actual+forecast", intervals=6)
+    stopped = TrainingOutcome(False, 1200, 3000, "file:///c/ckpt-000000001200", "stop requested")
+    text = emissions_markdown("nightly", "aws:eu-west-2", acc, "estimate: 1 x A10G 300 W",
+                              stopped, "actual 300 g/kWh is +200% above the forecast 100")
+    assert "| saved | 0.0060 kg CO2 |" in text and "step 1200/3000 (stop requested)" in text
+    snapshot("emissions_markdown.md", text)
+    done = TrainingOutcome(True, 3000, 3000, "file:///c/ckpt-000000003000")
+    finished = emissions_markdown("nightly", "aws:eu-west-2", acc, "m", done, None)
+    assert "Stopped by the monitor" not in finished and "(complete)" in finished

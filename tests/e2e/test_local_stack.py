@@ -187,10 +187,11 @@ def test_forecast_miss_reschedules_through_the_worker_and_ends_bit_exact(
         rows = ["timestamp,g_per_kwh"] + [
             f"{start + timedelta(minutes=m):%Y-%m-%dT%H:%M:%S}Z,{value}" for m in range(180)]
         (folder / "GB_minutes.csv").write_text("\n".join(rows) + "\n")
+    # Held at step 2000 until stopped: the monitor's verdict never races the end of training.
     job = JobSpec.model_validate({"name": "e2e-miss", "urgent": True, "within": "2h",
                                   "work": {"duration": "10m", "instance_type": "g5.xlarge"},
                                   "regions": ["aws:eu-west-2"],
-                                  "entrypoint": "carbonshift.examples.tiny_train:train"})
+                                  "entrypoint": "tests.gated_train:train"})
     planned = read_traces(traces_in(tmp_path / "planned"))["GB"]
     (plan,) = plan_jobs([job], {"aws:eu-west-2": planned}, now=now, catalog=default_catalog())
     steps = 6000
@@ -199,7 +200,7 @@ def test_forecast_miss_reschedules_through_the_worker_and_ends_bit_exact(
         "resume_from": None,
         "config": {"checkpoint_store": str(tmp_path / "ckpt"),
                    "compute_state_dir": str(tmp_path / "compute"),
-                   "options": {"steps": str(steps)},
+                   "options": {"steps": str(steps), "gate_step": "2000"},
                    "monitor": {"interval_s": 2, "grace_s": 0, "window_s": 60},
                    "forecast": {"providers": ["replay"], "traces_dir": str(tmp_path / "actual"),
                                 "replay_as_of_now": False,

@@ -1,0 +1,229 @@
+"""The training run, supervised: provision, train on a thread, watch the grid on this one, stop
+and ask for a re-plan when the rule says so, account energy per interval, always release; and
+report what happened as plain data."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from carbonshift.compute import Compute
+from carbonshift.energy import Accounting, EnergyMeter, Sample, account
+from carbonshift.job import JobSpec
+from carbonshift.monitor import Assessment, MonitorRule, RunFacts, Watch
+from carbonshift.run.command import Trainer
+from carbonshift.run.grid import ActualIntensity, planned_series
+from carbonshift.run.placement import Placement
+from carbonshift.training import Progress, TrainingContext, TrainingOutcome
+
+log = logging.getLogger("carbonshift.run")
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+    def wait(self, event: threading.Event, timeout_s: float) -> bool:
+        """Block until `event` is set or `timeout_s` has passed; True if it is set."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def wait(self, event: threading.Event, timeout_s: float) -> bool:
+        return event.wait(timeout_s)
+
+
+class RunReport(BaseModel):
+    """What a supervised run did. `outcome` is None when the trainer failed (`error` says how);
+    `verdict` is the monitor's call to stop, None when training ended by itself."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job: str
+    run_id: str
+    region: str
+    instance: str | None
+    outcome: TrainingOutcome | None
+    verdict: Assessment | None
+    history: list[Assessment]
+    samples: list[Sample]
+    meter_label: str
+    accounting: Accounting
+    released: bool
+    error: str | None = None
+
+    @property
+    def stopped_by(self) -> str | None:
+        """Why the monitor stopped the run, if it did."""
+        return self.verdict.reason if self.verdict is not None else None
+
+    @property
+    def replan(self) -> bool:
+        """The monitor stopped an unfinished run that is otherwise healthy: plan the rest."""
+        return (
+            self.error is None
+            and self.verdict is not None
+            and self.outcome is not None
+            and not self.outcome.completed
+        )
+
+
+class _Progress:
+    """The trainer's latest progress, for the rule's `remaining_s`, passed on to `forward`."""
+
+    def __init__(self, forward: Callable[[Progress], None] | None) -> None:
+        self.fraction = 0.0
+        self._forward = forward
+
+    def __call__(self, progress: Progress) -> None:
+        self.fraction = progress.fraction
+        if self._forward is not None:
+            self._forward(progress)
+
+
+class _TrainerThread:
+    """Runs the trainer in a copy of the caller's context (an orchestrator's run context and
+    loggers carry over); `done` is set however it ends."""
+
+    def __init__(self, trainer: Trainer, ctx: TrainingContext) -> None:
+        self.done = threading.Event()
+        self.outcome: TrainingOutcome | None = None
+        self.error: str | None = None
+        copied = contextvars.copy_context()
+        # Daemon: a cancelled run must not keep the process alive for a trainer asked to stop.
+        self._thread = threading.Thread(
+            target=copied.run, args=(self._body, trainer, ctx), name="trainer", daemon=True
+        )
+
+    def _body(self, trainer: Trainer, ctx: TrainingContext) -> None:
+        try:
+            self.outcome = trainer(ctx)
+        except Exception as e:  # noqa: BLE001 - reported, and the instance is still released
+            log.exception("training failed")
+            self.error = f"training failed: {type(e).__name__}: {e}"
+        finally:
+            self.done.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+@dataclass
+class Supervisor:
+    """The ports a run needs; `run` supervises one run with them."""
+
+    compute: Compute
+    meter: EnergyMeter
+    actuals: ActualIntensity
+    clock: Clock = field(default_factory=SystemClock)
+    rule: MonitorRule = field(default_factory=MonitorRule)
+
+    def run(
+        self,
+        job: JobSpec,
+        placement: Placement,
+        run_id: str,
+        context: TrainingContext,
+        trainer: Trainer,
+        replans: int = 0,
+    ) -> RunReport:
+        """Supervise one run of `job` at `placement`. `context.stop` is the trainer's stop
+        signal; `context.on_progress` still receives every progress report."""
+        slot = placement.slot
+        progress = _Progress(context.on_progress)
+        training = _TrainerThread(trainer, replace(context, on_progress=progress))
+        samples: list[Sample] = []
+        watch: Watch | None = None
+        verdict: Assessment | None = None
+        monitor_error: str | None = None
+        instance: str | None = None
+        try:
+            instance = self.compute.provision(run_id, slot.region, slot.instance_type).handle
+            samples.append(Sample(self.clock.now(), self.meter.read_j()))
+            started_s = samples[0].at_s
+
+            def facts() -> RunFacts:
+                return RunFacts(
+                    started_s=started_s,
+                    deadline_s=placement.deadline.timestamp(),
+                    remaining_s=slot.duration_s * (1 - progress.fraction),
+                    resume_overhead_s=job.resume_overhead_s,
+                    replans=replans,
+                )
+
+            watch = Watch(
+                planned=planned_series(placement.forecast),
+                facts=facts,
+                actuals=self.actuals.actuals,
+                clock=self.clock.now,
+                wait=lambda s: self.clock.wait(training.done, s),
+                rule=self.rule,
+                interrupted=lambda: self.compute.interrupted(run_id),
+                on_tick=lambda now_s: samples.append(Sample(now_s, self.meter.read_j())),
+            )
+            training.start()
+            try:
+                verdict = watch.run()
+            except Exception as e:  # noqa: BLE001 - an unwatched run stops at a checkpoint
+                log.exception("monitor failed")
+                monitor_error = f"monitor failed: {type(e).__name__}: {e}"
+            if verdict is not None or monitor_error is not None:
+                context.stop.set()
+            training.join()
+            samples.append(Sample(self.clock.now(), self.meter.read_j()))
+        finally:
+            if training.alive():  # cancelled or crashed here: ask the trainer to checkpoint
+                context.stop.set()
+            released = self.compute.release(run_id)
+        errors = [e for e in (training.error, monitor_error) if e is not None]
+        return RunReport(
+            job=job.name,
+            run_id=run_id,
+            region=slot.region,
+            instance=instance,
+            outcome=training.outcome,
+            verdict=verdict,
+            history=list(watch.history) if watch is not None else [],
+            samples=samples,
+            meter_label=self.meter.label,
+            accounting=self._account(placement, samples),
+            released=released,
+            error="; ".join(errors) or None,
+        )
+
+    def _account(self, placement: Placement, samples: list[Sample]) -> Accounting:
+        """Energy per interval x actual intensity, against the same profile started at once at
+        home (the plan's baseline)."""
+        start_s, end_s = samples[0].at_s, samples[-1].at_s
+        try:
+            actual = self.actuals.actuals(start_s, max(end_s, start_s + 1))
+        except Exception as e:  # noqa: BLE001 - accounted on the forecast, and labelled so
+            log.warning("actual intensity for the accounting unavailable: %s", e)
+            actual = None
+        home = placement.explanation.now_home
+        shift_s = placement.slot.start.timestamp() - home.start.timestamp()
+        return account(
+            samples,
+            actual,
+            planned_series(placement.forecast),
+            None,
+            shift_s,
+            home.mean_g_per_kwh,
+        )

@@ -1,0 +1,20 @@
+"""Where a run checkpoints: its own folder when fresh, the named one when resumed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from carbonshift.run import checkpoints_for
+
+
+def test_a_fresh_run_checkpoints_in_its_own_folder(tmp_path: Path) -> None:
+    first = checkpoints_for(str(tmp_path), "nightly", "run-1", None, keep=2)
+    again = checkpoints_for(f"file://{tmp_path}", "nightly", "run-2", None, keep=2)
+    assert first.uri == f"file://{tmp_path.resolve()}/nightly/run-1" and first.keep == 2
+    assert again.uri == f"file://{tmp_path.resolve()}/nightly/run-2"  # yesterday's never counts
+
+
+def test_a_resumed_run_continues_where_its_checkpoint_is(tmp_path: Path) -> None:
+    uri = f"file://{tmp_path}/nightly/run-1/ckpt-000000000042"
+    resumed = checkpoints_for(str(tmp_path / "elsewhere"), "nightly", "run-2", uri, keep=3)
+    assert resumed.uri == f"file://{tmp_path.resolve()}/nightly/run-1"
