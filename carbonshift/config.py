@@ -11,6 +11,8 @@ Secrets are in none of them: they come from the environment or Prefect Secret bl
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from carbonshift.monitor import MonitorRule
@@ -51,7 +53,9 @@ class TrainingConfig(BaseModel):
     replans: int = Field(default=0, ge=0, description="times this job was re-planned so far")
     training_deployment: str = Field(
         default=DEFAULT_TRAINING_DEPLOYMENT,
-        description="deployment that runs the rest after a re-plan",
+        pattern=r"^[^/]+/[^/]+$",
+        description="deployment that runs the rest after a re-plan (PlanningConfig sets it to "
+        "its own when it schedules the run)",
     )
 
 
@@ -68,3 +72,13 @@ class PlanningConfig(BaseModel):
     training: TrainingConfig | None = Field(
         default=None, description="config for the training runs it schedules (default: theirs)"
     )
+
+    def training_parameters(self) -> dict[str, Any] | None:
+        """The `config` parameter of the training runs it schedules (None: theirs), carrying
+        this `training_deployment`, so that a re-planned rest goes where its run went."""
+        if self.training is None and self.training_deployment == DEFAULT_TRAINING_DEPLOYMENT:
+            return None
+        training = (self.training or TrainingConfig()).model_copy(
+            update={"training_deployment": self.training_deployment}
+        )
+        return training.model_dump(mode="json")

@@ -33,6 +33,7 @@ class MonitorRule(BaseModel):
 class Verdict(StrEnum):
     CONTINUE = "continue"
     STOP = "stop-and-replan"
+    HALT = "stop"  # stop at a checkpoint, no re-plan: the re-plan limit is reached
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,17 @@ class Watch:
             now = self.clock()
             self.on_tick(now)
             if self.interrupted():
+                replans = self.facts().replans
+                limit = replans >= self.rule.max_replans
                 stop = Assessment(
-                    Verdict.STOP,
-                    "the instance was interrupted (spot notice or "
-                    "loss): resume from the last checkpoint",
+                    Verdict.HALT if limit else Verdict.STOP,
+                    "the instance was interrupted (spot notice or loss): resume from the last "
+                    "checkpoint"
+                    + (
+                        f" (re-plan limit {self.rule.max_replans} reached: not re-planned)"
+                        if limit
+                        else ""
+                    ),
                     now,
                 )
                 self.history.append(stop)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 
 class Slot(BaseModel):
@@ -109,7 +109,25 @@ class SpreadPlan(BaseModel):
     )
 
 
-Plan = Annotated[FeasiblePlan | InfeasiblePlan | SpreadPlan, Field(discriminator="kind")]
+def _with_kind(value: Any) -> Any:
+    """Plans written before plans had a `kind` (the `plan` parameter of training runs already
+    scheduled on a server) still load: the kind follows from their `feasible` and `shards`."""
+    if isinstance(value, dict) and "kind" not in value and "job" in value:
+        if not value.get("feasible", True):
+            kind = "infeasible"
+        elif value.get("shards"):
+            kind = "spread"
+        else:
+            kind = "feasible"
+        return {**value, "kind": kind}
+    return value
+
+
+Plan = Annotated[
+    FeasiblePlan | InfeasiblePlan | SpreadPlan,
+    Field(discriminator="kind"),
+    BeforeValidator(_with_kind),
+]
 PLANS: TypeAdapter[Plan] = TypeAdapter(Plan)
 
 

@@ -50,7 +50,7 @@ def plan_training(
     queue = load_queue(queue_file, jobs)
     forecasts = fetch_forecasts(queue.jobs, now, config.forecast)
     plans = plan_queue(queue, forecasts, now)
-    training = config.training.model_dump(mode="json") if config.training else None
+    training = config.training_parameters()
     scheduled = (
         schedule_runs(plans, queue.jobs, config.training_deployment, training)
         if config.schedule

@@ -41,7 +41,7 @@ def train_model(
     report = supervise_run(job, placement, resume_from, config, run_id)
     outcome = report.outcome
     if outcome is None:  # the trainer failed; its compute is released
-        return Failed(message=report.error)
+        return Failed(message=report.error or "training ended without an outcome")
     publish_emissions(report, outcome)
     resume = f"resume from {outcome.checkpoint_uri}"
     if report.error is not None:
@@ -53,7 +53,7 @@ def train_model(
             name="Stopped",
             message=f"stopped at step {outcome.step}: {outcome.stopped_reason}; {resume}",
         )
-    scheduled, note = replan_rest(job, placement, outcome, config, run_id)
+    scheduled, note = replan_rest(job, placement, outcome, config, run_id, report.started_step)
     return Completed(
         name="Rescheduled" if scheduled else "Stopped", message=f"{report.stopped_by}; {note}"
     )

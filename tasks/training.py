@@ -131,12 +131,13 @@ def replan_rest(
     outcome: TrainingOutcome,
     config: TrainingConfig,
     run_id: str,
+    started_step: int = 0,
 ) -> tuple[bool, str]:
     """Plan the remaining work before the same deadline and schedule a run that resumes from
     the checkpoint; (scheduled?, what happened)."""
     now = datetime.now(UTC)
     try:
-        rest = remaining_job(job, placement, outcome, now, default_catalog())
+        rest = remaining_job(job, placement, outcome, now, default_catalog(), started_step)
     except NothingLeft as e:
         return False, str(e)
     forecasts = fetch_forecasts([rest], now, config.forecast)

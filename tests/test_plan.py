@@ -109,3 +109,12 @@ def test_only_a_single_slot_is_runnable(catalog: Catalog) -> None:
     slot = runnable(single)  # one replica is one process: train-model runs it
     assert slot.chosen == single.shards[0] and slot.explanation == single.explanation
     assert slot.deadline == single.deadline and slot.forecast == single.forecast
+
+
+@pytest.mark.parametrize("name", ["one", "late", "spread"])
+def test_a_plan_written_before_kinds_still_loads_as_its_kind(catalog: Catalog, name: str) -> None:
+    """Training runs scheduled before plans had a `kind` carry the old shape as a parameter."""
+    plan = one_of_each(catalog)[name]
+    old = json.loads(json.dumps(plan_record(plan)))
+    del old["kind"]
+    assert PLANS.validate_python(old) == plan

@@ -62,9 +62,7 @@ class StateCopier:
         if buffer is None or buffer.shape != source.shape or buffer.dtype != source.dtype:
             # Contiguous on the CPU: a GPU's memory is not doubled, and the writer thread
             # serialises plain host memory.
-            buffer = torch.empty(
-                source.shape, dtype=source.dtype, pin_memory=source.is_cuda
-            )
+            buffer = torch.empty(source.shape, dtype=source.dtype, pin_memory=source.is_cuda)
         buffer.copy_(source)
         self._used[path] = buffer
         return buffer

@@ -15,10 +15,18 @@ class NothingLeft(ValueError):
 
 
 def remaining_job(
-    job: JobSpec, placement: Placement, outcome: TrainingOutcome, now: datetime, catalog: Catalog
+    job: JobSpec,
+    placement: Placement,
+    outcome: TrainingOutcome,
+    now: datetime,
+    catalog: Catalog,
+    started_step: int = 0,
 ) -> JobSpec:
-    """The rest of the work, from now to the same deadline, plus one resume overhead."""
-    left = 1.0 - outcome.fraction_done
+    """The rest of the work, from now to the same deadline, plus one resume overhead. A run that
+    resumed at `started_step` was given only the work from there on (its job is already a rest),
+    so the share left is counted over those steps, not over the whole training."""
+    span = outcome.total_steps - started_step
+    left = (outcome.total_steps - outcome.step) / span if span > 0 else 0.0
     if left <= 0:
         raise NothingLeft(
             f"job {job.name!r}: step {outcome.step} of {outcome.total_steps} is the end of "

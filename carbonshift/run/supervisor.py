@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from carbonshift.compute import Compute
 from carbonshift.energy import Accounting, EnergyMeter, Sample, account
 from carbonshift.job import JobSpec
-from carbonshift.monitor import Assessment, MonitorRule, RunFacts, Watch
+from carbonshift.monitor import Assessment, MonitorRule, RunFacts, Verdict, Watch
 from carbonshift.run.command import Trainer
 from carbonshift.run.grid import ActualIntensity, planned_series
 from carbonshift.run.placement import Placement
@@ -62,6 +62,7 @@ class RunReport(BaseModel):
     accounting: Accounting
     released: bool
     error: str | None = None
+    started_step: int = 0  # the step this run resumed from (0 for a fresh run)
 
     @property
     def stopped_by(self) -> str | None:
@@ -74,6 +75,7 @@ class RunReport(BaseModel):
         return (
             self.error is None
             and self.verdict is not None
+            and self.verdict.verdict is Verdict.STOP
             and self.outcome is not None
             and not self.outcome.completed
         )
@@ -83,11 +85,26 @@ class _Progress:
     """The trainer's latest progress, for the rule's `remaining_s`, passed on to `forward`."""
 
     def __init__(self, forward: Callable[[Progress], None] | None) -> None:
-        self.fraction = 0.0
+        self._base: int | None = None  # the step this run started from (0, or its resume point)
+        self._latest: Progress | None = None
         self._forward = forward
 
+    @property
+    def base(self) -> int:
+        return self._base or 0
+
+    def left(self) -> float:
+        """The share of this run's planned work still to do. A resumed run's slot covers only
+        the rest of the job, so its steps count from where it resumed, not from step 0."""
+        p, base = self._latest, self._base
+        if p is None or base is None or p.total_steps <= base:
+            return 1.0
+        return max(0.0, (p.total_steps - p.step) / (p.total_steps - base))
+
     def __call__(self, progress: Progress) -> None:
-        self.fraction = progress.fraction
+        if self._base is None:
+            self._base = max(0, progress.step - 1)  # the first report is its first step done
+        self._latest = progress
         if self._forward is not None:
             self._forward(progress)
 
@@ -109,7 +126,7 @@ class _TrainerThread:
     def _body(self, trainer: Trainer, ctx: TrainingContext) -> None:
         try:
             self.outcome = trainer(ctx)
-        except Exception as e:  # noqa: BLE001 - reported, and the instance is still released
+        except BaseException as e:  # noqa: BLE001 - reported (SystemExit too); still released
             log.exception("training failed")
             self.error = f"training failed: {type(e).__name__}: {e}"
         finally:
@@ -134,6 +151,7 @@ class Supervisor:
     actuals: ActualIntensity
     clock: Clock = field(default_factory=SystemClock)
     rule: MonitorRule = field(default_factory=MonitorRule)
+    stop_grace_s: float = 120.0  # how long a cancelled run waits for the trainer's checkpoint
 
     def run(
         self,
@@ -163,7 +181,7 @@ class Supervisor:
                 return RunFacts(
                     started_s=started_s,
                     deadline_s=placement.deadline.timestamp(),
-                    remaining_s=slot.duration_s * (1 - progress.fraction),
+                    remaining_s=slot.duration_s * progress.left(),
                     resume_overhead_s=job.resume_overhead_s,
                     replans=replans,
                 )
@@ -191,6 +209,9 @@ class Supervisor:
         finally:
             if training.alive():  # cancelled or crashed here: ask the trainer to checkpoint
                 context.stop.set()
+                # The instance must outlive the checkpoint the trainer is writing on it. An
+                # event wait, not the clock's: a cancelled clock must not skip the release.
+                training.done.wait(self.stop_grace_s)
             released = self.compute.release(run_id)
         errors = [e for e in (training.error, monitor_error) if e is not None]
         return RunReport(
@@ -206,6 +227,7 @@ class Supervisor:
             accounting=self._account(placement, samples),
             released=released,
             error="; ".join(errors) or None,
+            started_step=progress.base,
         )
 
     def _account(self, placement: Placement, samples: list[Sample]) -> Accounting:

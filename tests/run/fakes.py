@@ -147,15 +147,22 @@ class ScriptedTrainer:
     it is asked to stop; reports progress once and ends as a stopped or completed outcome."""
 
     def __init__(self, clock: FakeClock, ctx: TrainingContext, end_s: float,
-                 total_steps: int = 100, crash: Exception | None = None) -> None:
+                 total_steps: int = 100, crash: BaseException | None = None) -> None:
         self.clock = clock
         self.start_s = clock.now()
         self.end_s = end_s
         self.total_steps = total_steps
         self.crash = crash
+        self.returned = False  # set as the trainer returns or raises
         clock.alarm(end_s, ctx.stop)
 
     def __call__(self, ctx: TrainingContext) -> TrainingOutcome:
+        try:
+            return self._train(ctx)
+        finally:
+            self.returned = True
+
+    def _train(self, ctx: TrainingContext) -> TrainingOutcome:
         if not ctx.stop.wait(30.0):
             raise TimeoutError("the test never ended the trainer")
         if self.crash is not None:

@@ -49,3 +49,13 @@ def test_nothing_left_is_a_domain_error(catalog: Catalog, outcome: TrainingOutco
     spec = job("j", work={"duration": "1h", "instance_type": "g5.xlarge"}, within="12h")
     with pytest.raises(NothingLeft, match="job 'j': .*nothing left to re-plan"):
         remaining_job(spec, placement(), outcome, NOW, catalog)
+
+
+def test_a_resumed_run_counts_its_rest_from_where_it_resumed(catalog: Catalog) -> None:
+    """The second stop of a job: its run resumed at step 25 with the work of steps 25..100
+    (here 3 h); stopped at step 50, two thirds of that work is left, not half of it."""
+    spec = job("j", work={"duration": "3h", "instance_type": "g5.xlarge"}, within="12h")
+    rest = remaining_job(spec, placement(deadline_h=12), stopped_at(50), NOW, catalog,
+                         started_step=25)
+    assert isinstance(rest.work, WorkOnInstance)
+    assert rest.work.duration_s == pytest.approx(2 * 3600)

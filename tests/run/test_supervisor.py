@@ -10,7 +10,7 @@ import pytest
 
 from carbonshift.monitor import MonitorRule, Verdict
 from carbonshift.run import Placement, RunReport, Supervisor
-from carbonshift.run.supervisor import Clock
+from carbonshift.run.supervisor import Clock, _Progress
 from carbonshift.training import Progress, TrainingContext, TrainingOutcome
 from tests.helpers import job
 from tests.run.fakes import (
@@ -40,7 +40,7 @@ class Run:
     where: Placement = field(default_factory=placement)
     rule: MonitorRule = RULE
     trains_for_s: float = 1800.0
-    crash: Exception | None = None
+    crash: BaseException | None = None
     replans: int = 0
     interrupted_at: float | None = None
     broken_at: float | None = None
@@ -201,6 +201,42 @@ class CancellingClock(FakeClock):
 
 def test_a_cancelled_run_asks_the_trainer_to_stop_and_releases() -> None:
     run = Run(trains_for_s=3600)
+    release, trainer_returned = run.compute.release, []
+
+    def release_after_the_trainer(run_id: str) -> bool:
+        trainer_returned.append(run.trainer.returned)
+        return release(run_id)
+
+    run.compute.release = release_after_the_trainer  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         run.supervise(clock=CancellingClock())
     assert run.ctx.stop.is_set() and run.compute.released == ["run-1"]
+    # released only once the trainer had stopped at its checkpoint
+    assert trainer_returned == [True]
+
+
+def test_an_interruption_past_the_replan_limit_stops_without_a_replan() -> None:
+    run = Run(actual_g=200.0, interrupted_at=START + 600, trains_for_s=3600,
+              replans=RULE.max_replans)
+    report = run.supervise()
+    assert report.verdict is not None and report.verdict.verdict is Verdict.HALT
+    assert "re-plan limit 2 reached" in report.verdict.reason
+    assert not report.replan and report.released and report.error is None
+    assert report.outcome is not None and report.outcome.step == 16
+
+
+def test_a_trainer_that_exits_is_reported_not_lost() -> None:
+    run = Run(crash=SystemExit(3), trains_for_s=900)
+    report = run.supervise()
+    assert report.outcome is None and report.error == "training failed: SystemExit: 3"
+    assert report.released and not report.replan
+
+
+def test_a_resumed_run_reports_where_it_started_and_its_remaining_time() -> None:
+    """The deadline check uses the time this run has left: its slot covers only the rest of
+    the job, so steps count from the resume point."""
+    progress = _Progress(None)
+    assert progress.left() == 1.0 and progress.base == 0
+    progress(Progress(51, 100))  # resumed at 50: the first report is step 51
+    progress(Progress(75, 100))
+    assert progress.base == 50 and progress.left() == pytest.approx(0.5)
