@@ -129,9 +129,7 @@ def main() -> None:
                     statistics.median(w.bytes / w.write_s for w in writes) / 2**20, 1
                 ),
                 "step_ms_baseline": round(baseline_step_s * 1000, 2),
-                "step_ms_with_checkpoints": round(
-                    (run_s - blocked_s) / steps * 1000, 2
-                ),
+                "step_ms_with_checkpoints": round((run_s - blocked_s) / steps * 1000, 2),
                 "blocked_fraction": round(blocked_s / run_s, 4),
                 "stalls_ms": [round(s, 1) for s in (t * 1000 for t in harness.stalls_s)],
             }

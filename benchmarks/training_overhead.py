@@ -52,7 +52,11 @@ def baseline_block(step: Callable[[int], None], start: int) -> float:
 
 
 def instrumented_block(
-    step: Callable[[int], None], model: Any, optimizer: Any, scheduler: Any, start: int,
+    step: Callable[[int], None],
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    start: int,
     folder: Path,
 ) -> tuple[float, int, float]:
     manager = CheckpointManager(LocalStore(folder), "bench", keep=2)

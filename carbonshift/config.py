@@ -11,10 +11,12 @@ Secrets are in none of them: they come from the environment or Prefect Secret bl
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from carbonshift.compute import Compute, LocalCompute
 from carbonshift.monitor import MonitorRule
 from carbonshift.providers.factory import ForecastConfig
 
@@ -57,6 +59,11 @@ class TrainingConfig(BaseModel):
         description="deployment that runs the rest after a re-plan (PlanningConfig sets it to "
         "its own when it schedules the run)",
     )
+
+    def compute(self) -> Compute:
+        """The compute port the run provisions on (the local machine; the cloud adapters
+        plug in here)."""
+        return LocalCompute(Path(self.compute_state_dir))
 
 
 class PlanningConfig(BaseModel):

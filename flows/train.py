@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
@@ -11,12 +13,14 @@ from carbonshift.config import TrainingConfig
 from carbonshift.job import JobSpec
 from carbonshift.plan import Plan
 from carbonshift.run import NotRunnable, placement_of
-from tasks.training import (
-    publish_emissions,
-    release_on_hook,
-    replan_rest,
-    supervise_run,
-)
+from tasks.training import publish_emissions, replan_rest, supervise_run
+
+
+def release_on_hook(flow: Any, flow_run: Any, state: Any) -> None:
+    """on_cancellation / on_crashed: runs in the worker's process, finds compute by run id
+    (Prefect passes the hook's arguments by these names)."""
+    raw = (flow_run.parameters or {}).get("config") or {}
+    TrainingConfig.model_validate(raw).compute().release(str(flow_run.id))
 
 
 @flow(name="train-model", on_cancellation=[release_on_hook], on_crashed=[release_on_hook])

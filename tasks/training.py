@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, cast
+from typing import cast
 from uuid import UUID
 
 from prefect import get_run_logger, task
@@ -19,7 +18,6 @@ from prefect.cache_policies import NO_CACHE
 
 from carbonshift.artifacts import artifact_key, emissions_markdown
 from carbonshift.catalog import default_catalog
-from carbonshift.compute import LocalCompute
 from carbonshift.config import TrainingConfig
 from carbonshift.job import JobSpec
 from carbonshift.plan import runnable
@@ -41,17 +39,6 @@ from carbonshift.training import Progress, TrainingContext, TrainingOutcome
 from tasks.forecasts import chain_for
 from tasks.planning import fetch_forecasts
 from tasks.scheduling import reschedule_remaining
-
-
-def compute_for(config: TrainingConfig) -> LocalCompute:
-    return LocalCompute(Path(config.compute_state_dir))
-
-
-def release_on_hook(flow: Any, flow_run: Any, state: Any) -> None:
-    """on_cancellation / on_crashed: runs in the worker's process, finds compute by run id."""
-    raw = (flow_run.parameters or {}).get("config") or {}
-    config = TrainingConfig.model_validate(raw)
-    compute_for(config).release(str(flow_run.id))
 
 
 class ProgressReporter:
@@ -80,7 +67,7 @@ def supervise_run(
     clock = SystemClock()
     region = default_catalog().region(placement.slot.region)
     supervisor = Supervisor(
-        compute=compute_for(config),
+        compute=config.compute(),
         meter=run_meter(placement, clock.now),
         actuals=ChainActuals(chain_for(config.forecast), region),
         clock=clock,

@@ -25,9 +25,8 @@ from carbonshift.plan import FeasiblePlan
 from carbonshift.planner import plan_jobs
 from carbonshift.traces import read_traces, traces_in
 from carbonshift.training import TrainingContext
-from flows.train import train_model
+from flows.train import release_on_hook, train_model
 from tasks.scheduling import job_runs
-from tasks.training import release_on_hook
 
 pytestmark = pytest.mark.integration
 STEPS = 3000
