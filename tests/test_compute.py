@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carbonshift.compute import LocalCompute
+from carbonshift.compute import LaunchRequest, LocalCompute
 
 
 def test_local_compute_by_run_id(tmp_path: Path) -> None:
     compute = LocalCompute(tmp_path)
-    instance = compute.provision("run-1", "aws:eu-west-2", "g5.xlarge")
-    assert compute.held() == ["run-1"]
+    request = LaunchRequest("train-a", "run-1", "aws:eu-west-2", "g5.xlarge")
+    instance = compute.provision(request)
+    assert [i.run_id for i in compute.held()] == ["run-1"]
+    assert compute.provision(request) == instance  # a retried provision: the same instance
     # Another process (a worker's hook) finds it by the run's id alone.
     again = LocalCompute(tmp_path)
     assert again.find("run-1") == instance

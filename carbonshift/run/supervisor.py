@@ -14,7 +14,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from carbonshift.compute import Compute
+from carbonshift.compute import Compute, LaunchRequest
 from carbonshift.energy import Accounting, EnergyMeter, Sample, account
 from carbonshift.job import JobSpec
 from carbonshift.monitor import Assessment, MonitorRule, RunFacts, Verdict, Watch
@@ -173,7 +173,10 @@ class Supervisor:
         monitor_error: str | None = None
         instance: str | None = None
         try:
-            instance = self.compute.provision(run_id, slot.region, slot.instance_type).handle
+            request = LaunchRequest(
+                job.name, run_id, slot.region, slot.instance_type, spot=job.interruptible
+            )
+            instance = self.compute.provision(request).handle
             samples.append(Sample(self.clock.now(), self.meter.read_j()))
             started_s = samples[0].at_s
 

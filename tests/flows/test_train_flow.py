@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import StateType
 
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import CheckpointManager, LocalStore
-from carbonshift.compute import LocalCompute
+from carbonshift.compute import LaunchRequest, LocalCompute
 from carbonshift.config import ForecastConfig, MonitorRule, TrainingConfig
 from carbonshift.examples import tiny_train
 from carbonshift.job import JobSpec
@@ -138,7 +138,7 @@ def test_forecast_miss_reschedules_and_resumes_bit_exact(deployment: None, tmp_p
 
 def test_hooks_release_compute_by_run_id(tmp_path: Path) -> None:
     compute = LocalCompute(tmp_path / "compute")
-    compute.provision("run-77", "aws:eu-west-2", "g5.xlarge")
+    compute.provision(LaunchRequest("j", "run-77", "aws:eu-west-2", "g5.xlarge"))
     cfg = TrainingConfig(compute_state_dir=str(tmp_path / "compute"))
     fake_run = SimpleNamespace(id="run-77", parameters={"config": json.loads(
         cfg.model_dump_json())})

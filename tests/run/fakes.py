@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from carbonshift.checkpoint import CheckpointManager, LocalStore
-from carbonshift.compute import Instance
+from carbonshift.compute import Instance, LaunchRequest
 from carbonshift.plan import Explanation, PlannedSeries, Slot
 from carbonshift.run import Placement
 from carbonshift.series import IntensitySeries
@@ -88,10 +88,13 @@ class FakeCompute:
         self.held: dict[str, Instance] = {}
         self.released: list[str] = []
 
-    def provision(self, run_id: str, region: str, instance_type: str) -> Instance:
+    def provision(self, request: LaunchRequest) -> Instance:
         if self.refuse:
             raise RuntimeError("no capacity")
-        self.held[run_id] = Instance(run_id, "fake", region, instance_type, f"i-{run_id}")
+        run_id = request.run_id
+        self.held[run_id] = Instance(
+            run_id, "fake", request.region, request.instance_type, f"i-{run_id}", request.job,
+            request.spot)
         return self.held[run_id]
 
     def release(self, run_id: str) -> bool:
