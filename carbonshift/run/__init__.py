@@ -2,6 +2,7 @@
 
 from carbonshift.run.command import EXIT_STOPPED, Trainer, load_entrypoint, run_command, trainer_for
 from carbonshift.run.context import checkpoints_for
+from carbonshift.run.failover import NoCapacity, with_failover
 from carbonshift.run.grid import ActualIntensity, ChainActuals, planned_series
 from carbonshift.run.placement import NotRunnable, Placement, placement_of, run_meter
 from carbonshift.run.rest import NothingLeft, remaining_job
@@ -12,6 +13,7 @@ __all__ = [
     "ActualIntensity",
     "ChainActuals",
     "Clock",
+    "NoCapacity",
     "NotRunnable",
     "NothingLeft",
     "Placement",
@@ -27,4 +29,5 @@ __all__ = [
     "run_command",
     "run_meter",
     "trainer_for",
+    "with_failover",
 ]

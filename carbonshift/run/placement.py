@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from carbonshift import scoring
 from carbonshift.energy import EnergyMeter, open_meter
@@ -26,6 +26,11 @@ class Placement(BaseModel):
     deadline: datetime
     forecast: PlannedSeries | None
     explanation: Explanation
+    alternatives: list[Slot] = Field(
+        default_factory=list,
+        description="the plan's other (region, instance type) options, best first: where the "
+        "run goes when the chosen one has no capacity",
+    )
 
     @property
     def power_w(self) -> float:
@@ -43,6 +48,7 @@ def placement_of(plan: Plan) -> Placement:
         deadline=feasible.deadline,
         forecast=feasible.forecast,
         explanation=feasible.explanation,
+        alternatives=[s for s in feasible.alternatives if s != feasible.chosen],
     )
 
 
