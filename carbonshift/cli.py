@@ -1,13 +1,11 @@
-"""`carbonshift` command line: backtests and plans on recorded traces."""
+"""`carbonshift` command line: backtests and plans on recorded traces; one training run and the
+instance reaper (through the project's flows)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -15,13 +13,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from carbonshift import forecast_cli
+from carbonshift import cloud_cli, forecast_cli
 from carbonshift.artifacts import Column, plan_figures, text_table
 from carbonshift.backtest import backtest
 from carbonshift.catalog import Catalog, CatalogError, default_catalog
 from carbonshift.job import load_jobs
 from carbonshift.plan import InfeasiblePlan, Plan, plan_record
 from carbonshift.planner import forecasts_for, plan_jobs
+from carbonshift.project import run_project_module
 from carbonshift.providers import ForecastUnavailable, ProviderError
 from carbonshift.series import IntensitySeries, SeriesError, Signal
 from carbonshift.traces import bundled_traces_dir, join, read_trace, traces_in
@@ -93,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     bt.set_defaults(run=_backtest)
 
     forecast_cli.add_parser(sub)
+    cloud_cli.add_parsers(sub)
 
     demo = sub.add_parser(
         "demo", help="local Prefect server + worker: plan the example queue, run the urgent job"
@@ -132,44 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The project folder: flows/, tasks/, prefect.yaml and deployments/ are project code, run from
-# here and not installed (as top-level `flows` and `tasks` they would collide with any other
-# project's). `pip install -e .` from a clone makes this the clone.
-PROJECT = Path(__file__).resolve().parents[1]
-
-
-def demo_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The demo's environment: the project folder first on PYTHONPATH, so that `flows.demo`
-    imports from any working directory (and the server, worker and flow runs it starts find
-    the same code)."""
-    if not (PROJECT / "flows" / "demo.py").is_file() or not (PROJECT / "prefect.yaml").is_file():
-        raise ValueError(
-            f"demo: no flows/demo.py and prefect.yaml in {PROJECT}: the demo runs from a clone "
-            "of the project; install it there with `pip install -e .`"
-        )
-    rest = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {**environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), *rest])}
-
-
 def _demo(args: argparse.Namespace) -> int:
-    # The demo drives Prefect, which the core never imports: it runs as its own process.
-    cmd = [sys.executable, "-m", "flows.demo", "--timeout", f"{args.timeout:g}"]
+    argv = ["--timeout", f"{args.timeout:g}"]
     if args.exit:
-        cmd.append("--exit")
-    proc = subprocess.Popen(cmd, env=demo_env(os.environ))
-    forward = signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
-    try:
-        while True:
-            try:
-                code = proc.wait()
-                break
-            except KeyboardInterrupt:
-                # Ctrl-C reached the demo too (one process group): it stops its stack. Wait for
-                # that; killing it now would orphan its server, worker and flow runs.
-                continue
-    finally:
-        signal.signal(signal.SIGTERM, forward)
-    return 128 - code if code < 0 else code
+        argv.append("--exit")
+    return run_project_module("flows.demo", argv)
 
 
 def _signal_and_json(parser: argparse.ArgumentParser) -> None:

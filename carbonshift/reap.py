@@ -62,4 +62,3 @@ def reap(compute: Compute, found: Iterable[Reaped]) -> list[Reaped]:
     return [
         Reaped(r.instance, r.reason, released=compute.release(r.instance.run_id)) for r in found
     ]
-

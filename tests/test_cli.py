@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from carbonshift import cli
-from carbonshift.cli import demo_env, main
+from carbonshift import project
+from carbonshift.cli import main
+from carbonshift.project import demo_env
 from carbonshift.traces import bundled_traces_dir
 
 TRACES = bundled_traces_dir()
@@ -159,7 +160,7 @@ def test_demo_finds_the_project_code_from_any_folder(tmp_path: Path) -> None:
 def test_demo_outside_a_clone_is_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "PROJECT", tmp_path)  # an install without the project folder
+    monkeypatch.setattr(project, "PROJECT", tmp_path)  # an install without the project folder
     code, out, err = run(capsys, "demo", "--exit")
     assert code == 2
-    assert err.count("\n") == 1 and "runs from a clone" in err and str(tmp_path) in err
+    assert err.count("\n") == 1 and "from a clone" in err and str(tmp_path) in err

@@ -1,0 +1,62 @@
+"""One training without a deployment (`carbonshift train`): the job from a job file, restricted
+to a region and instance type when given, planned to start now; and `carbonshift reap`'s
+request. The CLI validates these here; the project's flows run them (the core never imports
+Prefect)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from carbonshift.catalog import Catalog
+from carbonshift.job import JobSpec, WorkOnInstance, load_jobs
+
+
+class TrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    jobs: str = Field(description="the job file")
+    job: str = Field(description="the job's name in it")
+    compute: Literal["local", "cloud"] = "local"
+    region: str | None = Field(default=None, description="provider:region, as in job files")
+    instance_type: str | None = None
+    store: str | None = Field(default=None, description="checkpoint store URI")
+    json_output: bool = False
+
+
+class ReapRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    regions: list[str] = Field(min_length=1)
+    stale_after_s: float = Field(default=900.0, gt=0)
+    json_output: bool = False
+
+
+def adhoc_job(request: TrainRequest, catalog: Catalog) -> JobSpec:
+    """The named job, urgent (it starts now), limited to `region` and `instance_type`; errors
+    name the option and what to give instead."""
+    queue = load_jobs(Path(request.jobs))
+    spec = next((j for j in queue.jobs if j.name == request.job), None)
+    if spec is None:
+        bad = next((e for e in queue.errors if e.job == request.job), None)
+        if bad is not None:
+            raise ValueError(f"--job {request.job}: {bad}")
+        names = ", ".join(j.name for j in queue.jobs) or "none"
+        raise ValueError(f"--job: no job {request.job!r} in {request.jobs} (jobs: {names})")
+    update: dict[str, object] = {"urgent": True, "earliest_start": None}
+    if request.region is not None:
+        region = catalog.region(request.region)  # raises, naming the known regions
+        update["regions"] = [region.key]
+        update["providers"] = [region.provider]
+    if request.instance_type is not None:
+        itype = catalog.instance_type(request.instance_type)
+        update["instance_types"] = [itype.name]
+        if isinstance(spec.work, WorkOnInstance) and spec.work.instance_type != itype.name:
+            raise ValueError(
+                f"--instance-type {itype.name}: job {spec.name!r} is sized for "
+                f"{spec.work.instance_type} (work.duration); give that type, or size the job in "
+                "gpu_hours so that other types can run it"
+            )
+    return spec.model_copy(update=update)

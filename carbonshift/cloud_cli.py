@@ -1,0 +1,80 @@
+"""`carbonshift train` (one training run, no deployment) and `carbonshift reap` (terminate what
+carbonshift launched and nobody owns). Arguments are checked here, against the catalog; the
+project's flows (`flows.cli`) run them."""
+
+from __future__ import annotations
+
+import argparse
+
+from carbonshift.adhoc import ReapRequest, TrainRequest, adhoc_job
+from carbonshift.catalog import default_catalog
+from carbonshift.project import run_project_module
+from carbonshift.units import parse_duration_s
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    train = sub.add_parser(
+        "train", help="plan one job to start now and run its training (no deployment needed)"
+    )
+    train.add_argument("--jobs", required=True, help="job file (YAML)")
+    train.add_argument("--job", required=True, metavar="NAME", help="the job to train")
+    train.add_argument(
+        "--compute",
+        choices=["local", "cloud"],
+        default="local",
+        help="local: this machine (default); cloud: EC2 for aws: regions, GCE for gcp:",
+    )
+    train.add_argument("--region", help="run only there, e.g. aws:us-east-1")
+    train.add_argument("--instance-type", help="run only on this type, e.g. g5.xlarge")
+    train.add_argument("--store", help="checkpoint store: a folder, file://, s3:// or gs:// URI")
+    train.add_argument("--json", action="store_true", help="print one JSON object")
+    train.set_defaults(run=_train)
+
+    reap = sub.add_parser(
+        "reap", help="terminate carbonshift instances whose run ended or went silent"
+    )
+    reap.add_argument(
+        "--region",
+        action="append",
+        required=True,
+        help="where to look, e.g. aws:us-east-1 (repeat for more)",
+    )
+    reap.add_argument(
+        "--stale-after",
+        type=_stale_after,
+        default=900.0,
+        help="a heartbeat older than this means the run is lost (default 15m)",
+    )
+    reap.add_argument("--json", action="store_true", help="print one JSON object")
+    reap.set_defaults(run=_reap)
+
+
+def _stale_after(text: str) -> float:
+    try:
+        seconds = parse_duration_s(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0, e.g. 15m")
+    return seconds
+
+
+def _train(args: argparse.Namespace) -> int:
+    request = TrainRequest(
+        jobs=args.jobs,
+        job=args.job,
+        compute=args.compute,
+        region=args.region,
+        instance_type=args.instance_type,
+        store=args.store,
+        json_output=args.json,
+    )
+    adhoc_job(request, default_catalog())  # bad input fails here, before Prefect starts
+    return run_project_module("flows.cli", ["train", request.model_dump_json()])
+
+
+def _reap(args: argparse.Namespace) -> int:
+    catalog = default_catalog()
+    regions = [catalog.region(r).key for r in args.region]
+    request = ReapRequest(regions=regions, stale_after_s=args.stale_after, json_output=args.json)
+    return run_project_module("flows.cli", ["reap", request.model_dump_json()])
