@@ -3,9 +3,15 @@
 
 An upload that fails on an error S3 answered is aborted. One cut short by the network or by the
 process dying stays in place, with a marker object (`.<name>.upload`, hidden from listings)
-naming its upload id and the sha256 of the whole object (also the object's `sha256` metadata):
-the next upload of the same bytes to the same key lists the parts already there and sends only
-the missing ones. Uploads nobody resumes are aborted by the store's sweep."""
+naming its upload id and the SHA-256 of the whole object: the next upload of the same bytes to
+the same key lists the parts already there and sends only the missing ones. Uploads nobody
+resumes are aborted by the store's sweep.
+
+The whole object's SHA-256 lives in the marker, not in the object's metadata: metadata is set
+when an upload starts, and S3 shows none of it for an upload in progress, so it could not say
+which bytes an unfinished upload holds; waiting for the hash before starting would delay every
+upload by it. The completed object carries S3's checksum of its parts' SHA-256s, and the
+checkpoint manifest the whole object's."""
 
 from __future__ import annotations
 
@@ -65,26 +71,24 @@ class MultipartUploader:
 
     def upload(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
         """`if_absent`: complete only if no object is at `key` (FileExistsError otherwise)."""
-        count = max(1, -(-len(data) // self.part_size))
-        if count > MAX_PARTS:
+        if -(-len(data) // self.part_size) > MAX_PARTS:
             raise ValueError(
                 f"{key}: {len(data)} bytes need more than {MAX_PARTS} parts of {self.part_size}"
             )
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3-part")
         try:
-            # The parts' checksums are computed by the pool while this thread hashes the whole
-            # object (hashlib lets go of the GIL): the upload waits for one hash, not two.
-            view = memoryview(data)
-            checksums = [
-                pool.submit(_b64_sha256, view[start : start + self.part_size])
-                for start in range(0, max(len(data), 1), self.part_size)
-            ]
-            sha256 = hashlib.sha256(data).hexdigest()
-            upload_id = self._start(key, sha256)
-            sent = self._sent(key, upload_id) if upload_id else None
-            if upload_id is None or sent is None:
-                upload_id, sent = self._create(key, sha256), {}
-            self._finish(key, upload_id, data, pool, checksums, sent, if_absent)
+            # The whole object's SHA-256 names the upload in its marker, for a later put of the
+            # same bytes to resume; it is computed alongside the parts, not before them (an
+            # upload killed before its marker is written is not resumed, only swept).
+            whole = pool.submit(_hex_sha256, data)
+            upload_id, sent = self._resumable(key, whole)
+            if upload_id is None:
+                upload_id = self.client.create_multipart_upload(
+                    Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256"
+                )["UploadId"]
+                self._finish(key, upload_id, data, pool, {}, if_absent, mark=whole)
+            else:
+                self._finish(key, upload_id, data, pool, sent, if_absent, mark=None)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # a failure sends no further parts
 
@@ -94,17 +98,22 @@ class MultipartUploader:
         upload_id: str,
         data: bytes,
         pool: ThreadPoolExecutor,
-        checksums: list[Future[str]],
         sent: dict[int, _Sent],
         if_absent: bool,
+        mark: Future[str] | None,
     ) -> None:
         with self._live_lock:
             self._live.add(upload_id)
         try:
             futures = [
-                pool.submit(self._part, key, upload_id, data, n, checksum, sent.get(n))
-                for n, checksum in enumerate(checksums, start=1)
+                pool.submit(self._part, key, upload_id, data, n, sent.get(n))
+                for n in range(1, max(1, -(-len(data) // self.part_size)) + 1)
             ]
+            if mark is not None:
+                doc = {"upload_id": upload_id, "sha256": mark.result(), "part_size": self.part_size}
+                self.client.put_object(
+                    Bucket=self.bucket, Key=marker_key(key), Body=json.dumps(doc).encode()
+                )
             parts = [f.result() for f in futures]
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
@@ -123,31 +132,13 @@ class MultipartUploader:
                 self._live.discard(upload_id)
         self._delete(marker_key(key))
 
-    def _create(self, key: str, sha256: str) -> str:
-        upload_id = str(
-            self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", Metadata={"sha256": sha256}
-            )["UploadId"]
-        )
-        doc = {"upload_id": upload_id, "sha256": sha256, "part_size": self.part_size}
-        self.client.put_object(
-            Bucket=self.bucket, Key=marker_key(key), Body=json.dumps(doc).encode()
-        )
-        return upload_id
-
     def _part(
-        self,
-        key: str,
-        upload_id: str,
-        data: bytes,
-        number: int,
-        checksum: Future[str],
-        have: _Sent | None,
+        self, key: str, upload_id: str, data: bytes, number: int, have: _Sent | None
     ) -> dict[str, Any]:
         start = (number - 1) * self.part_size
-        size = min(self.part_size, len(data) - start)
-        sha = checksum.result()
-        if have and have.size == size and have.sha256 in (None, sha):
+        chunk = memoryview(data)[start : start + self.part_size]
+        sha = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+        if have and have.size == len(chunk) and have.sha256 in (None, sha):
             etag = have.etag  # S3 checks at completion that its checksum is this one
         else:
             if self.before_part is not None:
@@ -175,15 +166,17 @@ class MultipartUploader:
         doc = self._marker(marker_key(key))
         return None if doc is None else str(doc.get("upload_id", ""))
 
-    def _start(self, key: str, sha256: str) -> str | None:
-        """The upload of these bytes to `key` in progress, if any (its marker says so)."""
+    def _resumable(self, key: str, whole: Future[str]) -> tuple[str | None, dict[int, _Sent]]:
+        """The upload of these bytes to `key` in progress (its marker says so), and its parts."""
         doc = self._marker(marker_key(key))
         if not doc or not isinstance(doc.get("upload_id"), str):
-            return None
-        if doc.get("sha256") != sha256 or doc.get("part_size") != self.part_size:
-            self.abort(key, doc["upload_id"])  # of other bytes: nobody will finish it
-            return None
-        return str(doc["upload_id"])
+            return None, {}
+        upload_id = str(doc["upload_id"])
+        if doc.get("sha256") != whole.result() or doc.get("part_size") != self.part_size:
+            self.abort(key, upload_id)  # of other bytes: nobody will finish it
+            return None, {}
+        sent = self._sent(key, upload_id)
+        return (upload_id, sent) if sent is not None else (None, {})
 
     def _sent(self, key: str, upload_id: str) -> dict[int, _Sent] | None:
         """The parts an upload has; None once it is gone (completed or aborted meanwhile)."""
@@ -218,5 +211,5 @@ class MultipartUploader:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
 
-def _b64_sha256(chunk: memoryview) -> str:
-    return base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+def _hex_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
