@@ -14,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from carbonshift.checkpoint.uri import parse_store_uri
 from carbonshift.compute import Compute, LocalCompute
 from carbonshift.monitor import MonitorRule
 from carbonshift.providers.factory import ForecastConfig
@@ -35,7 +36,9 @@ class TrainingConfig(BaseModel):
     """Where checkpoints and compute state live, how the grid is watched."""
 
     checkpoint_store: str = Field(
-        default=".carbonshift/checkpoints", description="folder or file:// URI for checkpoints"
+        default=".carbonshift/checkpoints",
+        description="where checkpoints go: a folder, file:///folder, s3://bucket/prefix "
+        "(optionally ?region=eu-west-1) or gs://bucket/prefix",
     )
     checkpoint_every_s: float = Field(default=1800.0, gt=0)
     keep_checkpoints: int = Field(default=3, ge=1)
@@ -59,6 +62,12 @@ class TrainingConfig(BaseModel):
         description="deployment that runs the rest after a re-plan (PlanningConfig sets it to "
         "its own when it schedules the run)",
     )
+
+    @field_validator("checkpoint_store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        parse_store_uri(value, field="checkpoint_store")  # scheme and bucket name, no network
+        return value
 
     def compute(self) -> Compute:
         """The compute port the run provisions on (the local machine; the cloud adapters

@@ -1,4 +1,6 @@
-"""Checkpoints on object storage: parts first, a manifest with sizes and sha256 last."""
+"""Checkpoints on object storage (a folder, S3 or GCS): parts first, a manifest with sizes and
+sha256 last. The cloud stores are `carbonshift.checkpoint.s3.S3Store` and
+`carbonshift.checkpoint.gcs.GcsStore` (imported on use: their SDKs load only then)."""
 
 from carbonshift.checkpoint.manager import (
     Checkpoint,
@@ -9,6 +11,7 @@ from carbonshift.checkpoint.manager import (
     manager_for,
 )
 from carbonshift.checkpoint.store import LocalStore, ObjectStore, WriterBusy, open_store
+from carbonshift.checkpoint.uri import StoreUri, parse_store_uri
 
 __all__ = [
     "Checkpoint",
@@ -17,8 +20,10 @@ __all__ = [
     "LocalStore",
     "NoCheckpointToResume",
     "ObjectStore",
+    "StoreUri",
     "WriterBusy",
     "WriterConflict",
     "manager_for",
     "open_store",
+    "parse_store_uri",
 ]

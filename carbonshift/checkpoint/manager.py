@@ -16,18 +16,18 @@ import logging
 import re
 import threading
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from carbonshift.checkpoint.store import (
-    LocalStore,
     ObjectStore,
     WriterBusy,
     WriterLock,
-    open_store,
     owner_text,
+    store_at,
 )
+from carbonshift.checkpoint.uri import parse_store_uri
 
 log = logging.getLogger("carbonshift.checkpoint")
 
@@ -110,6 +110,7 @@ class CheckpointManager:
             raise ValueError(f"required: parts {sorted(missing)} are required but not given")
         with self._mutex:
             self.acquire()
+            self._check_held()
             if self._known is None:
                 self._known = set(self.steps())
                 self._sweep(self.prefix)  # what writers that died here left behind
@@ -129,9 +130,16 @@ class CheckpointManager:
                 "required": needed,
                 "meta": dict(meta),
             }
-            self.store.put(
-                self._key(folder, MANIFEST), json.dumps(manifest, sort_keys=True).encode()
-            )
+            self._check_held()
+            try:  # never over another writer's manifest (conditional write on S3 and GCS)
+                self.store.create(
+                    self._key(folder, MANIFEST), json.dumps(manifest, sort_keys=True).encode()
+                )
+            except FileExistsError:
+                raise WriterConflict(
+                    f"checkpoint {self.uri_of(step)} was committed by another writer meanwhile; "
+                    "one writer per run folder"
+                ) from None
             known.add(step)
             for key in self.store.list(self._key(folder)):
                 if key.rpartition("/")[2] not in (*entries, MANIFEST):
@@ -153,6 +161,14 @@ class CheckpointManager:
                     f"checkpoint folder {self.uri} is being written by {e}; "
                     "one writer per run folder: stop that run, or write to another folder"
                 ) from None
+
+    def _check_held(self) -> None:
+        """A writer whose lease ran out and was taken over must not write on."""
+        if self._writer is not None and not self._writer.held():
+            raise WriterConflict(
+                f"lost the writer lock of {self.uri} to another writer (its lease ran out); "
+                "this run must stop: the other writer continues"
+            )
 
     def close(self) -> None:
         """Release the writer lock, if held."""
@@ -338,18 +354,27 @@ def _check_part_name(name: object) -> None:
 
 
 def manager_for(uri: str, keep: int = 3) -> CheckpointManager:
-    """The manager of the run folder a URI names: a checkpoint (`.../<run>/ckpt-<step>`, its
-    run folder is used) or a run folder itself."""
-    raw = uri.removeprefix("file://")
-    if "://" in raw or not raw.strip():
-        open_store(uri)  # raises the one-line error for other schemes
-        raise ValueError(f"resume_from: {uri!r} is not a checkpoint folder or file:// URI")
-    path = Path(raw).absolute()
-    if _NAME.search(path.name):
-        path = path.parent
+    """The manager of the run folder a URI names (a folder, file://, s3:// or gs://): a
+    checkpoint (`.../<run>/ckpt-<step>`, its run folder is used) or a run folder itself."""
+    where = parse_store_uri(uri, field="resume_from")
+    if where.scheme == "file":
+        path = Path(where.path).absolute()
+        if _NAME.search(path.name):
+            path = path.parent
+        parent, run = str(path.parent), path.name
+    else:
+        parent, _, run = where.path.rpartition("/")
+        if _NAME.search(run):
+            parent, _, run = parent.rpartition("/")
+        if not run:
+            raise ValueError(
+                f"resume_from: {uri!r} names no run folder; give {where.scheme}://bucket/"
+                "[prefix/]<run>[/ckpt-<step>]"
+            )
     # Reading creates nothing: a resume_from that names nothing finds no checkpoint (and the
     # folder is made by the first save, if a fresh start was allowed).
-    return CheckpointManager(LocalStore(path.parent, create=False), path.name, keep=keep)
+    store = store_at(replace(where, path=parent), create=False)
+    return CheckpointManager(store, run, keep=keep)
 
 
 def _folder(step: int) -> str:

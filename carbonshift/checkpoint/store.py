@@ -1,4 +1,5 @@
-"""The object-store port: a local folder here; S3 and GCS plug in behind the same interface."""
+"""A local folder behind the object-store port (`port.py`), and `open_store`, which picks the
+store a URI names: a folder, S3 (`s3.py`) or GCS (`gcs.py`)."""
 
 from __future__ import annotations
 
@@ -11,44 +12,14 @@ import re
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Protocol, runtime_checkable
+from typing import IO
 
+from carbonshift.checkpoint.port import ObjectStore, WriterBusy, WriterLock
+from carbonshift.checkpoint.uri import StoreUri, parse_store_uri
 
-class WriterBusy(Exception):
-    """Another writer holds the lock: the message says who."""
-
-
-@runtime_checkable
-class WriterLock(Protocol):
-    def release(self) -> None: ...
-
-
-@runtime_checkable
-class ObjectStore(Protocol):
-    """Keys are `/`-separated paths under the store's root."""
-
-    uri: str
-
-    def put(self, key: str, data: bytes) -> None: ...
-
-    def get(self, key: str) -> bytes: ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def list(self, prefix: str) -> list[str]: ...
-
-    def delete(self, key: str) -> None: ...
-
-    def lock(self, key: str, owner: str) -> WriterLock:
-        """An exclusive lock held until released or until the holder dies; raises WriterBusy
-        (naming the holder's `owner` text) while another holds it."""
-        ...
-
-    def sweep(self, prefix: str) -> builtins.list[str]:
-        """Remove what interrupted writes left under `prefix` (not live writers' writes);
-        returns what was removed."""
-        ...
+__all__ = ["LocalStore", "ObjectStore", "WriterBusy", "WriterLock", "open_store", "owner_text"]
 
 
 # `.<name>.<pid>.<random>.tmp`: unique per write, so threads and processes never share one.
@@ -67,6 +38,9 @@ class _FileLock:
                 fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
             self._file = None
+
+    def held(self) -> bool:
+        return self._file is not None
 
     def __del__(self) -> None:  # a lock nobody holds any more is released, as on exit
         self.release()
@@ -113,6 +87,13 @@ class LocalStore:
         return path
 
     def put(self, key: str, data: bytes) -> None:
+        self._commit(key, data, Path.replace)
+
+    def create(self, key: str, data: bytes) -> None:
+        # A hard link fails if the name exists, and shows the file whole or not at all.
+        self._commit(key, data, os.link)
+
+    def _commit(self, key: str, data: bytes, finish: Callable[[Path, Path], object]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
@@ -128,11 +109,9 @@ class LocalStore:
                 self._write(f, data)
                 f.flush()
                 os.fsync(f.fileno())
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            finish(tmp, path)
         finally:
+            tmp.unlink(missing_ok=True)
             with self._inflight_lock:
                 self._inflight.discard(tmp)
 
@@ -227,11 +206,23 @@ def owner_text() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()} (thread {threading.get_ident()})"
 
 
-def open_store(uri: str) -> tuple[ObjectStore, str]:
-    """A store and the key prefix inside it, from `file:///path/prefix` or a plain path."""
-    path = uri.removeprefix("file://")
-    if "://" in path:
-        raise ValueError(
-            f"{uri}: only local checkpoint stores (file:// or a path) are supported in this release"
-        )
-    return LocalStore(Path(path)), ""
+def open_store(
+    uri: str, *, field: str = "checkpoint_store", create: bool = True
+) -> tuple[ObjectStore, str]:
+    """The store a URI names (a folder or file:// URI, s3://bucket/prefix, gs://bucket/prefix)
+    and the key prefix inside it (always "": the URI's path is the store's root). An unknown
+    scheme or a bad bucket name is a ValueError naming `field`. `create=False`: a folder is not
+    made until the first write (a reader's store)."""
+    return store_at(parse_store_uri(uri, field), create=create), ""
+
+
+def store_at(where: StoreUri, *, create: bool = True) -> ObjectStore:
+    if where.scheme == "s3":
+        from carbonshift.checkpoint.s3 import S3Store  # boto3 is imported only when used
+
+        return S3Store(where.bucket, where.path, region=where.region)
+    if where.scheme == "gs":
+        from carbonshift.checkpoint.gcs import GcsStore
+
+        return GcsStore(where.bucket, where.path)
+    return LocalStore(Path(where.path), create=create)

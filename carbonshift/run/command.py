@@ -44,10 +44,15 @@ def trainer_for(job: str, entrypoint: str | None) -> Trainer:
 
 
 def command_environment(ctx: TrainingContext) -> dict[str, str]:
-    """What a command learns about its checkpoints, as environment variables; the job's
+    """What a command learns about its checkpoints, as environment variables: the store
+    (CARBONSHIFT_CHECKPOINT_URI: a file://, s3:// or gs:// URI for `open_store`; a file store's
+    folder also as CARBONSHIFT_CHECKPOINT_ROOT) and the run folder's prefix inside it. The job's
     options arrive as CARBONSHIFT_<OPTION>."""
+    uri = ctx.checkpoints.store.uri
+    local = {"CARBONSHIFT_CHECKPOINT_ROOT": uri.removeprefix("file://")}
     return {
-        "CARBONSHIFT_CHECKPOINT_ROOT": ctx.checkpoints.store.uri.removeprefix("file://"),
+        "CARBONSHIFT_CHECKPOINT_URI": uri,
+        **(local if uri.startswith("file://") else {}),
         "CARBONSHIFT_CHECKPOINT_PREFIX": ctx.checkpoints.prefix,
         "CARBONSHIFT_RESUME_FROM": ctx.resume_from or "",
         "CARBONSHIFT_ALLOW_FRESH_START": "1" if ctx.allow_fresh_start else "0",

@@ -37,6 +37,7 @@ def test_the_command_learns_its_checkpoints_and_options(tmp_path: Path) -> None:
     assert outcome.completed and outcome.step == 0 and outcome.checkpoint_uri is None
     env = json.loads((tmp_path / "env.json").read_text())
     assert env == {
+        "CARBONSHIFT_CHECKPOINT_URI": f"file://{(tmp_path / 'ckpt').resolve()}",
         "CARBONSHIFT_CHECKPOINT_ROOT": str((tmp_path / "ckpt").resolve()),
         "CARBONSHIFT_CHECKPOINT_PREFIX": "run-9",
         "CARBONSHIFT_RESUME_FROM": "",
@@ -45,6 +46,31 @@ def test_the_command_learns_its_checkpoints_and_options(tmp_path: Path) -> None:
         "CARBONSHIFT_STEPS": "50",
         "CARBONSHIFT_LR": "0.1",
     }
+
+
+@pytest.mark.integration
+def test_a_command_learns_a_bucket_store_by_its_uri(aws: str) -> None:
+    import boto3
+
+    from carbonshift.checkpoint import open_store
+    from carbonshift.run import checkpoints_for
+    from carbonshift.run.command import command_environment
+
+    boto3.client("s3").create_bucket(Bucket="ckpt-bucket")
+    ctx = TrainingContext(checkpoints_for("s3://ckpt-bucket/team", "nightly", "run-9", None, 3))
+    env = command_environment(ctx)
+    assert env["CARBONSHIFT_CHECKPOINT_URI"] == "s3://ckpt-bucket/team"
+    assert env["CARBONSHIFT_CHECKPOINT_PREFIX"] == "nightly/run-9"
+    assert "CARBONSHIFT_CHECKPOINT_ROOT" not in env  # no folder to name
+    # What the command does with them: the same run folder, on the same bucket.
+    store, prefix = open_store(env["CARBONSHIFT_CHECKPOINT_URI"])
+    assert prefix == ""
+    mine = CheckpointManager(store, env["CARBONSHIFT_CHECKPOINT_PREFIX"])
+    mine.save(7, {"model": b"seven"}, {"step": 7})
+    mine.close()
+    found = ctx.checkpoints.latest()
+    assert found is not None and found.step == 7
+    assert found.uri == "s3://ckpt-bucket/team/nightly/run-9/ckpt-000000000007"
 
 
 def test_exit_codes(tmp_path: Path) -> None:
