@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from importlib import resources
 from typing import Literal
@@ -70,12 +70,29 @@ class InstanceType:
         )
 
 
+CATALOG_SOURCE = "catalog"
+
+
+@dataclass(frozen=True)
+class PriceQuote:
+    """A spot price for one instance type in one region, labelled with where it came from
+    (`catalog`, or the provider's API such as `aws:describe_spot_price_history`)."""
+
+    instance_type: str
+    region: str  # `provider:name`
+    usd_per_h: float
+    source: str
+    at_s: float | None = None  # when the provider set this price; None for the catalog
+
+
 @dataclass(frozen=True)
 class Catalog:
     regions: Mapping[str, Region]  # keyed by `provider:name`
     instance_types: Mapping[str, InstanceType]  # keyed by instance type name
     gpus: Mapping[str, Gpu]
     pue: Mapping[str, float]
+    # Provider quotes that override the catalog's spot price, keyed by (instance type, region).
+    spot_quotes: Mapping[tuple[str, str], PriceQuote] = field(default_factory=dict)
 
     def region(self, key: str) -> Region:
         """Look up `aws:us-east-1`; a bare `us-east-1` works when only one provider has it."""
@@ -126,6 +143,33 @@ class Catalog:
                 self.instance_type(name), on_demand_usd_per_h=on_demand, spot_usd_per_h=spot
             )
         return replace(self, instance_types=types)
+
+    def with_spot_quotes(self, quotes: Iterable[PriceQuote]) -> Catalog:
+        """A catalog whose spot prices come from these quotes where there is one (the newest
+        quote wins for a pair); other pairs keep the catalog's price."""
+        merged = dict(self.spot_quotes)
+        for quote in quotes:
+            self.instance_type(quote.instance_type)
+            key = (quote.instance_type, self.region(quote.region).key)
+            if not quote.usd_per_h > 0:
+                raise CatalogError(
+                    f"spot quote for {key[0]} in {key[1]} from {quote.source} must be > 0 $/h, "
+                    f"got {quote.usd_per_h}"
+                )
+            known = merged.get(key)
+            if known is None or (known.at_s or 0.0) <= (quote.at_s or 0.0):
+                merged[key] = replace(quote, region=key[1])
+        return replace(self, spot_quotes=merged)
+
+    def spot_price(self, instance_type: str, region: str) -> PriceQuote:
+        """The spot $/h of a type in a region: a provider quote if one was applied, else the
+        catalog's, labelled either way."""
+        key = (instance_type, self.region(region).key)
+        quote = self.spot_quotes.get(key)
+        if quote is not None:
+            return quote
+        price = self.instance_type(instance_type).spot_usd_per_h
+        return PriceQuote(instance_type, key[1], price, CATALOG_SOURCE)
 
 
 @cache

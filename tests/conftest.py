@@ -12,6 +12,8 @@ import pytest
 from carbonshift.catalog import Catalog, default_catalog
 from carbonshift.series import IntensitySeries, Signal
 
+pytest_plugins = ["tests.aws_policy"]
+
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 
 
