@@ -335,6 +335,22 @@ def test_release_find_held_and_interruptions(fake: FakeGce) -> None:
     assert compute.held() == [] and fake.names() == []
 
 
+def test_a_label_alone_does_not_make_an_instance_the_runs(fake: FakeGce) -> None:
+    """The label is a lossy image of the run id (hashed past 63 characters); the metadata
+    holds the exact id, and only that counts."""
+    compute = gce(fake)
+    compute.provision(launch())
+    [(zone, name)] = fake.names()
+    vm = fake.instances[(PROJECT, zone, name)]
+    vm["metadata"]["items"] = [{"key": "carbonshift-run-id", "value": "someone-else"}]
+    assert compute.find(RUN) is None and compute.interrupted(RUN)
+    assert compute.release(RUN) is False and fake.names() == [(zone, name)]
+    # Its name is ours (409 at insert), but it is not ours to roll back.
+    with pytest.raises(ComputeError, match="another run"):
+        compute.provision(launch())
+    assert fake.names() == [(zone, name)] and fake.count("DELETE", "") == 0
+
+
 def test_zones_the_project_lacks_are_skipped(fake: FakeGce) -> None:
     compute = gce(fake, zones=(A, "europe-west4-z"))
     fake.fail_inserts(A, "ZONE_RESOURCE_POOL_EXHAUSTED")
@@ -391,3 +407,20 @@ def test_a_request_for_another_region_is_refused(fake: FakeGce) -> None:
     with pytest.raises(ValueError, match="request.region"):
         gce(fake).provision(launch(region="gcp:us-central1"))
     assert fake.calls == []
+
+
+def test_the_shipped_role_covers_every_call_the_adapter_makes() -> None:
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    role = yaml.safe_load((repo / "deployments" / "gcp-roles.yaml").read_text())
+    assert set(role) == {"title", "description", "stage", "includedPermissions"}  # gcloud's
+    granted = role["includedPermissions"]
+    assert len(granted) == len(set(granted))
+    assert all(re.fullmatch(r"(compute|iam)\.[a-zA-Z]+\.[a-zA-Z]+", p) for p in granted)
+    named = set()
+    for module in ("gce.py", "gce_errors.py"):
+        code = (repo / "carbonshift" / "compute" / module).read_text()
+        named |= set(re.findall(r'"((?:compute|iam)\.[a-zA-Z]+\.[a-zA-Z]+)"', code))
+    assert {"compute.instances.create", "compute.zoneOperations.get"} <= named
+    assert named <= set(granted), named - set(granted)
