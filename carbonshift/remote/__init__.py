@@ -4,6 +4,7 @@ emulation switch (CARBONSHIFT_EMULATE_INSTANCES) stands a local process in for t
 
 from carbonshift.remote.bootstrap import BootstrapConfig, render_bootstrap
 from carbonshift.remote.emulate import SWITCH, EmulatedInstances, emulated_instances
+from carbonshift.remote.launch import RemoteCompute
 from carbonshift.remote.observer import HEARTBEAT_LOST, RemoteMeter, RemoteRunFailed, RemoteTrainer
 from carbonshift.remote.protocol import (
     Heartbeat,
@@ -23,6 +24,7 @@ __all__ = [
     "Heartbeat",
     "MeterSpec",
     "ProtocolError",
+    "RemoteCompute",
     "RemoteMeter",
     "RemoteRunFailed",
     "RemoteTrainer",

@@ -61,7 +61,9 @@ class RemoteTrainer:
     spec: RunSpec
     heartbeat_timeout_s: float = 180.0
     start_grace_s: float = 900.0  # boot, install, fetch: the first heartbeat may take a while
-    stop_wait_s: float = 300.0  # after a stop: the VM's status, waited for this long
+    # After a stop, the VM's status is waited for this long: less than the Supervisor's
+    # stop_grace_s (120 s), which releases the instance when it has passed.
+    stop_wait_s: float = 110.0
     poll_s: float = 5.0
     clock: Clock = field(default_factory=SystemClock)
     checkpoints: CheckpointManager | None = None  # default: the spec's checkpoint folder

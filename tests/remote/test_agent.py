@@ -14,7 +14,6 @@ import pytest
 
 from carbonshift.checkpoint import CheckpointManager, LocalStore
 from carbonshift.energy import EstimateMeter
-from carbonshift.remote.agent import Agent
 from carbonshift.remote.notice import NoNotice
 from carbonshift.remote.protocol import (
     HEARTBEAT,
@@ -29,6 +28,7 @@ from carbonshift.remote.protocol import (
     read,
     write,
 )
+from carbonshift.remote.runner import Agent
 from carbonshift.training import Progress, TrainingContext, TrainingOutcome
 from tests.helpers import wait_until
 from tests.remote.fakes import fake_metadata
