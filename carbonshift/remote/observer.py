@@ -73,7 +73,8 @@ class RemoteTrainer:
         self.manager = self.checkpoints or _manager(self.spec)
         self.meter = RemoteMeter()
         self._samples: list[Sample] = []
-        self._seq = -1
+        self._last: tuple[int, float] | None = None  # the newest heartbeat's (seq, at_s)
+        self._forwarded = 0  # progress reports passed on
         self._lost = False
         self._notice: str | None = None
         self._status: Status | None = None
@@ -126,7 +127,7 @@ class RemoteTrainer:
                 self.manager.request_stop("stop requested by the flow")
                 stop_asked = now
             quiet_s, limit_s = now - last_seen, self.heartbeat_timeout_s
-            if self._seq < 0:
+            if self._last is None:
                 quiet_s, limit_s = now - started, self.start_grace_s
             if quiet_s > limit_s:
                 return self._give_up(f"{HEARTBEAT_LOST}: none for {quiet_s:.0f} s")
@@ -149,13 +150,19 @@ class RemoteTrainer:
         if status is not None and status.attempt == self.spec.attempt:
             self._status = status
             self._record(status.at_s, status.energy_j, status.meter_label)
-        if beat is None or beat.attempt != self.spec.attempt or beat.seq <= self._seq:
+        # New is different, not greater: a VM that boots again starts counting again.
+        if beat is None or beat.attempt != self.spec.attempt or (beat.seq, beat.at_s) == self._last:
             return False
-        self._seq = beat.seq
+        self._last = (beat.seq, beat.at_s)
         self._notice = beat.notice or self._notice
         self._record(beat.at_s, beat.energy_j, beat.meter_label)
         if ctx.on_progress is not None and beat.total_steps:
+            # The Supervisor takes the first report for the resume point: give it the VM's.
+            first = beat.first_step if self._forwarded == 0 else None
+            if first is not None and first < beat.step:
+                ctx.on_progress(Progress(first, beat.total_steps))
             ctx.on_progress(Progress(beat.step, beat.total_steps))
+            self._forwarded += 1
         return True
 
     def _record(self, at_s: float, energy_j: float, label: str) -> None:

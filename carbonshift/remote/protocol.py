@@ -129,6 +129,9 @@ class Heartbeat(BaseModel):
     meter_label: str = ""
     measured: bool = False
     notice: str | None = Field(default=None, description="a spot/preemption notice, once seen")
+    first_step: int | None = Field(
+        default=None, ge=0, description="the run's first progress report: its resume point + 1"
+    )
 
 
 class Status(BaseModel):

@@ -45,6 +45,7 @@ class Agent:
         self._progress = Progress(0, 0)
         self._seq = 0
         self._notice: str | None = None
+        self._first_step: int | None = None
 
     def run(self) -> Status:
         s = self.spec
@@ -82,6 +83,8 @@ class Agent:
         return status
 
     def _on_progress(self, progress: Progress) -> None:
+        if self._first_step is None:
+            self._first_step = progress.step
         self._progress = progress  # one assignment: the heartbeat thread reads it as it is
 
     def _train(self, ctx: TrainingContext, done: threading.Event, result: list[object]) -> None:
@@ -127,6 +130,7 @@ class Agent:
             meter_label=self.meter.label,
             measured=self.meter.label.startswith("measured"),
             notice=self._notice,
+            first_step=self._first_step,
         )
         self._seq += 1
         self._put(HEARTBEAT, beat, tries=1)

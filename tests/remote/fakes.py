@@ -63,11 +63,11 @@ class Vm:
 
     def beat(self, step: int, total: int = 100, energy_j: float = 0.0, *,
              notice: str | None = None, attempt: str | None = None, seq: int | None = None,
-             at_s: float | None = None) -> None:
+             at_s: float | None = None, first_step: int | None = None) -> None:
         beat = Heartbeat(attempt=attempt or self.spec.attempt, seq=self.seq if seq is None else seq,
                          at_s=at_s if at_s is not None else T0 + self.seq, step=step,
                          total_steps=total, energy_j=energy_j, meter_label="measured: test",
-                         measured=True, notice=notice)
+                         measured=True, notice=notice, first_step=first_step)
         self.seq += 1
         write(self.store, join(self.folder, HEARTBEAT), beat)
 

@@ -111,7 +111,7 @@ def test_a_run_completes_with_heartbeats_energy_and_a_status(
     beat = run.heartbeat()
     assert beat is not None and beat.step == 60 and beat.seq >= 1
     assert 0 < beat.energy_j <= status.energy_j and beat.meter_label == "estimate: test 100 W"
-    assert not beat.measured and beat.notice is None
+    assert not beat.measured and beat.notice is None and beat.first_step == 1
 
 
 def test_the_stop_marker_stops_it_at_a_checkpoint(store: LocalStore, runs: list[Run]) -> None:
@@ -160,6 +160,8 @@ def test_a_spot_notice_checkpoints_at_once_and_the_run_resumes_from_it(
     done = second.status()
     assert (done.state, done.step, done.total_steps) == ("completed", 400, 400)
     assert steps_seen and min(steps_seen) > interrupted.step
+    last = second.heartbeat()
+    assert last is not None and last.first_step == interrupted.step + 1
 
 
 def test_sigterm_is_the_instance_shutting_down(store: LocalStore, runs: list[Run]) -> None:

@@ -103,7 +103,7 @@ def test_a_lost_heartbeat_is_an_interruption_from_the_latest_checkpoint(
         uri = writer.save(40, {"model.pt": b"x"}, {"step": 40, "total_steps": 100})
     clock.at(5, lambda: vm.beat(30))
     clock.at(10, lambda: vm.beat(40))
-    clock.at(15, lambda: vm.beat(40, seq=1))  # the same heartbeat again is no sign of life
+    clock.at(15, lambda: vm.beat(40, seq=1, at_s=T0 + 1))  # the same one again: no sign of life
     outcome = trainer(ctx)
     assert clock.t - T0 > 10 + 60 and clock.t - T0 <= 10 + 60 + 5
     assert not outcome.completed and (outcome.step, outcome.total_steps) == (40, 100)
@@ -175,3 +175,22 @@ def test_stop_before_any_heartbeat_still_writes_the_marker(store: LocalStore) ->
     outcome = trainer(ctx)
     assert ctx.checkpoints.stop_requested() and not outcome.completed
     assert clock.t - T0 <= 5
+
+
+def test_the_first_progress_report_is_the_vms_first(store: LocalStore) -> None:
+    """The Supervisor takes the first report for the run's resume point (step - 1): a fresh
+    run's first heartbeat, 30 s in, must not make it look resumed at step 36."""
+    trainer, ctx, vm, clock, seen = setup(store)
+    clock.at(5, lambda: vm.beat(37, first_step=1))
+    clock.at(10, lambda: vm.beat(80, first_step=1))
+    clock.at(11, lambda: vm.status("stopped", 80))
+    trainer(ctx)
+    assert seen == [Progress(1, 100), Progress(37, 100), Progress(80, 100)]
+
+
+def test_a_vm_that_boots_again_counts_from_zero_and_is_still_alive(store: LocalStore) -> None:
+    trainer, ctx, vm, clock, _ = setup(store)
+    for t in range(5, 200, 5):  # seq 0 again and again, a new at_s each time
+        clock.at(t, lambda t=t: vm.beat(t // 5, seq=0, at_s=T0 + t))
+    clock.at(201, lambda: vm.status("completed", 100))
+    assert trainer(ctx).completed and not trainer.lost()

@@ -46,6 +46,7 @@ def test_a_supervised_remote_run_completes_and_accounts_the_vms_energy(tmp_path:
     assert report.error is None and report.released
     outcome = report.outcome
     assert outcome is not None and outcome.completed and outcome.step == 200
+    assert report.started_step == 0  # a fresh run, though its first heartbeat came later
     assert report.meter_label == "estimate: test 100 W (on the instance)"
     assert report.accounting.energy_kwh > 0
     assert report.samples[-1].energy_j == remote.meter.read_j()
