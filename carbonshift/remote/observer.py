@@ -147,9 +147,13 @@ class RemoteTrainer:
         except Exception as e:  # noqa: BLE001 - a store hiccup: the heartbeat timeout decides
             log.warning("remote run %s: could not read its heartbeat: %s", self.spec.run_id, e)
             return False
-        if status is not None and status.attempt == self.spec.attempt:
+        fresh = self._heartbeat(ctx, beat)
+        if status is not None and status.attempt == self.spec.attempt:  # after the last beat
             self._status = status
             self._record(status.at_s, status.energy_j, status.meter_label)
+        return fresh
+
+    def _heartbeat(self, ctx: TrainingContext, beat: Heartbeat | None) -> bool:
         # New is different, not greater: a VM that boots again starts counting again.
         if beat is None or beat.attempt != self.spec.attempt or (beat.seq, beat.at_s) == self._last:
             return False

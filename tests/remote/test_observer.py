@@ -194,3 +194,17 @@ def test_a_vm_that_boots_again_counts_from_zero_and_is_still_alive(store: LocalS
         clock.at(t, lambda t=t: vm.beat(t // 5, seq=0, at_s=T0 + t))
     clock.at(201, lambda: vm.status("completed", 100))
     assert trainer(ctx).completed and not trainer.lost()
+
+
+def test_the_last_heartbeat_and_the_status_read_together_end_on_the_statuss_energy(
+        store: LocalStore) -> None:
+    trainer, ctx, vm, clock, seen = setup(store)
+
+    def the_end() -> None:
+        vm.beat(100, energy_j=290.0, at_s=T0 + 900)
+        vm.status("completed", 100, energy_j=300.0)  # at T0 + 1000
+
+    clock.at(5, the_end)
+    assert trainer(ctx).completed
+    assert trainer.meter.read_j() == 300.0 and seen == [Progress(100, 100)]
+    assert [s.energy_j for s in trainer.samples()] == [290.0, 300.0]
