@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage  # type: ignore[import-untyped]
+from google.cloud import storage  # type: ignore[attr-defined, import-untyped, unused-ignore]
 
 from carbonshift.checkpoint.lease import Conflict, take
 from carbonshift.checkpoint.port import WriterLock
