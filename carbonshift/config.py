@@ -11,13 +11,12 @@ Secrets are in none of them: they come from the environment or Prefect Secret bl
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from carbonshift.checkpoint.uri import parse_store_uri
-from carbonshift.compute import Compute, LocalCompute
+from carbonshift.compute_config import ComputeConfig
 from carbonshift.monitor import MonitorRule
 from carbonshift.providers.factory import ForecastConfig
 
@@ -25,6 +24,7 @@ DEFAULT_TRAINING_DEPLOYMENT = "train-model/default"
 
 __all__ = [
     "DEFAULT_TRAINING_DEPLOYMENT",
+    "ComputeConfig",
     "ForecastConfig",
     "MonitorRule",
     "PlanningConfig",
@@ -42,7 +42,9 @@ class TrainingConfig(BaseModel):
     )
     checkpoint_every_s: float = Field(default=1800.0, gt=0)
     keep_checkpoints: int = Field(default=3, ge=1)
-    compute_state_dir: str = Field(default=".carbonshift/compute")
+    compute: ComputeConfig = Field(
+        default_factory=ComputeConfig, description="where the run trains: local or cloud"
+    )
     forecast: ForecastConfig = Field(
         default_factory=ForecastConfig, description="where actual intensity comes from"
     )
@@ -63,16 +65,34 @@ class TrainingConfig(BaseModel):
         "its own when it schedules the run)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_state_dir(cls, data: Any) -> Any:
+        """`compute_state_dir` (before `compute`) still configures the local state folder."""
+        if isinstance(data, dict) and "compute_state_dir" in data:
+            data = dict(data)
+            compute = dict(data.get("compute") or {})
+            compute.setdefault("state_dir", data.pop("compute_state_dir"))
+            data["compute"] = compute
+        return data
+
+    @model_validator(mode="after")
+    def _reachable_store(self) -> TrainingConfig:
+        if self.compute.remote_runs and parse_store_uri(self.checkpoint_store).scheme == "file":
+            from carbonshift.remote.emulate import emulated_instances
+
+            if not emulated_instances():
+                raise ValueError(
+                    f"checkpoint_store {self.checkpoint_store!r}: a cloud instance cannot reach "
+                    "a folder on this machine; give an s3:// or gs:// store"
+                )
+        return self
+
     @field_validator("checkpoint_store")
     @classmethod
     def _known_store(cls, value: str) -> str:
         parse_store_uri(value, field="checkpoint_store")  # scheme and bucket name, no network
         return value
-
-    def compute(self) -> Compute:
-        """The compute port the run provisions on (the local machine; the cloud adapters
-        plug in here)."""
-        return LocalCompute(Path(self.compute_state_dir))
 
 
 class PlanningConfig(BaseModel):

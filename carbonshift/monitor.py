@@ -104,6 +104,7 @@ class Watch:
     rule: MonitorRule = field(default_factory=MonitorRule)
     interrupted: Callable[[], bool] = lambda: False
     on_tick: Callable[[float], None] = lambda now_s: None
+    completed: Callable[[], bool] = lambda: False  # training ended with all its steps done
     history: list[Assessment] = field(default_factory=list)
 
     def run(self) -> Assessment | None:
@@ -112,21 +113,7 @@ class Watch:
             now = self.clock()
             self.on_tick(now)
             if self.interrupted():
-                replans = self.facts().replans
-                limit = replans >= self.rule.max_replans
-                stop = Assessment(
-                    Verdict.HALT if limit else Verdict.STOP,
-                    "the instance was interrupted (spot notice or loss): resume from the last "
-                    "checkpoint"
-                    + (
-                        f" (re-plan limit {self.rule.max_replans} reached: not re-planned)"
-                        if limit
-                        else ""
-                    ),
-                    now,
-                )
-                self.history.append(stop)
-                return stop
+                return self._interruption(now)
             facts = self.facts()
             try:
                 actual = self.actuals(max(facts.started_s, now - self.rule.window_s), now)
@@ -138,7 +125,22 @@ class Watch:
             log.info("monitor: %s (%s)", verdict.verdict.value, verdict.reason)
             if verdict.verdict == Verdict.STOP:
                 return verdict
+        # Training ended by itself, or because the instance was interrupted: a VM that got a
+        # spot notice checkpoints and stops before any tick could see the notice.
+        if not self.completed() and self.interrupted():
+            return self._interruption(self.clock())
         return None
+
+    def _interruption(self, now: float) -> Assessment:
+        limit = self.facts().replans >= self.rule.max_replans
+        reason = (
+            "the instance was interrupted (spot notice or loss): resume from the last checkpoint"
+        )
+        if limit:
+            reason += f" (re-plan limit {self.rule.max_replans} reached: not re-planned)"
+        stop = Assessment(Verdict.HALT if limit else Verdict.STOP, reason, now)
+        self.history.append(stop)
+        return stop
 
 
 def _mean(series: IntensitySeries | None, start_s: float, end_s: float) -> float | None:

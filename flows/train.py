@@ -11,16 +11,23 @@ from prefect.states import Completed, Failed
 
 from carbonshift.config import TrainingConfig
 from carbonshift.job import JobSpec
-from carbonshift.plan import Plan
+from carbonshift.plan import PLANS, Plan
 from carbonshift.run import NotRunnable, placement_of
+from carbonshift.runs import release_everywhere
+from tasks.clouds import cloud_access
 from tasks.training import publish_emissions, replan_rest, supervise_run
 
 
 def release_on_hook(flow: Any, flow_run: Any, state: Any) -> None:
     """on_cancellation / on_crashed: runs in the worker's process, finds compute by run id
     (Prefect passes the hook's arguments by these names)."""
-    raw = (flow_run.parameters or {}).get("config") or {}
-    TrainingConfig.model_validate(raw).compute().release(str(flow_run.id))
+    parameters = flow_run.parameters or {}
+    config = TrainingConfig.model_validate(parameters.get("config") or {})
+    try:
+        placement = placement_of(PLANS.validate_python(parameters.get("plan")))
+    except (NotRunnable, ValueError):  # nothing launched in a cloud for a plan that cannot run
+        placement = None
+    release_everywhere(config, placement, str(flow_run.id), cloud_access(config))
 
 
 @flow(name="train-model", on_cancellation=[release_on_hook], on_crashed=[release_on_hook])

@@ -28,14 +28,11 @@ from carbonshift.run import (
     NotRunnable,
     Placement,
     RunReport,
-    Supervisor,
-    SystemClock,
-    checkpoints_for,
     remaining_job,
-    run_meter,
-    trainer_for,
 )
-from carbonshift.training import Progress, TrainingContext, TrainingOutcome
+from carbonshift.runs import RunInputs, run_training
+from carbonshift.training import Progress, TrainingOutcome
+from tasks.clouds import cloud_access
 from tasks.forecasts import chain_for
 from tasks.planning import fetch_forecasts
 from tasks.scheduling import reschedule_remaining
@@ -62,30 +59,25 @@ class ProgressReporter:
 def supervise_run(
     job: JobSpec, placement: Placement, resume_from: str | None, config: TrainingConfig, run_id: str
 ) -> RunReport:
-    """Provision, train, watch the grid, release: the whole run, reported."""
-    trainer = trainer_for(job.name, job.entrypoint)
-    clock = SystemClock()
-    region = default_catalog().region(placement.slot.region)
-    supervisor = Supervisor(
-        compute=config.compute(),
-        meter=run_meter(placement, clock.now),
-        actuals=ChainActuals(chain_for(config.forecast), region),
-        clock=clock,
-        rule=config.monitor,
+    """Provision, train, watch the grid, release: the whole run (on the next planned option
+    when a provider has no capacity), reported."""
+    chain = chain_for(config.forecast)
+    report = run_training(
+        RunInputs(
+            job=job,
+            placement=placement,
+            run_id=run_id,
+            resume_from=resume_from,
+            config=config,
+            catalog=default_catalog(),
+            actuals_for=lambda region: ChainActuals(chain, region),
+            on_progress=ProgressReporter(job.name),
+            access=cloud_access(config),
+        )
     )
-    checkpoints = checkpoints_for(
-        config.checkpoint_store, job.name, run_id, resume_from, config.keep_checkpoints
-    )
-    ctx = TrainingContext(
-        checkpoints,
-        on_progress=ProgressReporter(job.name),
-        checkpoint_every_s=config.checkpoint_every_s,
-        options=config.options,
-        resume_from=resume_from,
-        allow_fresh_start=config.allow_fresh_start,
-    )
-    report = supervisor.run(job, placement, run_id, ctx, trainer, replans=config.replans)
     logger = get_run_logger()
+    for refused in report.refused:
+        logger.warning("no capacity: %s", refused)
     logger.info("ran on %s in %s; released: %s", report.instance, report.region, report.released)
     started_s = report.samples[0].at_s
     for a in report.history:

@@ -107,3 +107,20 @@ def test_interruption_takes_the_stop_path() -> None:
                   interrupted=lambda: time.now >= START + 600)
     stopped = watch.run()
     assert stopped is not None and "interrupted" in stopped.reason
+
+
+def test_an_interruption_that_ended_training_between_ticks_still_stops_the_run() -> None:
+    # The VM saw its spot notice, checkpointed and stopped before any tick looked.
+    time = FakeTime(START, ticks_until_done=0)
+    watch = Watch(FORECAST, facts, lambda a, b: None, time.clock, time.wait,
+                  interrupted=lambda: True)
+    stopped = watch.run()
+    assert stopped is not None and stopped.verdict == Verdict.STOP
+    assert "interrupted" in stopped.reason and watch.history == [stopped]
+
+
+def test_a_completed_run_is_not_called_interrupted() -> None:
+    time = FakeTime(START, ticks_until_done=0)
+    watch = Watch(FORECAST, facts, lambda a, b: None, time.clock, time.wait,
+                  interrupted=lambda: True, completed=lambda: True)
+    assert watch.run() is None and watch.history == []

@@ -63,6 +63,7 @@ class RunReport(BaseModel):
     released: bool
     error: str | None = None
     started_step: int = 0  # the step this run resumed from (0 for a fresh run)
+    refused: list[str] = []  # planned options refused for capacity before this one
 
     @property
     def stopped_by(self) -> str | None:
@@ -198,6 +199,7 @@ class Supervisor:
                 rule=self.rule,
                 interrupted=lambda: self.compute.interrupted(run_id),
                 on_tick=lambda now_s: samples.append(Sample(now_s, self.meter.read_j())),
+                completed=lambda: training.outcome is not None and training.outcome.completed,
             )
             training.start()
             try:
