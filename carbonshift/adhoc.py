@@ -6,11 +6,13 @@ Prefect)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from carbonshift.catalog import Catalog
+from carbonshift.config import TrainingConfig
 from carbonshift.job import JobSpec, WorkOnInstance, load_jobs
 
 
@@ -23,6 +25,9 @@ class TrainRequest(BaseModel):
     region: str | None = Field(default=None, description="provider:region, as in job files")
     instance_type: str | None = None
     store: str | None = Field(default=None, description="checkpoint store URI")
+    config: str | None = Field(
+        default=None, description="a YAML/JSON file of training settings (TrainingConfig)"
+    )
     json_output: bool = False
 
 
@@ -60,3 +65,20 @@ def adhoc_job(request: TrainRequest, catalog: Catalog) -> JobSpec:
                 "gpu_hours so that other types can run it"
             )
     return spec.model_copy(update=update)
+
+
+def training_config(request: TrainRequest) -> TrainingConfig:
+    """The run's configuration: `--config` (YAML or JSON of TrainingConfig), then the flags."""
+    raw: dict[str, Any] = {}
+    if request.config is not None:
+        try:
+            loaded = yaml.safe_load(Path(request.config).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"--config {request.config}: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {request.config}: expected a mapping of settings")
+        raw = loaded
+    if request.store is not None:
+        raw["checkpoint_store"] = request.store
+    raw["compute"] = {**(raw.get("compute") or {}), "kind": request.compute}
+    return TrainingConfig.model_validate(raw)

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from carbonshift import forecast_cli
+from carbonshift import cloud_cli, forecast_cli
 from carbonshift.artifacts import Column, plan_figures, text_table
 from carbonshift.backtest import backtest
 from carbonshift.catalog import Catalog, CatalogError, default_catalog
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     bt.set_defaults(run=_backtest)
 
     forecast_cli.add_parser(sub)
-    # `train` and `reap` (carbonshift.cloud_cli) are registered once flows.cli runs them.
+    cloud_cli.add_parsers(sub)
 
     demo = sub.add_parser(
         "demo", help="local Prefect server + worker: plan the example queue, run the urgent job"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from carbonshift.adhoc import ReapRequest, TrainRequest, adhoc_job
+from carbonshift.adhoc import ReapRequest, TrainRequest, adhoc_job, training_config
 from carbonshift.catalog import default_catalog
 from carbonshift.project import run_project_module
 from carbonshift.units import parse_duration_s
@@ -27,6 +27,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     train.add_argument("--region", help="run only there, e.g. aws:us-east-1")
     train.add_argument("--instance-type", help="run only on this type, e.g. g5.xlarge")
     train.add_argument("--store", help="checkpoint store: a folder, file://, s3:// or gs:// URI")
+    train.add_argument(
+        "--config",
+        metavar="FILE",
+        help="training settings (YAML): compute.aws / compute.gcp, monitor, forecast, ...",
+    )
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(run=_train)
 
@@ -67,9 +72,11 @@ def _train(args: argparse.Namespace) -> int:
         region=args.region,
         instance_type=args.instance_type,
         store=args.store,
+        config=args.config,
         json_output=args.json,
     )
     adhoc_job(request, default_catalog())  # bad input fails here, before Prefect starts
+    training_config(request)
     return run_project_module("flows.cli", ["train", request.model_dump_json()])
 
 

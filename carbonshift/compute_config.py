@@ -34,6 +34,7 @@ class AwsSettings(BaseModel):
     )
     key_name: str | None = None
     root_volume_gb: int | None = Field(default=None, ge=8)
+    wait_delay_s: float = Field(default=5.0, ge=0, description="between looks while waiting")
     credentials_block: str | None = Field(
         default=None, description="name of a Prefect AwsCredentials block (default: boto3's chain)"
     )
@@ -55,6 +56,7 @@ class GcpSettings(BaseModel):
         default=None, description="the instance's identity: it reads and writes the store as that"
     )
     termination_action: Literal["DELETE", "STOP"] = "DELETE"
+    poll_interval_s: float = Field(default=5.0, gt=0, description="between operation polls")
     api_endpoint: str | None = Field(default=None, description="another Compute API endpoint")
     anonymous: bool = Field(
         default=False, description="no credentials at all: for an emulator at api_endpoint"
@@ -157,6 +159,7 @@ class ComputeConfig(BaseModel):
             instance_profile=a.instance_profile,
             key_name=a.key_name,
             root_volume_gb=a.root_volume_gb,
+            wait_delay_s=a.wait_delay_s,
             session=session,
             **extra,
         )
@@ -184,6 +187,7 @@ class ComputeConfig(BaseModel):
             external_ip=g.external_ip,
             service_account_email=g.service_account_email,
             termination_action=g.termination_action,
+            poll_interval_s=g.poll_interval_s,
             credentials=credentials if credentials is not None else _anonymous(g),
             **extra,
         )

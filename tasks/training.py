@@ -15,6 +15,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import ObjectNotFound
 
 from carbonshift.artifacts import artifact_key, emissions_markdown
 from carbonshift.catalog import default_catalog
@@ -127,18 +128,24 @@ def replan_rest(
         feasible = runnable(new_plan)
     except NotRunnable as e:
         return False, f"could not re-plan: {e}; resume from {outcome.checkpoint_uri}"
-    scheduled = reschedule_remaining(
-        rest,
-        feasible,
-        config.training_deployment,
-        {
-            "job": rest.model_dump(mode="json", by_alias=True),
-            "plan": feasible.model_dump(mode="json"),
-            "resume_from": outcome.checkpoint_uri,
-            "config": config.model_copy(update={"replans": config.replans + 1}).model_dump(
-                mode="json"
-            ),
-        },
-        key=f"carbonshift-{job.name}-resume-{run_id}",
-    )
+    try:
+        scheduled = reschedule_remaining(
+            rest,
+            feasible,
+            config.training_deployment,
+            {
+                "job": rest.model_dump(mode="json", by_alias=True),
+                "plan": feasible.model_dump(mode="json"),
+                "resume_from": outcome.checkpoint_uri,
+                "config": config.model_copy(update={"replans": config.replans + 1}).model_dump(
+                    mode="json"
+                ),
+            },
+            key=f"carbonshift-{job.name}-resume-{run_id}",
+        )
+    except ObjectNotFound:  # e.g. `carbonshift train` on a server without the deployment
+        return False, (
+            f"could not schedule the rest: no deployment {config.training_deployment} on this "
+            f"server; resume from {outcome.checkpoint_uri}"
+        )
     return True, f"{scheduled.note}; run {scheduled.flow_run_id}"

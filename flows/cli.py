@@ -1,0 +1,82 @@
+"""The project's side of `carbonshift train` and `carbonshift reap` (the CLI checks the arguments,
+then runs `python -m flows.cli train|reap REQUEST_JSON` from the clone).
+
+`train` runs flow `train-now`: the job planned to start now, then its `train-model` run as a
+subflow, in this process (a Prefect server from PREFECT_API_URL, or a temporary one). Exit 0 when
+the training completed, 3 when it stopped at a checkpoint (the output says where to resume
+from), 1 when it failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from prefect import flow
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
+
+from carbonshift.adhoc import ReapRequest, TrainRequest, adhoc_job, training_config
+from carbonshift.catalog import default_catalog
+from carbonshift.config import TrainingConfig
+from carbonshift.job import JobSpec
+from carbonshift.plan import NotRunnable
+from flows.train import train_model
+from tasks.adhoc import plan_now
+
+EXIT_STOPPED = 3
+
+
+@flow(name="train-now")
+def train_now(job: JobSpec, config: TrainingConfig) -> State:
+    """Plan `job` to start now and run its training."""
+    try:
+        plan = plan_now(job, config)
+    except NotRunnable as e:
+        return Failed(message=str(e))
+    return train_model(job, plan, None, config, return_state=True)
+
+
+def train(request: TrainRequest) -> int:
+    job = adhoc_job(request, default_catalog())
+    state = train_now(job, training_config(request), return_state=True)
+    code = 0 if state.is_completed() and state.name == "Completed" else 1
+    if state.is_completed() and state.name != "Completed":
+        code = EXIT_STOPPED
+    result = {"job": job.name, "state": state.name, "message": state.message, "exit": code}
+    if request.json_output:
+        print(json.dumps(result))
+    else:
+        print(f"{job.name}: {state.name}: {state.message}")
+    return code
+
+
+def reap(request: ReapRequest) -> int:
+    from flows.reap import reap_main  # the reaper's flow
+
+    result = reap_main(request)
+    if request.json_output:
+        print(json.dumps(result))
+    else:
+        print(f"terminated {result['terminated']} instance(s)")
+        for i in result["instances"]:
+            print(f"  {i['region']} {i['handle']} (run {i['run_id']}): {i['reason']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in ("train", "reap"):
+        print("usage: python -m flows.cli train|reap REQUEST_JSON", file=sys.stderr)
+        return 2
+    try:
+        if args[0] == "train":
+            return train(TrainRequest.model_validate_json(args[1]))
+        return reap(ReapRequest.model_validate_json(args[1]))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
