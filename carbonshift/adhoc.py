@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from carbonshift.catalog import Catalog
 from carbonshift.config import TrainingConfig
@@ -81,4 +81,11 @@ def training_config(request: TrainRequest) -> TrainingConfig:
     if request.store is not None:
         raw["checkpoint_store"] = request.store
     raw["compute"] = {**(raw.get("compute") or {}), "kind": request.compute}
-    return TrainingConfig.model_validate(raw)
+    try:
+        return TrainingConfig.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        source = f"--config {request.config}" if request.config else "training settings"
+        raise ValueError(f"{source}: {loc + ': ' if loc else ''}{message}") from None

@@ -34,7 +34,10 @@ def train_now(job: JobSpec, config: TrainingConfig) -> State:
         plan = plan_now(job, config)
     except NotRunnable as e:
         return Failed(message=str(e))
-    return train_model(job, plan, None, config, return_state=True)
+    ended = train_model(job, plan, None, config, return_state=True)
+    # The subflow's own state object would be read as "all states completed": pass on its
+    # outcome as this run's.
+    return State(type=ended.type, name=ended.name, message=ended.message)
 
 
 def train(request: TrainRequest) -> int:
