@@ -10,6 +10,7 @@ from), 1 when it failed.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 from prefect import flow
@@ -67,7 +68,16 @@ def reap(request: ReapRequest) -> int:
     return 0
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C and SIGTERM stop the run the same way: the supervisor asks the trainer (or the VM)
+    # to checkpoint, then releases the instance. Set explicitly: a background start ignores
+    # SIGINT, and the default SIGTERM would end the process with the instance still running.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupted)
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in ("train", "reap"):
         print("usage: python -m flows.cli train|reap REQUEST_JSON", file=sys.stderr)
@@ -79,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the run stopped at a checkpoint and released its instance")
+        return 130
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ def train_model(
             message=f"stopped at step {outcome.step}: {outcome.stopped_reason}; {resume}",
         )
     scheduled, note = replan_rest(job, placement, outcome, config, run_id, report.started_step)
-    return Completed(
-        name="Rescheduled" if scheduled else "Stopped", message=f"{report.stopped_by}; {note}"
-    )
+    why = report.stopped_by
+    if outcome.stopped_reason and outcome.stopped_reason not in (why or ""):
+        why = f"{why} ({outcome.stopped_reason})"  # what the instance said: a notice, a loss
+    return Completed(name="Rescheduled" if scheduled else "Stopped", message=f"{why}; {note}")

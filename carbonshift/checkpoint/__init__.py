@@ -9,6 +9,7 @@ from carbonshift.checkpoint.manager import (
     NoCheckpointToResume,
     WriterConflict,
     manager_for,
+    takeover_wait_s,
 )
 from carbonshift.checkpoint.store import LocalStore, ObjectStore, WriterBusy, open_store
 from carbonshift.checkpoint.uri import StoreUri, parse_store_uri
@@ -24,6 +25,7 @@ __all__ = [
     "WriterBusy",
     "WriterConflict",
     "manager_for",
+    "takeover_wait_s",
     "open_store",
     "parse_store_uri",
 ]

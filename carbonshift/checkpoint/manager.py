@@ -15,7 +15,8 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,9 +62,23 @@ class Checkpoint:
 
 
 class CheckpointManager:
-    def __init__(self, store: ObjectStore, prefix: str = "", keep: int = 3) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        prefix: str = "",
+        keep: int = 3,
+        *,
+        writer_wait_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """`writer_wait_s`: how long the first save waits for a writer lock held by another
+        writer (a resumed run whose predecessor died holding it waits for its lease to end)."""
         if keep < 1:
             raise ValueError("keep must be at least 1")
+        if writer_wait_s < 0:
+            raise ValueError("writer_wait_s must be >= 0")
+        self.writer_wait_s, self._clock, self._sleep = writer_wait_s, clock, sleep
         self.store = store
         self.prefix = prefix.strip("/")
         self.keep = keep
@@ -154,13 +169,21 @@ class CheckpointManager:
         with self._mutex:
             if self._writer is not None:
                 return
-            try:
-                self._writer = self.store.lock(self._key(WRITER_LOCK), owner_text())
-            except WriterBusy as e:
-                raise WriterConflict(
-                    f"checkpoint folder {self.uri} is being written by {e}; "
-                    "one writer per run folder: stop that run, or write to another folder"
-                ) from None
+            deadline = self._clock() + self.writer_wait_s
+            while True:
+                try:
+                    self._writer = self.store.lock(self._key(WRITER_LOCK), owner_text())
+                    return
+                except WriterBusy as e:
+                    left_s = deadline - self._clock()
+                    if left_s <= 0:
+                        raise WriterConflict(
+                            f"checkpoint folder {self.uri} is being written by {e}; "
+                            "one writer per run folder: stop that run, or write to another "
+                            "folder"
+                        ) from None
+                    log.info("waiting for the writer lock of %s, held by %s", self.uri, e)
+                    self._sleep(min(1.0, left_s))
 
     def _check_held(self) -> None:
         """A writer whose lease ran out and was taken over must not write on."""
@@ -353,6 +376,14 @@ def _check_part_name(name: object) -> None:
         raise ValueError(f"part name {name!r}: use a plain file name (no '/', not hidden)")
 
 
+def takeover_wait_s(store: ObjectStore) -> float:
+    """How long a resumed run waits for the lock of a writer that may have died holding it:
+    the store's lease (an object store's lock outlives a killed holder that long), and a margin
+    for the clocks. A folder's lock knows at once whether its holder lives."""
+    lease_s = getattr(store, "lease_s", None)
+    return float(lease_s) + 5.0 if isinstance(lease_s, int | float) else 0.0
+
+
 def manager_for(uri: str, keep: int = 3) -> CheckpointManager:
     """The manager of the run folder a URI names (a folder, file://, s3:// or gs://): a
     checkpoint (`.../<run>/ckpt-<step>`, its run folder is used) or a run folder itself."""
@@ -374,7 +405,7 @@ def manager_for(uri: str, keep: int = 3) -> CheckpointManager:
     # Reading creates nothing: a resume_from that names nothing finds no checkpoint (and the
     # folder is made by the first save, if a fresh start was allowed).
     store = store_at(replace(where, path=parent), create=False)
-    return CheckpointManager(store, run, keep=keep)
+    return CheckpointManager(store, run, keep=keep, writer_wait_s=takeover_wait_s(store))
 
 
 def _folder(step: int) -> str:

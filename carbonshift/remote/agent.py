@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from carbonshift.checkpoint import CheckpointManager, ObjectStore, open_store
+from carbonshift.checkpoint import CheckpointManager, ObjectStore, open_store, takeover_wait_s
 from carbonshift.energy import open_meter
 from carbonshift.remote.notice import notice_source
 from carbonshift.remote.protocol import (
@@ -84,7 +84,14 @@ def agent_for(spec_uri: str, wait_s: float, clock: Clock | None = None) -> Agent
         spec=spec,
         control=control,
         folder=key.rpartition("/")[0],
-        checkpoints=CheckpointManager(store, join(base, spec.checkpoint_prefix), keep=spec.keep),
+        checkpoints=CheckpointManager(
+            store,
+            join(base, spec.checkpoint_prefix),
+            keep=spec.keep,
+            # A resumed run continues its predecessor's folder, whose VM may have died holding
+            # the lock: wait for its lease rather than fail.
+            writer_wait_s=takeover_wait_s(store) if spec.resume_from else 0.0,
+        ),
         meter=meter,
         notices=notice_source(spec.provider),
         clock=clock,

@@ -1,0 +1,66 @@
+"""A resumed run whose predecessor died holding the writer lock waits for the lease to end
+instead of failing; a live second writer still gets WriterConflict once the wait is over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from carbonshift.checkpoint import CheckpointManager, LocalStore, takeover_wait_s
+from carbonshift.checkpoint.manager import WriterConflict
+from carbonshift.checkpoint.port import WriterBusy
+from carbonshift.checkpoint.store import WriterLock
+
+
+class BusyFor(LocalStore):
+    """A store whose lock is held by someone else for `busy_s` of the test's clock."""
+
+    def __init__(self, root: Path, clock: list[float], busy_s: float) -> None:
+        super().__init__(root)
+        self.clock, self.busy_s, self.tries = clock, busy_s, 0
+
+    def lock(self, key: str, owner: str) -> WriterLock:
+        self.tries += 1
+        if self.clock[0] < self.busy_s:
+            raise WriterBusy(f"pid 1 on a dead vm (lease until t={self.busy_s:g})")
+        return super().lock(key, owner)
+
+
+def manager(tmp_path: Path, busy_s: float, wait_s: float) -> tuple[CheckpointManager, BusyFor]:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    store = BusyFor(tmp_path, now, busy_s)
+    return CheckpointManager(store, "run", writer_wait_s=wait_s, clock=lambda: now[0],
+                             sleep=sleep), store
+
+
+@pytest.mark.parametrize(("busy_s", "wait_s"), [(0.0, 0.0), (3.5, 10.0), (59.9, 65.0)])
+def test_a_lock_that_frees_within_the_wait_is_taken(
+        tmp_path: Path, busy_s: float, wait_s: float) -> None:
+    m, store = manager(tmp_path, busy_s, wait_s)
+    assert m.save(1, {"w": b"x"}, {}).endswith("ckpt-000000000001")
+    assert store.clock[0] >= busy_s and store.clock[0] <= busy_s + 1.0  # no longer than needed
+
+
+@pytest.mark.parametrize(("busy_s", "wait_s"), [(1.0, 0.0), (30.0, 29.0)])
+def test_a_lock_held_past_the_wait_is_a_conflict_and_nothing_is_written(
+        tmp_path: Path, busy_s: float, wait_s: float) -> None:
+    m, store = manager(tmp_path, busy_s, wait_s)
+    with pytest.raises(WriterConflict, match="dead vm"):
+        m.save(1, {"w": b"x"}, {})
+    assert m.latest() is None and store.clock[0] == pytest.approx(wait_s)
+
+
+def test_the_takeover_wait_is_the_stores_lease(tmp_path: Path) -> None:
+    assert takeover_wait_s(LocalStore(tmp_path)) == 0.0  # flock: a dead holder frees it at once
+
+    class Leased(LocalStore):
+        lease_s = 60.0
+
+    assert takeover_wait_s(Leased(tmp_path)) == 65.0
+    with pytest.raises(ValueError, match="writer_wait_s"):
+        CheckpointManager(LocalStore(tmp_path), writer_wait_s=-1)
