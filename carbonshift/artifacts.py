@@ -208,8 +208,7 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
         "",
         f"Forecast coverage of the job's window: {chosen.coverage:.0%}.",
     ]
-    if spot_prices(shards):
-        lines += ["", f"Spot price: {spot_prices(shards)}."]
+    lines += _spot_price_lines(options)
     if scheduled is not None and scheduled.status == "not-scheduled":
         lines += ["", f"**Training run not scheduled:** {scheduled.note}"]
     elif scheduled is not None and scheduled.status == "failed":
@@ -220,6 +219,18 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
     if chart_key:
         lines += ["", f"Forecast chart: artifact `{chart_key}`."]
     return "\n".join(lines) + "\n"
+
+
+def _spot_price_lines(options: Sequence[tuple[str, Slot]]) -> list[str]:
+    """Where the spot prices in the options table came from: one line when they share a
+    source, else one per option (a quoted region next to one priced from the catalog)."""
+    priced = [(label, s) for label, s in options if s.spot_price]
+    labels = list(dict.fromkeys(s.spot_price for _, s in priced))
+    if len(labels) == 1:
+        return ["", f"Spot price: {labels[0]}."]
+    if not labels:
+        return []
+    return ["", "Spot prices:"] + [f"- {label}, {s.region}: {s.spot_price}" for label, s in priced]
 
 
 def emissions_markdown(

@@ -108,10 +108,16 @@ def spot_price_label(candidate: Candidate) -> str:
     if quote.source == CATALOG_SOURCE:
         on_demand = candidate.instance_type.on_demand_usd_per_h
         off = f"{1 - quote.usd_per_h / on_demand:.0%} off on-demand" if on_demand > 0 else ""
-        return f"${quote.usd_per_h:.4f}/h, catalog estimate ({off or 'no on-demand price'})"
+        return f"{_usd_per_h(quote.usd_per_h)}, catalog estimate ({off or 'no on-demand price'})"
     name, zone = PRICE_SOURCES.get(quote.source, (quote.source, ""))
     when = "" if quote.at_s is None else f", set {from_epoch_s(quote.at_s):%Y-%m-%dT%H:%MZ}"
-    return f"${quote.usd_per_h:.4f}/h, {name}, {quote.region}{zone}{when}"
+    return f"{_usd_per_h(quote.usd_per_h)}, {name}, {quote.region}{zone}{when}"
+
+
+def _usd_per_h(usd: float) -> str:
+    # Tenths of a cent hide real differences between quotes; a price below that (emulators
+    # answer $0.00001) would print as zero.
+    return f"${usd:.4f}/h" if usd >= 0.00005 else f"${usd:.1e}/h"
 
 
 def now_home_slot(table: RowTable, j: int) -> Slot:
