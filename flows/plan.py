@@ -59,9 +59,10 @@ def plan_training(
     config = config or PlanningConfig()
     now = now or datetime.now(UTC)
     queue = load_queue(queue_file, jobs)
+    # AWS's spot prices are asked for while the forecasts are fetched.
+    quotes = fetch_spot_prices.submit(queue.jobs, now, spot_pricing)
     forecasts = fetch_forecasts(queue.jobs, now, config.forecast)
-    quotes = fetch_spot_prices(queue.jobs, now, spot_pricing)
-    plans = plan_queue(queue, forecasts, now, quotes)
+    plans = plan_queue(queue, forecasts, now, quotes.result())
     training = config.training_parameters()
     scheduled = (
         schedule_runs(plans, queue.jobs, config.training_deployment, training)
