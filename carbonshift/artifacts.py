@@ -49,6 +49,12 @@ class PlanFigures:
     savings_fraction: float | None  # None: "now at home" is on another signal, nothing claimed
     cost_usd: float
     source: str
+    spot_price: str  # where the $/h of an interruptible plan came from; empty for on-demand
+
+
+def spot_prices(slots: Sequence[Slot]) -> str:
+    """The spot-price labels of these slots, each once, in order ('' for on-demand)."""
+    return "; ".join(dict.fromkeys(s.spot_price for s in slots if s.spot_price))
 
 
 def placed(plan: Plan) -> list[Slot]:
@@ -90,6 +96,7 @@ def plan_figures(plan: FeasiblePlan | SpreadPlan) -> PlanFigures:
         savings_fraction=x.savings_fraction if x.savings_comparable else None,
         cost_usd=sum(s.cost_usd for s in shards),
         source=x.forecast_source,
+        spot_price=spot_prices(shards),
     )
 
 
@@ -126,6 +133,7 @@ def plan_rows(
                     "savings_pct": None,
                     "expected_cost_usd": None,
                     "forecast_source": None,
+                    "spot_price": None,
                     "status": "not-scheduled",
                     "run": plan.reason,
                     "field": plan.field or None,
@@ -148,6 +156,7 @@ def plan_rows(
                 else round(100 * f.savings_fraction, 1),
                 "expected_cost_usd": round(f.cost_usd, 2),
                 "forecast_source": f.source,
+                "spot_price": f.spot_price or None,
                 "status": done.status if done else "not-scheduled",
                 "run": (done.link or done.flow_run_id or done.note) if done else None,
                 "field": None,
@@ -199,6 +208,7 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
         "",
         f"Forecast coverage of the job's window: {chosen.coverage:.0%}.",
     ]
+    lines += _spot_price_lines(options)
     if scheduled is not None and scheduled.status == "not-scheduled":
         lines += ["", f"**Training run not scheduled:** {scheduled.note}"]
     elif scheduled is not None and scheduled.status == "failed":
@@ -209,6 +219,18 @@ def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None
     if chart_key:
         lines += ["", f"Forecast chart: artifact `{chart_key}`."]
     return "\n".join(lines) + "\n"
+
+
+def _spot_price_lines(options: Sequence[tuple[str, Slot]]) -> list[str]:
+    """Where the spot prices in the options table came from: one line when they share a
+    source, else one per option (a quoted region next to one priced from the catalog)."""
+    priced = [(label, s) for label, s in options if s.spot_price]
+    labels = list(dict.fromkeys(s.spot_price for _, s in priced))
+    if len(labels) == 1:
+        return ["", f"Spot price: {labels[0]}."]
+    if not labels:
+        return []
+    return ["", "Spot prices:"] + [f"- {label}, {s.region}: {s.spot_price}" for label, s in priced]
 
 
 def emissions_markdown(

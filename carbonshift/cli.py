@@ -308,7 +308,13 @@ def format_plans(plans: Sequence[Plan]) -> str:
         else {"job": p.job, **asdict(plan_figures(p))}
         for p in plans
     ]
-    return text_table(PLAN_COLUMNS, rows)
+    # A spot plan says where its price came from under its row: a provider's quote or the
+    # catalog's estimate; on-demand rows stay as they were.
+    return text_table(PLAN_COLUMNS, rows, _spot_note)
+
+
+def _spot_note(row: Mapping[str, object]) -> str:
+    return f"\n{'':18s} spot price: {row['spot_price']}" if row.get("spot_price") else ""
 
 
 # -- argument types: each raises ArgumentTypeError, which argparse prints on one line ---------

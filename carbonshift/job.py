@@ -20,7 +20,15 @@ from pydantic import (
     model_validator,
 )
 
-from carbonshift.catalog import PROVIDERS, Catalog, CatalogError, InstanceType, Provider, Region
+from carbonshift.catalog import (
+    PROVIDERS,
+    Catalog,
+    CatalogError,
+    InstanceType,
+    PriceQuote,
+    Provider,
+    Region,
+)
 from carbonshift.scoring import energy_kwh
 from carbonshift.units import (
     DURATION_EXAMPLES,
@@ -191,6 +199,9 @@ class Candidate:
     duration_s: float
     energy_kwh: float
     cost_usd: float
+    # The $/h of an interruptible job's run and where it came from (a provider's quote or the
+    # catalog); None for on-demand, which is always the catalog's.
+    spot_price: PriceQuote | None = None
 
 
 @dataclass(frozen=True)
@@ -233,8 +244,9 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
             energy = energy_kwh(
                 itype.power_w, spec.utilisation, catalog.pue[region.provider], duration_s
             )
-            price = itype.spot_usd_per_h if spec.interruptible else itype.on_demand_usd_per_h
-            candidates.append(Candidate(region, itype, duration_s, energy, price * hours))
+            spot = catalog.spot_price(itype.name, region.key) if spec.interruptible else None
+            price = spot.usd_per_h if spot is not None else itype.on_demand_usd_per_h
+            candidates.append(Candidate(region, itype, duration_s, energy, price * hours, spot))
     if not candidates:
         raise JobSpecError(
             name,

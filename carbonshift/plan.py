@@ -33,6 +33,11 @@ class Slot(BaseModel):
     source: str = Field(description="forecast source, e.g. replay:..., live, cache, static")
     signal: str
     coverage: float = Field(description="share of the job's window the forecast covered")
+    spot_price: str = Field(
+        default="",
+        description="where an interruptible run's $/h came from: a provider's quote (when, "
+        "where) or the catalog's estimate; empty for on-demand (the catalog's price)",
+    )
 
 
 class PlannedSeries(BaseModel):

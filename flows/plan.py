@@ -12,7 +12,14 @@ from pydantic import Field
 from carbonshift.artifacts import Scheduled
 from carbonshift.config import PlanningConfig
 from carbonshift.job import JobSpec
-from tasks.planning import fetch_forecasts, load_queue, plan_queue, publish_plan_artifacts
+from carbonshift.spot_pricing import SpotPricing
+from tasks.planning import (
+    fetch_forecasts,
+    fetch_spot_prices,
+    load_queue,
+    plan_queue,
+    publish_plan_artifacts,
+)
 from tasks.scheduling import schedule_runs
 
 DEFAULT_QUEUE = "deployments/jobs.yaml"
@@ -32,6 +39,7 @@ def plan_training(
     queue_file: str | None = DEFAULT_QUEUE,
     config: PlanningConfig | None = None,
     now: datetime | None = None,
+    spot_pricing: SpotPricing | None = None,
 ) -> list[Scheduled]:
     """Plan every job in the queue and schedule its training run at the chosen slot.
 
@@ -44,12 +52,17 @@ def plan_training(
         queue_file: YAML job queue, relative to the project folder; empty for none.
         config: forecast providers and the training deployment.
         now: plan as of this moment (UTC); empty means now.
+        spot_pricing: ask AWS for interruptible jobs' spot prices (needs
+            ec2:DescribeSpotPriceHistory); empty or off means the catalog's. Either way each
+            spot price in the plan says where it came from.
     """
     config = config or PlanningConfig()
     now = now or datetime.now(UTC)
     queue = load_queue(queue_file, jobs)
+    # AWS's spot prices are asked for while the forecasts are fetched.
+    quotes = fetch_spot_prices.submit(queue.jobs, now, spot_pricing)
     forecasts = fetch_forecasts(queue.jobs, now, config.forecast)
-    plans = plan_queue(queue, forecasts, now)
+    plans = plan_queue(queue, forecasts, now, quotes.result())
     training = config.training_parameters()
     scheduled = (
         schedule_runs(plans, queue.jobs, config.training_deployment, training)

@@ -22,7 +22,7 @@ from carbonshift.artifacts import (
     plan_rows,
     svg_data_url,
 )
-from carbonshift.catalog import Region, default_catalog
+from carbonshift.catalog import PriceQuote, Region, default_catalog
 from carbonshift.config import ForecastConfig
 from carbonshift.job import JobSpec, JobSpecError, load_jobs, parse_jobs, resolve
 from carbonshift.plan import Plan
@@ -30,6 +30,7 @@ from carbonshift.planner import plan_jobs, refused
 from carbonshift.providers import Served
 from carbonshift.providers.chain import zone_groups
 from carbonshift.series import IntensitySeries
+from carbonshift.spot_pricing import SpotPricing, fetch_spot_quotes, spot_candidates
 from tasks.forecasts import fetch_forecast
 
 
@@ -125,9 +126,35 @@ def fetch_forecasts(
 
 
 @task(cache_policy=NO_CACHE)
-def plan_queue(queue: Queue, forecasts: dict[str, Served], now: datetime) -> list[Plan]:
+def fetch_spot_prices(
+    jobs: list[JobSpec], now: datetime, pricing: SpotPricing | None
+) -> list[PriceQuote]:
+    """AWS's spot prices for the interruptible jobs' AWS candidates, when asked for; a region
+    without one keeps the catalog's (the plan labels each price with where it came from)."""
+    logger = get_run_logger()
+    if pricing is None or not pricing.enabled:
+        return []
+    catalog = default_catalog()
+    wanted = spot_candidates(jobs, catalog, now)
+    fetched = fetch_spot_quotes(wanted, now=now, max_age_s=pricing.max_age_s)
+    for why in fetched.missing.values():
+        logger.warning("%s; the catalog's spot price stays there", why)
+    if any(j.interruptible and "gcp" in j.providers for j in jobs):
+        logger.info("GCP spot prices are the catalog's: no GCP price API is asked")
+    logger.info("%d spot prices from AWS for %d regions", len(fetched.quotes), len(wanted))
+    return fetched.quotes
+
+
+@task(cache_policy=NO_CACHE)
+def plan_queue(
+    queue: Queue,
+    forecasts: dict[str, Served],
+    now: datetime,
+    spot_quotes: list[PriceQuote] | None = None,
+) -> list[Plan]:
     series = {key: s.series for key, s in forecasts.items()}
-    plans = plan_jobs(queue.jobs, series, now=now, catalog=default_catalog())
+    catalog = default_catalog().with_spot_quotes(spot_quotes or [])
+    plans = plan_jobs(queue.jobs, series, now=now, catalog=catalog)
     return plans + [refused(e) for e in queue.errors]
 
 

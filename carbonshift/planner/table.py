@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from carbonshift import scoring
+from carbonshift.catalog import CATALOG_SOURCE, PriceQuote
 from carbonshift.job import Candidate, ResolvedJob
 from carbonshift.plan import PlannedSeries, Slot
 from carbonshift.planner.batch import Rows, Starts
@@ -22,6 +23,10 @@ FloatArray = npt.NDArray[np.float64]
 STATIC_SIGNAL = Signal.LCA
 # Objectives equal up to float noise (kg or $) are ties, broken by emissions.
 OBJECTIVE_DECIMALS = 9
+# How a spot label names a quote's source and what its region's price is (AWS may start the
+# instance in any zone of the region, so the quote is the dearest zone's); an unknown source is
+# named as it is.
+PRICE_SOURCES = {"aws:describe_spot_price_history": ("AWS spot price history", " (dearest zone)")}
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,29 @@ def slot_of(table: RowTable, i: int) -> Slot:
         source=_source(table, i),
         signal=signal,
         coverage=float(table.starts.coverage[i]),
+        spot_price=spot_price_label(c),
     )
+
+
+def spot_price_label(candidate: Candidate) -> str:
+    """Where an interruptible candidate's $/h came from, as the plan's texts print it after
+    `spot price: `; empty for on-demand."""
+    quote: PriceQuote | None = candidate.spot_price
+    if quote is None:
+        return ""
+    if quote.source == CATALOG_SOURCE:
+        on_demand = candidate.instance_type.on_demand_usd_per_h
+        off = f"{1 - quote.usd_per_h / on_demand:.0%} off on-demand" if on_demand > 0 else ""
+        return f"{_usd_per_h(quote.usd_per_h)}, catalog estimate ({off or 'no on-demand price'})"
+    name, zone = PRICE_SOURCES.get(quote.source, (quote.source, ""))
+    when = "" if quote.at_s is None else f", set {from_epoch_s(quote.at_s):%Y-%m-%dT%H:%MZ}"
+    return f"{_usd_per_h(quote.usd_per_h)}, {name}, {quote.region}{zone}{when}"
+
+
+def _usd_per_h(usd: float) -> str:
+    # Tenths of a cent hide real differences between quotes; a price below that (emulators
+    # answer $0.00001) would print as zero.
+    return f"${usd:.4f}/h" if usd >= 0.00005 else f"${usd:.1e}/h"
 
 
 def now_home_slot(table: RowTable, j: int) -> Slot:
@@ -124,6 +151,7 @@ def now_home_slot(table: RowTable, j: int) -> Slot:
         source=source,
         signal=signal,
         coverage=float(table.starts.coverage[i]),
+        spot_price=spot_price_label(c),
     )
 
 
