@@ -82,19 +82,20 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
 
 
 def main() -> int:
-    """As a command entrypoint: the flow passes the checkpoint folder and options in the
-    environment (CARBONSHIFT_CHECKPOINT_ROOT, CARBONSHIFT_CHECKPOINT_PREFIX, CARBONSHIFT_STEPS,
+    """As a command entrypoint: the flow passes the checkpoint store and options in the
+    environment (CARBONSHIFT_CHECKPOINT_URI: a folder, s3:// or gs:// store, or the older
+    CARBONSHIFT_CHECKPOINT_ROOT folder; CARBONSHIFT_CHECKPOINT_PREFIX, CARBONSHIFT_STEPS,
     CARBONSHIFT_RESUME_FROM, CARBONSHIFT_ALLOW_FRESH_START, CARBONSHIFT_CHECKPOINT_EVERY_S) and
     asks it to stop with SIGTERM or a stop marker in the store."""
     import os
     import signal
 
-    from carbonshift.checkpoint import CheckpointManager, LocalStore
+    from carbonshift.checkpoint import CheckpointManager, open_store
 
-    manager = CheckpointManager(
-        LocalStore(os.environ["CARBONSHIFT_CHECKPOINT_ROOT"]),
-        os.environ.get("CARBONSHIFT_CHECKPOINT_PREFIX", ""),
-    )
+    uri = os.environ.get("CARBONSHIFT_CHECKPOINT_URI") or os.environ["CARBONSHIFT_CHECKPOINT_ROOT"]
+    store, base = open_store(uri)
+    prefix = os.environ.get("CARBONSHIFT_CHECKPOINT_PREFIX", "")
+    manager = CheckpointManager(store, "/".join(p for p in (base, prefix) if p))
     ctx = TrainingContext(
         manager,
         options={"steps": os.environ.get("CARBONSHIFT_STEPS", "20000")},
