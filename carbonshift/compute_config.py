@@ -23,7 +23,7 @@ class AwsSettings(BaseModel):
     """EC2 launches. Unset values take the adapter's defaults (the region's Deep Learning AMI
     through its public SSM parameter, the default VPC)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     ami: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]+$")
     ami_parameter: str | None = Field(default=None, description="SSM parameter naming the AMI")
@@ -43,7 +43,7 @@ class AwsSettings(BaseModel):
 class GcpSettings(BaseModel):
     """GCE launches. `project` is required for a `gcp:` region."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     project: str | None = None
     zones: list[str] | None = Field(default=None, description="default: the region's a/b/c")
@@ -69,7 +69,7 @@ class GcpSettings(BaseModel):
 class RemoteTimings(BaseModel):
     """How a remote run keeps in touch through the store."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     heartbeat_every_s: float = Field(default=30.0, gt=0)
     poll_every_s: float = Field(default=5.0, gt=0, description="the VM's notice and stop checks")
@@ -99,7 +99,7 @@ class RemoteTimings(BaseModel):
 
 
 class ComputeConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     kind: Literal["local", "cloud"] = Field(
         default="local",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from carbonshift.checkpoint.uri import parse_store_uri
 from carbonshift.compute_config import ComputeConfig
@@ -34,6 +34,9 @@ __all__ = [
 
 class TrainingConfig(BaseModel):
     """Where checkpoints and compute state live, how the grid is watched."""
+
+    # A refused value may be a URI with a password in it: errors name the field, never echo it.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     checkpoint_store: str = Field(
         default=".carbonshift/checkpoints",
@@ -97,6 +100,8 @@ class TrainingConfig(BaseModel):
 
 class PlanningConfig(BaseModel):
     """How the planner fetches forecasts and where it schedules training runs."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     training_deployment: str = Field(

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from carbonshift.cli import main
-from carbonshift.config import ForecastConfig, MonitorRule, PlanningConfig, TrainingConfig
+from carbonshift.config import (
+    ComputeConfig,
+    ForecastConfig,
+    MonitorRule,
+    PlanningConfig,
+    TrainingConfig,
+)
 from carbonshift.providers import ProviderSettings
 
 
@@ -117,3 +124,56 @@ def test_the_planners_deployment_reaches_the_runs_it_schedules() -> None:
     ).training_parameters()
     assert params is not None and params["checkpoint_every_s"] == 60
     assert params["training_deployment"] == "train-model/gpu"
+
+
+@pytest.mark.parametrize("raw", [
+    {"checkpoint_store": "s3://AKIAEXAMPLE:hunter2secret@bucket/x"},
+    {"checkpoint_store": "gs://bucket/x", "compute": {"kind": "cloud", "bootstrap": {
+        "install": ["https://user:hunter2secret@pypi.example/carbonshift.whl"]}}},
+    {"compute": {"kind": "cloud", "aws": {"ami": "hunter2secret"}}},
+])
+def test_a_refused_setting_is_named_and_never_echoed(raw: dict[str, object]) -> None:
+    with pytest.raises(ValidationError) as error:
+        TrainingConfig.model_validate(raw)
+    assert "hunter2secret" not in str(error.value)
+    assert error.value.errors()[0]["loc"]  # the field is named
+
+
+def test_a_cloud_run_needs_a_store_the_instance_can_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CARBONSHIFT_EMULATE_INSTANCES", raising=False)
+    with pytest.raises(ValidationError, match="cannot reach a folder"):
+        TrainingConfig.model_validate({"compute": {"kind": "cloud"}})
+    assert TrainingConfig.model_validate(
+        {"compute": {"kind": "cloud"}, "checkpoint_store": "s3://bucket/x"}).compute.remote_runs
+    monkeypatch.setenv("CARBONSHIFT_EMULATE_INSTANCES", "1")  # the stand-in VM is this machine
+    assert TrainingConfig.model_validate({"compute": {"kind": "cloud"}}).compute.remote_runs
+
+
+def test_the_legacy_state_dir_still_configures_local_compute(tmp_path: Path) -> None:
+    cfg = TrainingConfig.model_validate({"compute_state_dir": str(tmp_path)})
+    assert cfg.compute.state_dir == str(tmp_path) and cfg.compute.kind == "local"
+
+
+def test_compute_for_routes_by_provider(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from carbonshift.compute import LocalCompute
+    from carbonshift.compute.ec2 import Ec2Compute
+    from carbonshift.compute.gce import GceCompute
+    from carbonshift.remote import EmulatedInstances
+
+    monkeypatch.delenv("CARBONSHIFT_EMULATE_INSTANCES", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    local = TrainingConfig.model_validate({"compute": {"state_dir": str(tmp_path)}})
+    assert isinstance(local.compute.compute_for("aws:us-east-1"), LocalCompute)
+    cloud = ComputeConfig.model_validate({"kind": "cloud", "state_dir": str(tmp_path),
+                                          "gcp": {"project": "proj-123", "anonymous": True,
+                                                  "api_endpoint": "http://127.0.0.1:9"}})
+    assert isinstance(cloud.compute_for("aws:eu-west-2"), Ec2Compute)
+    assert isinstance(cloud.compute_for("gcp:europe-west4"), GceCompute)
+    with pytest.raises(ValueError, match="compute.gcp.project"):
+        ComputeConfig(kind="cloud").compute_for("gcp:europe-west4")
+    with pytest.raises(ValueError, match="aws: or gcp:"):
+        cloud.compute_for("azure:westeurope")
+    monkeypatch.setenv("CARBONSHIFT_EMULATE_INSTANCES", "1")
+    assert isinstance(cloud.compute_for("aws:eu-west-2"), EmulatedInstances)
+    with pytest.raises(ValidationError, match="stop_wait_s"):
+        ComputeConfig.model_validate({"remote": {"stop_wait_s": 200, "stop_grace_s": 100}})

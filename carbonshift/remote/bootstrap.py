@@ -49,7 +49,7 @@ def _safe(field: str, value: str) -> str:
 
 
 class BootstrapConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     install: list[str] = Field(
         default_factory=lambda: [f"carbonshift=={_version()}"],

@@ -70,7 +70,7 @@ def no_userinfo(field: str, uri: str) -> str:
 class MeterSpec(BaseModel):
     """Which meter the VM reads: the plan's estimate, RAPL, or RAPL when readable (`auto`)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     kind: Literal["estimate", "rapl", "auto"] = "estimate"
     power_w: float = Field(default=0.0, ge=0, description="the estimate's power")
@@ -80,7 +80,7 @@ class MeterSpec(BaseModel):
 class RunSpec(BaseModel):
     """Everything the VM needs to train, and nothing secret (it reads the store as its role)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     version: Literal[1] = VERSION
     attempt: str = Field(default_factory=lambda: uuid.uuid4().hex)
@@ -117,7 +117,7 @@ class RunSpec(BaseModel):
 
 
 class Heartbeat(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     version: Literal[1] = VERSION
     attempt: str
@@ -135,7 +135,7 @@ class Heartbeat(BaseModel):
 
 
 class Status(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     version: Literal[1] = VERSION
     attempt: str
