@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import boto3  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field
 
 from carbonshift.catalog import Catalog, PriceQuote
@@ -84,11 +83,13 @@ def fetch_spot_quotes(
     missing: dict[str, str] = {}
     for region, types in sorted(wanted.items()):
         asked = sorted(set(types))
-        witness = _Witness(session)
-        found = spot_quotes(asked, region, now=now, max_age_s=max_age_s, session=witness)
+        errors: list[BaseException] = []
+        found = spot_quotes(
+            asked, region, now=now, max_age_s=max_age_s, session=session, on_error=errors.append
+        )
         quotes += found
-        if witness.error is not None:
-            missing[region] = _why(witness.error, region)
+        if errors:
+            missing[region] = _why(errors[-1], region)
             continue
         stale = sorted(set(asked) - {q.instance_type for q in found})
         if stale:
@@ -107,29 +108,3 @@ def _why(error: BaseException, region: str) -> str:
         )
         return f"AWS refused the spot price history in {region}: needs {PERMISSION} ({how})"
     return f"no spot prices from AWS in {region}: {aws.describe(error)}"
-
-
-class _Witness:
-    """A boto3 session that keeps the error of the last call made through its clients.
-
-    `spot_quotes` answers no quotes for any SDK error (a plan must not fail for a price), so
-    the error is read off the client's own events to say why, and which permission is missing.
-    """
-
-    def __init__(self, session: Any = None) -> None:
-        self._session = session or boto3.Session()
-        self.error: BaseException | None = None
-
-    def client(self, service: str, **options: Any) -> Any:
-        made = self._session.client(service, **options)
-        made.meta.events.register("after-call", self._answered)
-        made.meta.events.register("after-call-error", self._failed)
-        return made
-
-    def _answered(self, http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
-        # botocore raises the refusal right after this event, from these very values.
-        if http_response.status_code >= 300:
-            self.error = aws.ClientError(parsed, model.name)
-
-    def _failed(self, exception: BaseException, **_: Any) -> None:
-        self.error = exception  # no connection, no credentials: nothing was answered

@@ -9,7 +9,7 @@ and the catalog's price stays, labelled `catalog` (emulators answer placeholder 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,11 +55,12 @@ def spot_quotes(
     now: datetime,
     max_age_s: float = DEFAULT_MAX_AGE_S,
     session: Any = None,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> list[PriceQuote]:
     """Fresh spot quotes for these types in one region (`aws:us-east-1`); types without a
     fresh quote are absent, so `Catalog.spot_price` falls back to the catalog for them. Prices
     are a planning input, not a requirement: when AWS cannot be asked (no credentials, no
-    permission, no network) this logs why and returns no quotes."""
+    permission, no network) this logs why, tells `on_error`, and returns no quotes."""
     types = sorted(set(instance_types))
     if not types:
         return []
@@ -77,5 +78,7 @@ def spot_quotes(
         log.warning(
             "no spot prices from AWS in %s (%s); the catalog's prices stay", region, aws.describe(e)
         )
+        if on_error is not None:
+            on_error(e)
         return []
     return latest_per_type(records, region, now.timestamp(), max_age_s)
