@@ -17,6 +17,7 @@ from typing import Any
 from carbonshift.clouds import aws, iam
 from carbonshift.clouds.aws_errors import CAPACITY_REASONS, as_port_errors
 from carbonshift.compute.port import (
+    TAG_HEARTBEAT,
     TAG_JOB,
     TAG_RUN_ID,
     AccessDenied,
@@ -35,6 +36,7 @@ LIVE = ("pending", "running")
 HELD = (*LIVE, "stopping", "stopped")
 NOT_GONE = (*HELD, "shutting-down")
 USER_DATA_MAX_BYTES = 16 * 1024
+TAG_VALUE_MAX_CHARS = 256
 _TOKEN_TRIES = 3
 
 
@@ -211,8 +213,10 @@ class Ec2Compute:
         tags = [
             {"Key": TAG_JOB, "Value": request.job},
             {"Key": TAG_RUN_ID, "Value": request.run_id},
-            {"Key": "Name", "Value": f"carbonshift {request.job}"[:256]},
+            {"Key": "Name", "Value": f"carbonshift {request.job}"[:TAG_VALUE_MAX_CHARS]},
         ]
+        # The instance alone: the reaper asks instances, never volumes.
+        instance_tags = [*tags, *self._heartbeat_tag(request)]
         # Some AMIs keep their root volume after termination: this one goes with the instance.
         ebs = {"DeleteOnTermination": True, "VolumeSize": self.root_volume_gb or image.root_gb}
         params: dict[str, Any] = {
@@ -222,7 +226,8 @@ class Ec2Compute:
             "MaxCount": 1,
             "ClientToken": token,
             "TagSpecifications": [
-                {"ResourceType": kind, "Tags": tags} for kind in ("instance", "volume")
+                {"ResourceType": "instance", "Tags": instance_tags},
+                {"ResourceType": "volume", "Tags": tags},
             ],
             "BlockDeviceMappings": [{"DeviceName": image.root_device, "Ebs": ebs}],
             # A boot script that powers off ends the bill too.
@@ -251,6 +256,24 @@ class Ec2Compute:
         with self._errors("ec2", "RunInstances", request.instance_type):
             found: list[dict[str, Any]] = self._client("ec2").run_instances(**params)["Instances"]
         return found[0]
+
+    def _heartbeat_tag(self, request: LaunchRequest) -> list[dict[str, str]]:
+        uri = request.heartbeat_uri
+        if not uri:
+            return []
+        if len(uri) > TAG_VALUE_MAX_CHARS:
+            # A URI cut short would name another object; without the tag the reaper judges
+            # this instance by its run's state alone.
+            log.warning(
+                "run %s: heartbeat URI is %d characters, more than an EC2 tag holds (%d); "
+                "launching without the %s tag (use a shorter checkpoint_store or job name)",
+                request.run_id,
+                len(uri),
+                TAG_VALUE_MAX_CHARS,
+                TAG_HEARTBEAT,
+            )
+            return []
+        return [{"Key": TAG_HEARTBEAT, "Value": uri}]
 
     def _resolve_image(self) -> _Image:
         if self._image is not None:
@@ -338,6 +361,7 @@ class Ec2Compute:
             job=tags.get(TAG_JOB, ""),
             spot=described.get("InstanceLifecycle") == "spot",
             launched_at_s=described["LaunchTime"].timestamp(),
+            heartbeat_uri=tags.get(TAG_HEARTBEAT) or None,
         )
 
     def _wait(self, waiter: str, ids: list[str], instance_type: str = "") -> None:

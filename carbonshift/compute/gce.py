@@ -33,6 +33,7 @@ from carbonshift.compute.gce_errors import (
 from carbonshift.compute.gce_machine import (
     BUILT_IN_GPU_FAMILIES,
     LABEL_RUN_ID,
+    META_HEARTBEAT,
     META_JOB,
     META_RUN_ID,
     Accelerator,
@@ -353,6 +354,7 @@ class GceCompute:
             job=_meta(vm, META_JOB),
             spot=vm.scheduling.provisioning_model == "SPOT",
             launched_at_s=_seconds(vm.creation_timestamp),
+            heartbeat_uri=_meta(vm, META_HEARTBEAT) or None,
         )
 
     # -- clients and errors --------------------------------------------------------------------

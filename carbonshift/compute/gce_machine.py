@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from google.cloud import compute_v1
 
-from carbonshift.compute.port import TAG_JOB, TAG_RUN_ID, LaunchRequest
+from carbonshift.compute.port import TAG_HEARTBEAT, TAG_JOB, TAG_RUN_ID, LaunchRequest
 
 # GCE label keys allow [a-z0-9_-] only, so the port's `carbonshift:job` becomes `carbonshift-job`.
 LABEL_JOB = TAG_JOB.replace(":", "-")
@@ -21,6 +21,8 @@ LABEL_RUN_ID = TAG_RUN_ID.replace(":", "-")
 # Labels are lossy (63 characters, a small alphabet): the exact values live in metadata too.
 META_JOB = LABEL_JOB
 META_RUN_ID = LABEL_RUN_ID
+# A URI fits no label (63 characters of [a-z0-9_-]): metadata only.
+META_HEARTBEAT = TAG_HEARTBEAT.replace(":", "-")
 
 # Zones of the catalog's GCP regions (Compute Engine "Regions and zones", 2025). Not every
 # region has an `-a` zone; a region not listed here tries -a, -b, -c, and zones that do not
@@ -146,6 +148,8 @@ def instance_body(config: MachineConfig, zone: str, request: LaunchRequest) -> c
         compute_v1.Items(key=META_RUN_ID, value=request.run_id),
         compute_v1.Items(key=META_JOB, value=request.job),
     ]
+    if request.heartbeat_uri:
+        metadata.append(compute_v1.Items(key=META_HEARTBEAT, value=request.heartbeat_uri))
     if request.boot_script is not None:
         metadata.append(compute_v1.Items(key="startup-script", value=request.boot_script))
     interface = compute_v1.NetworkInterface(network=config.network)

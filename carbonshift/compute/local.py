@@ -35,6 +35,7 @@ class LocalCompute:
             job=request.job,
             spot=request.spot,
             launched_at_s=time.time(),
+            heartbeat_uri=request.heartbeat_uri,
         )
         self._path(request.run_id).write_text(json.dumps(asdict(instance)))
         return instance

@@ -12,12 +12,16 @@ from typing import Protocol
 # Tags (EC2) and labels (GCE) that mark what carbonshift launched; `reap` looks for them.
 TAG_JOB = "carbonshift:job"
 TAG_RUN_ID = "carbonshift:run-id"
+# Where the run's VM writes its heartbeat: the reaper reads it without knowing the run's store.
+TAG_HEARTBEAT = "carbonshift:heartbeat"
 
 
 @dataclass(frozen=True)
 class LaunchRequest:
     """One instance for one run. `region` is written as in job files (`aws:us-east-1`);
-    `boot_script` is the user data / startup script of a remote run (None: nothing to run)."""
+    `boot_script` is the user data / startup script of a remote run (None: nothing to run);
+    `heartbeat_uri` the object its VM rewrites while alive (None: it writes none), recorded
+    with the instance for the reaper."""
 
     job: str
     run_id: str
@@ -25,6 +29,7 @@ class LaunchRequest:
     instance_type: str
     spot: bool = False
     boot_script: str | None = None
+    heartbeat_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Instance:
     job: str = ""
     spot: bool = False
     launched_at_s: float | None = None
+    heartbeat_uri: str | None = None  # as launched; None: not recorded (or none written)
 
 
 class ComputeError(Exception):

@@ -1,7 +1,8 @@
 """A remote run's compute, for the Supervisor: the launch request carries the bootstrap (with the
 spec published first, so a booting VM finds it), and the run counts as interrupted when the
 provider says so or when the VM does (a spot notice in its heartbeat, an interrupted status, a
-lost heartbeat). One per run; everything else is the wrapped compute's."""
+lost heartbeat). The instance records where its heartbeat is, so a reaper that knows no store
+finds it. One per run; everything else is the wrapped compute's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import replace
 from carbonshift.compute import Compute, Instance, LaunchRequest
 from carbonshift.remote.bootstrap import BootstrapConfig, render_bootstrap
 from carbonshift.remote.observer import RemoteTrainer
+from carbonshift.remote.protocol import HEARTBEAT, join
 
 
 class RemoteCompute:
@@ -25,7 +27,14 @@ class RemoteCompute:
             )
         self.remote.publish()
         script = render_bootstrap(self.config, self.remote.spec_uri, request.job, request.run_id)
-        return self.compute.provision(replace(request, boot_script=script))
+        return self.compute.provision(
+            replace(request, boot_script=script, heartbeat_uri=self.heartbeat_uri)
+        )
+
+    @property
+    def heartbeat_uri(self) -> str:
+        """What the VM rewrites while alive; recorded with the instance for the reaper."""
+        return f"{self.remote.store.uri}/{join(self.remote.folder, HEARTBEAT)}"
 
     def release(self, run_id: str) -> bool:
         return self.compute.release(run_id)
