@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from carbonshift.compute import Instance, LaunchRequest, LocalCompute
-from carbonshift.reap import Reaped, RunState, reap, to_reap
+from carbonshift.reap import UNTOLD, Beat, Reaped, RunState, reap, to_reap
 
 NOW = 1_800_000_000.0
 STALE = 15 * 60.0
@@ -21,7 +21,7 @@ def instance(run_id: str, launched_ago_s: float = 3600.0) -> Instance:
 
 
 def decide(instances: list[Instance], states: dict[str, tuple[RunState, str] | None],
-           beats: dict[str, float | None]) -> dict[str, str]:
+           beats: dict[str, Beat]) -> dict[str, str]:
     found = to_reap(instances, now_s=NOW, stale_after_s=STALE,
                     run_state=lambda r: states.get(r), heartbeat_at=lambda i: beats.get(i.run_id))
     return {r.instance.run_id: r.reason for r in found}
@@ -59,15 +59,18 @@ def test_no_heartbeat_counts_from_the_launch() -> None:
 
 @given(
     state=st.sampled_from([None, RunState.ACTIVE, RunState.ENDED, RunState.UNKNOWN]),
-    beat_age=st.one_of(st.none(), st.floats(0, 10 * STALE)),
+    beat_age=st.one_of(st.none(), st.just(UNTOLD), st.floats(0, 10 * STALE)),
     launched_ago=st.floats(0, 10 * STALE),
 )
 def test_reaped_exactly_when_nobody_owns_it(
-    state: RunState | None, beat_age: float | None, launched_ago: float
+    state: RunState | None, beat_age: Beat, launched_ago: float
 ) -> None:
     i = instance("r", launched_ago_s=launched_ago)
-    got = decide([i], {"r": None if state is None else (state, state.value)},
-                 {"r": None if beat_age is None else NOW - beat_age})
+    beat: Beat = beat_age if beat_age is None or beat_age is UNTOLD else NOW - beat_age
+    got = decide([i], {"r": None if state is None else (state, state.value)}, {"r": beat})
+    if beat_age is UNTOLD:  # no evidence it is gone: only an ended run loses it
+        assert ("r" in got) == (state is RunState.ENDED)
+        return
     last = launched_ago if beat_age is None else beat_age
     owned = state is not RunState.ENDED and last <= STALE
     assert ("r" not in got) == owned

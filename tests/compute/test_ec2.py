@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from moto.ec2.models.instances import StateReason
 
 from carbonshift.compute import TAG_JOB, TAG_RUN_ID, CapacityError, ComputeError, LaunchRequest
 from carbonshift.compute.ec2 import DLAMI_PARAMETER, Ec2Compute, client_token
+from carbonshift.compute.port import TAG_HEARTBEAT
 from tests.compute.conftest import AL2023, REGION
 from tests.compute.faults import moto_ec2, params_of
 
@@ -77,6 +79,40 @@ def test_the_volumes_carry_the_tags_too(make_ec2: Callable[..., Ec2Compute], ec2
     for volume in volumes:
         tags = {t["Key"]: t["Value"] for t in volume["Tags"]}
         assert tags[TAG_RUN_ID] == "run-1" and tags[TAG_JOB] == "nightly"
+
+
+def test_the_heartbeat_uri_is_an_instance_tag_read_back_by_find_and_held(
+    ec2: Ec2Compute, ec2_api: Any
+) -> None:
+    uri = "s3://ckpt/nightly/run-1/remote/run-1/heartbeat.json"
+    launched = ec2.provision(request(heartbeat_uri=uri))
+    ec2.provision(request("run-2"))
+
+    tags = {t["Key"]: t["Value"] for t in described(ec2_api, launched.handle)["Tags"]}
+    assert tags[TAG_HEARTBEAT] == uri and launched.heartbeat_uri == uri
+    volumes = ec2_api.describe_volumes(
+        Filters=[{"Name": "attachment.instance-id", "Values": [launched.handle]}]
+    )["Volumes"]
+    assert all(TAG_HEARTBEAT not in {t["Key"] for t in v["Tags"]} for v in volumes)
+    found = ec2.find("run-1")
+    assert found is not None and found.heartbeat_uri == uri
+    assert {i.run_id: i.heartbeat_uri for i in ec2.held()} == {"run-1": uri, "run-2": None}
+
+
+def test_a_heartbeat_uri_longer_than_a_tag_launches_without_it(
+    ec2: Ec2Compute, ec2_api: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fits = "s3://b/" + "k" * (256 - len("s3://b/"))
+    too_long = fits + "x"
+    caplog.set_level(logging.WARNING, logger="carbonshift.compute")
+    kept = ec2.provision(request("run-256", heartbeat_uri=fits))
+    cut = ec2.provision(request("run-257", heartbeat_uri=too_long))
+
+    assert kept.heartbeat_uri == fits  # exactly at the limit: kept whole
+    assert cut.heartbeat_uri is None
+    tags = {t["Key"] for t in described(ec2_api, cut.handle)["Tags"]}
+    assert TAG_HEARTBEAT not in tags and TAG_RUN_ID in tags
+    assert "heartbeat URI is 257 characters, more than an EC2 tag holds (256)" in caplog.text
 
 
 def test_spot_asks_for_a_one_time_instance_that_terminates(

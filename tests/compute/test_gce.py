@@ -122,6 +122,23 @@ def test_a_spot_launch_sends_labels_scheduling_metadata_and_a_request_id(fake: F
     assert fake.instances[(PROJECT, A, body["name"])]["status"] == "RUNNING"
 
 
+def test_the_heartbeat_uri_travels_in_metadata_and_comes_back(fake: FakeGce) -> None:
+    # Labels cannot hold a URI (63 characters of [a-z0-9_-]): metadata does.
+    compute = gce(fake)
+    uri = f"gs://ckpt-bucket/train-resnet/{RUN}/remote/{RUN}/heartbeat.json"
+    launched = compute.provision(launch(heartbeat_uri=uri))
+    compute.provision(launch("other-run"))
+
+    first, second = (c.body or {} for c in fake.inserts())
+    assert metadata(first)["carbonshift-heartbeat"] == uri
+    assert "carbonshift-heartbeat" not in metadata(second)
+    assert set(first["labels"]) == {"carbonshift-job", "carbonshift-run-id"}
+    assert launched.heartbeat_uri == uri
+    found = gce(fake).find(RUN)  # another process, from the API alone
+    assert found is not None and found.heartbeat_uri == uri
+    assert {i.run_id: i.heartbeat_uri for i in gce(fake).held()} == {RUN: uri, "other-run": None}
+
+
 def test_n1_machines_take_their_gpus_from_the_config(fake: FakeGce) -> None:
     compute = gce(
         fake,
