@@ -4,6 +4,10 @@ terminated; a healthy run's stays, and so does what carbonshift did not launch."
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -181,3 +185,29 @@ def test_the_deployment_in_prefect_yaml_runs_the_flow_every_15_minutes() -> None
     assert schedule["interval"] == 900
     assert deployment["work_pool"]["name"] == "carbonshift-process"
 
+
+
+@pytest.mark.slow
+def test_prefect_deploys_the_reaper_with_its_schedule_off(prefect_server: None) -> None:
+    """`prefect deploy` of this repo's prefect.yaml, against the test server: the parameters
+    pass the enforced schema, the schedule is there, paused until configured."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.settings import PREFECT_API_URL
+
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name="carbonshift-process", type="process"))
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--name",
+         "reap-instances/every-15-minutes"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("reap-instances/every-15-minutes")
+    assert deployment.enforce_parameter_schema
+    assert deployment.parameters == {"regions": ["aws:us-east-1"], "stale_after_s": 900}
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.interval.total_seconds() == 900  # type: ignore[union-attr]
+    assert schedule.active is False
+    assert set(deployment.parameter_openapi_schema["required"]) == {"regions"}
