@@ -123,6 +123,38 @@ def test_ec2_instances_of_ended_and_silent_runs_are_terminated(
     assert "Nothing to terminate." in artifact()
 
 
+def test_gce_instances_are_judged_by_the_heartbeat_in_their_metadata(
+    prefect_server: None, tmp_path: Path
+) -> None:
+    from google.auth.credentials import AnonymousCredentials
+
+    from carbonshift.compute.gce import GceCompute
+    from tests.fakes.gce_api import FakeGce
+
+    fake = FakeGce()
+    fake.start()
+    try:
+        gce = GceCompute("carbonshift-test", "gcp:europe-west4", credentials=AnonymousCredentials(),
+                         client_options={"api_endpoint": fake.url}, poll_interval_s=0.0)
+        store = LocalStore(tmp_path / "store")
+        ended, silent, healthy = flow_run(Completed()), flow_run(Running()), flow_run(Running())
+        for run, age_s in ((ended, 5), (silent, 1000), (healthy, 5)):
+            gce.provision(LaunchRequest("job", run, "gcp:europe-west4", "a2-highgpu-1g",
+                                        heartbeat_uri=beat(store, f"{run}/hb.json", age_s)))
+        config = TrainingConfig.model_validate({
+            "checkpoint_store": "gs://reap-beats/ckpt",
+            "compute": {"kind": "cloud", "gcp": {"project": "carbonshift-test",
+                                                 "api_endpoint": fake.url, "anonymous": True}}})
+
+        summary = reap_main(ReapRequest(regions=["gcp:europe-west4"], stale_after_s=600), config)
+
+        assert [i.run_id for i in gce.held()] == [healthy]
+        assert sorted(r["run_id"] for r in summary["instances"]) == sorted([ended, silent])
+        assert summary["terminated"] == 2
+    finally:
+        fake.stop()
+
+
 def test_a_region_that_cannot_be_swept_fails_the_run_but_not_the_others(
     prefect_server: None, aws: str, tmp_path: Path
 ) -> None:
@@ -208,6 +240,6 @@ def test_prefect_deploys_the_reaper_with_its_schedule_off(prefect_server: None) 
     assert deployment.enforce_parameter_schema
     assert deployment.parameters == {"regions": ["aws:us-east-1"], "stale_after_s": 900}
     (schedule,) = deployment.schedules
-    assert schedule.schedule.interval.total_seconds() == 900  # type: ignore[union-attr]
+    assert schedule.schedule.interval.total_seconds() == 900
     assert schedule.active is False
     assert set(deployment.parameter_openapi_schema["required"]) == {"regions"}
