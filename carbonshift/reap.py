@@ -1,5 +1,5 @@
-"""The reaper: which carbonshift instances to terminate. An instance whose run has ended (or
-that no server knows) has nobody left to release it; one whose heartbeat is older than
+"""The reaper: which carbonshift instances to terminate. An instance whose run has ended has
+nobody left to release it; one whose heartbeat is older than
 `stale_after_s` has lost its run (a killed flow process, a dead worker, a VM that never booted).
 Hooks release most instances; this catches what they cannot (a worker killed with -9).
 
@@ -24,7 +24,7 @@ log = logging.getLogger("carbonshift.reap")
 
 
 class RunState(StrEnum):
-    ACTIVE = "active"  # scheduled, pending, running: its flow still owns the instance
+    ACTIVE = "active"  # scheduled, pending, running, paused: its flow still owns the instance
     ENDED = "ended"  # completed, failed, crashed, cancelled
     # No such run on the server asked: it may live on another server (another PREFECT_API_URL,
     # an ephemeral one), so only its heartbeat can tell.
