@@ -52,7 +52,7 @@ class Reaped:
         i = self.instance
         return {
             "region": i.region,
-            "instance": i.handle,
+            "handle": i.handle,
             "run_id": i.run_id,
             "job": i.job,
             "reason": self.reason,
@@ -161,7 +161,7 @@ def markdown(records: list[dict[str, Any]], errors: dict[str, str]) -> str:
             done = "yes" if r["released"] else "already gone"
             if r["error"]:
                 done = f"**failed**: {r['error']}"
-            cells = (r["region"], r["instance"], r["run_id"], r["job"], r["reason"], done)
+            cells = (r["region"], r["handle"], r["run_id"], r["job"], r["reason"], done)
             lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
     for region, error in sorted(errors.items()):
         lines += ["", f"**{_cell(region)} not swept:** {_cell(error)}"]

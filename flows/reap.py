@@ -43,6 +43,13 @@ def reap_instances(
     logger = get_run_logger()
     # Local compute is one state folder, whatever the region (as release_everywhere sees it).
     targets = list(dict.fromkeys(regions)) if config.compute.remote_runs else ["local"]
+    if not config.compute.remote_runs:
+        logger.warning(
+            "compute.kind is local: sweeping this machine's compute state (%s), not %s; pass "
+            "the training config your cloud runs use (compute.kind cloud) to sweep clouds",
+            config.compute.state_dir,
+            ", ".join(regions),
+        )
     futures = {r: reap_region.submit(r, stale_after_s, config) for r in targets}
     records: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
@@ -64,7 +71,7 @@ def reap_instances(
     message = f"terminated {terminated} instance(s) in {', '.join(targets)}"
     if errors or failed:
         problems = [f"{region}: {e}" for region, e in errors.items()]
-        problems += [f"{r['instance']}: {r['error']}" for r in failed]
+        problems += [f"{r['handle']}: {r['error']}" for r in failed]
         return Failed(message=f"{message}; failed: {'; '.join(problems)}", data=summary)
     return Completed(message=message, data=summary)
 

@@ -62,7 +62,7 @@ def reap_region(
 ) -> list[dict[str, Any]]:
     """Terminate what carbonshift holds in `region` whose run ended or whose heartbeat is older
     than `stale_after_s` (`now_s`: the reaper's clock, default now); one record per instance
-    (region, instance, run_id, job, reason, released, error)."""
+    (region, handle, run_id, job, reason, released, error)."""
     logger = get_run_logger()
     compute = compute_for(config, region, cloud_access(config))
     held = compute.held()

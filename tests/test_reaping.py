@@ -108,7 +108,7 @@ def test_one_failed_release_does_not_stop_the_others(tmp_path: Path) -> None:
     ]
     assert [i.run_id for i in compute.held()] == ["stuck"]
     record = done[1].record()
-    assert record == {"region": "aws:us-east-1", "instance": "localhost", "run_id": "stuck",
+    assert record == {"region": "aws:us-east-1", "handle": "localhost", "run_id": "stuck",
                       "job": "j", "reason": "why", "released": False,
                       "error": "ComputeError: aws:us-east-1: TerminateInstances refused"}
 

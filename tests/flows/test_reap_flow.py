@@ -112,7 +112,7 @@ def test_ec2_instances_of_ended_and_silent_runs_are_terminated(
     assert summary["terminated"] == 2 and summary["errors"] == {}
     reasons = {r["run_id"]: r["reason"] for r in summary["instances"]}
     assert reasons == {ended: f"run {ended} is Crashed", silent: "last heartbeat 60 min ago"}
-    assert {r["instance"] for r in summary["instances"]} == {launched[ended], launched[silent]}
+    assert {r["handle"] for r in summary["instances"]} == {launched[ended], launched[silent]}
     assert all(r["region"] == "aws:us-east-1" and r["released"] for r in summary["instances"])
     text = artifact()
     assert launched[ended] in text and launched[silent] in text
