@@ -36,6 +36,12 @@ class ReapRequest(BaseModel):
 
     regions: list[str] = Field(min_length=1)
     stale_after_s: float = Field(default=900.0, gt=0)
+    compute: Literal["local", "cloud"] = Field(
+        default="cloud", description="cloud: the regions' clouds; local: this machine's state"
+    )
+    config: str | None = Field(
+        default=None, description="the training settings the runs used (compute.aws / .gcp)"
+    )
     json_output: bool = False
 
 
@@ -67,8 +73,9 @@ def adhoc_job(request: TrainRequest, catalog: Catalog) -> JobSpec:
     return spec.model_copy(update=update)
 
 
-def training_config(request: TrainRequest) -> TrainingConfig:
-    """The run's configuration: `--config` (YAML or JSON of TrainingConfig), then the flags."""
+def training_config(request: TrainRequest | ReapRequest) -> TrainingConfig:
+    """The runs' configuration: `--config` (YAML or JSON of TrainingConfig), then the flags.
+    For `train`, a cloud run's store must be one the instance can reach."""
     raw: dict[str, Any] = {}
     if request.config is not None:
         try:
@@ -78,14 +85,17 @@ def training_config(request: TrainRequest) -> TrainingConfig:
         if not isinstance(loaded, dict):
             raise ValueError(f"--config {request.config}: expected a mapping of settings")
         raw = loaded
-    if request.store is not None:
+    if isinstance(request, TrainRequest) and request.store is not None:
         raw["checkpoint_store"] = request.store
     raw["compute"] = {**(raw.get("compute") or {}), "kind": request.compute}
     try:
-        return TrainingConfig.model_validate(raw)
+        config = TrainingConfig.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         source = f"--config {request.config}" if request.config else "training settings"
         raise ValueError(f"{source}: {loc + ': ' if loc else ''}{message}") from None
+    if isinstance(request, TrainRequest):
+        config.check_reachable_store()
+    return config

@@ -50,6 +50,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=900.0,
         help="a heartbeat older than this means the run is lost (default 15m)",
     )
+    reap.add_argument(
+        "--compute",
+        choices=["local", "cloud"],
+        default="cloud",
+        help="cloud (default): the regions' EC2/GCE; local: this machine's compute state",
+    )
+    reap.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the training settings the runs used (YAML): compute.aws / compute.gcp, blocks",
+    )
     reap.add_argument("--json", action="store_true", help="print one JSON object")
     reap.set_defaults(run=_reap)
 
@@ -83,5 +94,12 @@ def _train(args: argparse.Namespace) -> int:
 def _reap(args: argparse.Namespace) -> int:
     catalog = default_catalog()
     regions = [catalog.region(r).key for r in args.region]
-    request = ReapRequest(regions=regions, stale_after_s=args.stale_after, json_output=args.json)
+    request = ReapRequest(
+        regions=regions,
+        stale_after_s=args.stale_after,
+        compute=args.compute,
+        config=args.config,
+        json_output=args.json,
+    )
+    training_config(request)  # bad settings fail here, before Prefect starts
     return run_project_module("flows.cli", ["reap", request.model_dump_json()])

@@ -79,8 +79,16 @@ class TrainingConfig(BaseModel):
             data["compute"] = compute
         return data
 
-    @model_validator(mode="after")
-    def _reachable_store(self) -> TrainingConfig:
+    @field_validator("checkpoint_store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        parse_store_uri(value, field="checkpoint_store")  # scheme and bucket name, no network
+        return value
+
+    def check_reachable_store(self) -> None:
+        """A cloud instance must reach the checkpoint store: a folder on this machine is only
+        right for emulated instances. Checked when a run starts (and by `carbonshift train`),
+        not on validation, so that the reaper and the hooks can load any run's config."""
         if self.compute.remote_runs and parse_store_uri(self.checkpoint_store).scheme == "file":
             from carbonshift.remote.emulate import emulated_instances
 
@@ -89,13 +97,6 @@ class TrainingConfig(BaseModel):
                     f"checkpoint_store {self.checkpoint_store!r}: a cloud instance cannot reach "
                     "a folder on this machine; give an s3:// or gs:// store"
                 )
-        return self
-
-    @field_validator("checkpoint_store")
-    @classmethod
-    def _known_store(cls, value: str) -> str:
-        parse_store_uri(value, field="checkpoint_store")  # scheme and bucket name, no network
-        return value
 
 
 class PlanningConfig(BaseModel):

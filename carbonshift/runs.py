@@ -84,6 +84,7 @@ def release_everywhere(
 def run_training(inputs: RunInputs) -> RunReport:
     """Supervise the run on the chosen option, or on the next one with capacity; the report
     lists the options refused before it (NoCapacity when every one was)."""
+    inputs.config.check_reachable_store()
     report, refused = with_failover(
         inputs.placement, datetime.fromtimestamp(inputs.clock.now(), UTC), lambda p: _run(inputs, p)
     )

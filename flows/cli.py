@@ -56,16 +56,21 @@ def train(request: TrainRequest) -> int:
 
 
 def reap(request: ReapRequest) -> int:
-    from flows.reap import reap_main  # the reaper's flow
+    """Exit 0 when every region was swept and every release succeeded, 1 otherwise."""
+    from flows.reap import reap_main
 
-    result = reap_main(request)
+    result = reap_main(request, training_config(request))
+    failed = [i for i in result["instances"] if i.get("error")]
     if request.json_output:
         print(json.dumps(result))
     else:
         print(f"terminated {result['terminated']} instance(s)")
         for i in result["instances"]:
-            print(f"  {i['region']} {i['handle']} (run {i['run_id']}): {i['reason']}")
-    return 0
+            done = "terminated" if i["released"] else f"NOT terminated: {i.get('error')}"
+            print(f"  {i['region']} {i['handle']} (run {i['run_id']}): {i['reason']}; {done}")
+        for region, why in result["errors"].items():
+            print(f"  {region}: not swept: {why}", file=sys.stderr)
+    return 1 if result["errors"] or failed else 0
 
 
 def _interrupted(signum: int, frame: object) -> None:

@@ -194,3 +194,101 @@ def test_ctrl_c_on_carbonshift_train_stops_at_a_checkpoint_and_releases(
     assert found is not None and found[1] > 0
     # The VM stopped at a checkpoint when asked: the newest one is past the one seen first.
     assert live_instances() == [], out[-3000:]
+
+
+def cli_env() -> dict[str, str]:
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+
+
+def run_ids(region: str = "us-east-1") -> list[str]:
+    """The run ids of the live carbonshift instances in a region (their tags)."""
+    ec2 = boto3.client("ec2", region_name=region)
+    found = ec2.describe_instances(Filters=[
+        {"Name": "tag-key", "Values": ["carbonshift:run-id"]},
+        {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+    return [t["Value"] for r in found for i in r["Instances"] for t in i["Tags"]
+            if t["Key"] == "carbonshift:run-id"]
+
+
+def reap_cli(settings_file: Path, stale_after: str) -> dict[str, object]:
+    exe = Path(sys.executable).with_name("carbonshift")
+    done = subprocess.run(
+        [str(exe), "reap", "--region", "aws:us-east-1", "--stale-after", stale_after,
+         "--config", str(settings_file), "--json"],
+        capture_output=True, text=True, timeout=180, env=cli_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def one_region_job(tmp: Path, fc: Path, name: str, steps: int) -> tuple[Path, Path, str]:
+    """A job file with one job in us-east-1, its settings file, and the train request."""
+    jobs = tmp / "jobs.yaml"
+    spec = job(name).model_copy(update={"regions": ["aws:us-east-1"]})
+    jobs.write_text(json.dumps({"jobs": [spec.model_dump(mode="json", by_alias=True,
+                                                         exclude_none=True)]}))
+    cfg = config(tmp, fc).model_dump(mode="json")
+    settings_file = settings(tmp, fc, compute=cfg["compute"], options={"steps": str(steps)},
+                             checkpoint_every_s=0.05)
+    request = json.dumps({"jobs": str(jobs), "job": name, "compute": "cloud",
+                          "store": f"s3://{BUCKET}/ckpt", "config": str(settings_file)})
+    return jobs, settings_file, request
+
+
+def test_the_flow_killed_mid_provision_leaves_an_instance_the_reaper_terminates(
+        cloud: str, prefect_server: None, tmp_path: Path, fc: Path) -> None:
+    _, settings_file, request = one_region_job(tmp_path, fc, "chaos-provision", 300)
+    flow = subprocess.Popen([sys.executable, "-m", "tests.chaos.stalled_provision", request],
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    when(lambda: bool(run_ids()), lambda: os.killpg(flow.pid, signal.SIGKILL)).join(120)
+    out, _ = flow.communicate(timeout=60)
+    assert flow.returncode == -signal.SIGKILL, out[-3000:]
+    assert len(run_ids()) == 1  # launched, never released: nobody is left to release it
+    time.sleep(1.5)  # older than --stale-after, by the instance's launch time
+    reaped = reap_cli(settings_file, "1s")
+    assert reaped["terminated"] == 1, reaped
+    assert run_ids() == []
+    # Nothing was trained, nothing is lost: the job runs again and completes.
+    exe = Path(sys.executable).with_name("carbonshift")
+    again = json.loads(request)
+    done = subprocess.run(
+        [str(exe), "train", "--jobs", again["jobs"], "--job", "chaos-provision", "--compute",
+         "cloud", "--store", again["store"], "--config", again["config"]],
+        capture_output=True, text=True, timeout=300, env=cli_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_flow_killed_mid_training_the_reaper_ends_the_vm_at_a_checkpoint(
+        cloud: str, prefect_server: None, tmp_path: Path, fc: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    _, settings_file, request = one_region_job(tmp_path, fc, "chaos-flow-kill", STEPS * 100)
+    exe = Path(sys.executable).with_name("carbonshift")
+    r = json.loads(request)
+    flow = subprocess.Popen(
+        [str(exe), "train", "--jobs", r["jobs"], "--job", "chaos-flow-kill", "--compute",
+         "cloud", "--store", r["store"], "--config", r["config"]],
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    when(lambda: latest("chaos-flow-kill") is not None,
+         lambda: os.killpg(flow.pid, signal.SIGKILL)).join(180)
+    flow.communicate(timeout=60)
+    (run_id,) = run_ids()
+    # The VM trains on, heartbeating: its run looks alive, and the reaper leaves it alone.
+    assert reap_cli(settings_file, "15m")["terminated"] == 0 and run_ids() == [run_id]
+    # The server learns the run crashed (a worker's or Prefect's own crash detection does
+    # that): now nobody owns the instance.
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Crashed(message="flow process killed"), force=True)
+    reaped = reap_cli(settings_file, "15m")
+    assert reaped["terminated"] == 1 and run_ids() == []
+    found = latest("chaos-flow-kill")  # the agent checkpointed on the reaper's SIGTERM
+    assert found is not None and found[1] > 0
+    spec = job("chaos-flow-kill").model_copy(update={"regions": ["aws:us-east-1"]})
+    state = train_model(spec, plan(spec, fc, datetime.now(UTC)), found[0],
+                        config(tmp_path, fc, steps=found[1] + 200), return_state=True)
+    assert state.type == StateType.COMPLETED and state.name == "Completed", state.message
