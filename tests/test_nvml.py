@@ -3,6 +3,7 @@ driver (this one)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -148,6 +149,8 @@ def test_shutdown_once_however_often_closed() -> None:
         m.close()
     close_meter(m)
     assert nvml.calls.count("nvmlInit") == nvml.calls.count("nvmlShutdown") == 1
+    with pytest.raises(MeterError, match="closed"):
+        m.read_j()
 
 
 def test_a_read_error_is_the_meters_own() -> None:
@@ -334,3 +337,12 @@ def test_the_real_open_meter_without_a_driver_is_the_labelled_estimate() -> None
     m = open_meter(250.0, Clock(), "1 x A10G 300 W x 0.80 x PUE 1.15", prefer_nvml=True, pue=1.15)
     assert isinstance(m, EstimateMeter)
     assert m.label.startswith("estimate: 1 x A10G 300 W x 0.80 x PUE 1.15 (NVML unavailable: ")
+
+
+def test_without_nvidia_ml_py_installed_the_estimate_carries_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError
+    with pytest.raises(MeterUnavailable, match="nvidia-ml-py is not installed"):
+        NvmlMeter(Clock())
+    m = open_meter(10.0, Clock(), "x", prefer_nvml=True)
+    assert m.label.startswith("estimate: x (NVML unavailable: nvidia-ml-py is not installed")

@@ -99,7 +99,7 @@ class NvmlMeter:
             raise ValueError(f"pue: {pue!r} is below 1, which no data centre reaches: give >= 1")
         self.pue = pue
         self._nvml = nvml if nvml is not None else load_pynvml()
-        self._closed = threading.Lock()
+        self._closed, self._reading = threading.Lock(), threading.Lock()
         self._open = False
         visible = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
         self._call("nvmlInit", self._nvml.nvmlInit, unavailable=True)
@@ -134,15 +134,18 @@ class NvmlMeter:
 
     def devices(self) -> list[DeviceEnergy]:
         """Each GPU's own energy since the meter was opened, before PUE."""
-        polled = iter(self._call("power", self._poller.energies_j) if self._poller else [])
-        found = []
-        for i, ((gpu, handle, name), method) in enumerate(
-            zip(self._devices, self._methods, strict=True)
-        ):
-            energy_j = next(polled) if method != "counter" else self._count(i, handle)
-            mig = gpu.index in self._selection.via_mig
-            found.append(DeviceEnergy(gpu.index, gpu.uuid, name, method, energy_j, mig))
-        return found
+        with self._reading:  # a heartbeat thread and the run's end may read at once
+            if not self._open:
+                raise MeterError("the NVML meter is closed")
+            polled = iter(self._call("power", self._poller.energies_j) if self._poller else [])
+            found = []
+            for i, ((gpu, handle, name), method) in enumerate(
+                zip(self._devices, self._methods, strict=True)
+            ):
+                energy_j = next(polled) if method != "counter" else self._count(i, handle)
+                mig = gpu.index in self._selection.via_mig
+                found.append(DeviceEnergy(gpu.index, gpu.uuid, name, method, energy_j, mig))
+            return found
 
     def close(self) -> None:
         """Stop polling and shut NVML down (once, however often it is called)."""
