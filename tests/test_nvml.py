@@ -123,7 +123,7 @@ def test_no_visible_gpu_is_unavailable_and_nvml_is_shut_down(visible: str) -> No
 @pytest.mark.parametrize("error", [NVMLError_LibraryNotFound(), NVMLError_DriverNotLoaded()])
 def test_no_library_or_driver_is_unavailable(error: Exception) -> None:
     nvml = FakeNvml([], init_error=error)  # type: ignore[arg-type]
-    with pytest.raises(MeterUnavailable, match="NVML unavailable"):
+    with pytest.raises(MeterUnavailable, match="nvmlInit failed: fake NVML error"):
         meter(nvml, Clock())
     assert "nvmlShutdown" not in nvml.calls  # init failed: nothing to shut down
 
@@ -138,7 +138,7 @@ def test_no_gpu_at_all_is_unavailable() -> None:
 def test_a_failure_while_opening_shuts_nvml_down() -> None:
     nvml = FakeNvml([FakeGpu(UUIDS[0], energy_mj=lambda t: 0.0)])
     nvml.fail_next["nvmlDeviceGetName"] = NVMLError_GpuIsLost()
-    with pytest.raises(MeterUnavailable, match=r"\(name\): fake NVML error 15"):
+    with pytest.raises(MeterUnavailable, match="name failed: fake NVML error 15"):
         meter(nvml, Clock())
     assert nvml.initialised == 0 and nvml.calls.count("nvmlShutdown") == 1
 
@@ -299,7 +299,7 @@ def test_open_meter_without_nvml_carries_on_with_the_estimate(tmp_path: Path) ->
     m = open_meter(300.0, clock, "1 x A10G", prefer_nvml=True, pue=1.15, nvml=nvml, environ={},
                    rapl_root=tmp_path)
     assert isinstance(m, EstimateMeter) and m.power_w == 300.0  # the plan's PUE, not twice
-    assert m.label == "estimate: 1 x A10G (NVML unavailable: NVML unavailable (nvmlInit): " \
+    assert m.label == "estimate: 1 x A10G (NVML unavailable: nvmlInit failed: " \
                       "fake NVML error 12)"
     close_meter(m)  # nothing to close: fine
 
@@ -328,7 +328,7 @@ no_driver = pytest.mark.skipif(Path("/dev/nvidiactl").exists(), reason="a GPU dr
 
 @no_driver
 def test_the_real_pynvml_without_a_driver_is_unavailable() -> None:
-    with pytest.raises(MeterUnavailable, match="NVML unavailable \\(nvmlInit\\)"):
+    with pytest.raises(MeterUnavailable, match="nvmlInit failed: "):
         NvmlMeter(Clock())
 
 
@@ -346,3 +346,18 @@ def test_without_nvidia_ml_py_installed_the_estimate_carries_on(
         NvmlMeter(Clock())
     m = open_meter(10.0, Clock(), "x", prefer_nvml=True)
     assert m.label.startswith("estimate: x (NVML unavailable: nvidia-ml-py is not installed")
+
+
+def test_a_board_that_fails_other_than_not_supported_makes_nvml_unavailable() -> None:
+    nvml = FakeNvml([FakeGpu(UUIDS[0], energy_mj=lambda t: 0.0, power_mw=lambda t: 1.0)])
+    nvml.fail_next["nvmlDeviceGetTotalEnergyConsumption"] = NVMLError_GpuIsLost()
+    with pytest.raises(MeterUnavailable, match="NVML total energy failed: fake NVML error 15"):
+        meter(nvml, Clock())  # not silently polled: a lost GPU is not a GPU without a counter
+    assert nvml.initialised == 0 and nvml.calls.count("nvmlShutdown") == 1
+
+
+def test_a_board_with_nothing_to_read_makes_nvml_unavailable() -> None:
+    nvml = FakeNvml([FakeGpu(UUIDS[0])])  # no counter, no power, no utilisation
+    with pytest.raises(MeterUnavailable, match="neither energy, power nor utilisation"):
+        meter(nvml, Clock())
+    assert nvml.initialised == 0

@@ -245,7 +245,7 @@ class NvmlMeter:
             except nvml.NVMLError_NotSupported:
                 continue
             except nvml.NVMLError as e:
-                raise MeterUnavailable(f"NVML {METHOD_NAMES[method]}: {e}") from None
+                raise MeterUnavailable(f"{METHOD_NAMES[method]} failed: {e}") from None
         raise MeterUnavailable(
             "a visible GPU reports neither energy, power nor utilisation through NVML"
         )
@@ -268,7 +268,7 @@ class NvmlMeter:
             return fn(*args)
         except self._nvml.NVMLError as e:
             if unavailable:
-                raise MeterUnavailable(f"NVML unavailable ({what}): {e}") from None
+                raise MeterUnavailable(f"{what} failed: {e}") from None
             raise MeterError(f"NVML {what}: {e}") from None
 
     def _label(self) -> str:
