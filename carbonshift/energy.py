@@ -1,18 +1,22 @@
 """Energy meters behind one port, and emissions accounting over the run's intervals.
 
-RAPL (`/sys/class/powercap/intel-rapl*`) when readable, otherwise a labelled estimate from the
-catalog's board power; NVML on GPUs arrives with the GPU compute adapters.
+NVML for the visible GPUs (carbonshift.meters.nvml) or RAPL (`/sys/class/powercap/intel-rapl*`)
+when asked for and available, otherwise a labelled estimate from the catalog's board power.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from carbonshift import scoring
+from carbonshift.meters.nvml import MeterUnavailable, NvmlLike, NvmlMeter
 from carbonshift.series import IntensitySeries, SeriesError
+
+log = logging.getLogger("carbonshift.energy")
 
 J_PER_KWH = 3.6e6
 RAPL_ROOT = Path("/sys/class/powercap")
@@ -75,14 +79,29 @@ def open_meter(
     estimate_label: str,
     rapl_root: Path = RAPL_ROOT,
     prefer_rapl: bool = False,
+    prefer_nvml: bool = False,
+    pue: float = 1.0,
+    nvml: NvmlLike | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> EnergyMeter:
-    """RAPL when asked for and readable (a CPU job on this machine), else the estimate."""
+    """The best meter asked for that works here: NVML (the visible GPUs) when `prefer_nvml`,
+    then RAPL (a CPU job on this machine) when `prefer_rapl`, else the estimate.
+
+    `pue` scales measured GPU energy to the facility's; `estimate_power_w` is the plan's average
+    power, which has the PUE in it already, so the estimate is not scaled again."""
+    unavailable = ""
+    if prefer_nvml:
+        try:
+            return NvmlMeter(clock, pue=pue, nvml=nvml, environ=environ)
+        except MeterUnavailable as e:
+            log.info("no NVML meter: %s", e)
+            unavailable = f" (NVML unavailable: {e})"
     if prefer_rapl:
         try:
             return RaplMeter(rapl_root)
         except (OSError, ValueError):
             pass
-    return EstimateMeter(estimate_power_w, clock, estimate_label)
+    return EstimateMeter(estimate_power_w, clock, estimate_label + unavailable)
 
 
 @dataclass(frozen=True)

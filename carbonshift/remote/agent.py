@@ -18,6 +18,7 @@ import time
 
 from carbonshift.checkpoint import CheckpointManager, ObjectStore, open_store, takeover_wait_s
 from carbonshift.energy import open_meter
+from carbonshift.meters import close_meter
 from carbonshift.remote.notice import notice_source
 from carbonshift.remote.protocol import (
     STATUS,
@@ -77,9 +78,18 @@ def agent_for(spec_uri: str, wait_s: float, clock: Clock | None = None) -> Agent
     spec = load_spec(control, key, wait_s, clock)
     store, base = open_store(spec.checkpoint_store)
     m = spec.meter
-    meter = open_meter(m.power_w, time.monotonic, m.label, prefer_rapl=m.kind != "estimate")
-    if m.kind == "rapl" and not meter.label.startswith("measured"):
-        log.warning("RAPL is not readable here: energy is the estimate (%s)", meter.label)
+    meter = open_meter(
+        m.power_w,
+        time.monotonic,
+        m.label,
+        prefer_rapl=m.kind in ("rapl", "auto"),
+        prefer_nvml=m.kind in ("nvml", "auto"),
+        pue=m.pue,
+    )
+    if m.kind != "estimate" and not meter.label.startswith("measured"):
+        log.warning("no %s meter here: energy is the estimate (%s)", m.kind, meter.label)
+    else:
+        log.info("energy meter: %s", meter.label)
     return Agent(
         spec=spec,
         control=control,
@@ -110,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return EXIT_BAD_SPEC
     signal.signal(signal.SIGTERM, lambda *_: agent.terminate.set())
-    status = agent.run()
+    try:
+        status = agent.run()
+    finally:
+        close_meter(agent.meter)  # NVML's init paired with its shutdown, polling stopped
     log.info(
         "run %s %s at step %d/%d", agent.spec.run_id, status.state, status.step, status.total_steps
     )

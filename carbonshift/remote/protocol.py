@@ -68,13 +68,19 @@ def no_userinfo(field: str, uri: str) -> str:
 
 
 class MeterSpec(BaseModel):
-    """Which meter the VM reads: the plan's estimate, RAPL, or RAPL when readable (`auto`)."""
+    """Which meter the VM reads: the plan's estimate; NVML (the instance's visible GPUs); RAPL;
+    or `auto`: NVML, then RAPL, then the estimate, the first that works there."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
-    kind: Literal["estimate", "rapl", "auto"] = "estimate"
-    power_w: float = Field(default=0.0, ge=0, description="the estimate's power")
+    kind: Literal["estimate", "nvml", "rapl", "auto"] = "estimate"
+    power_w: float = Field(default=0.0, ge=0, description="the estimate's power, PUE included")
     label: str = "plan estimate"
+    pue: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="the provider's PUE, applied to measured GPU energy (not to power_w)",
+    )
 
 
 class RunSpec(BaseModel):
