@@ -143,7 +143,14 @@ def _remote_trainer(
         run_id=inputs.run_id,
         provider=region.provider,
         entrypoint=_entrypoint(inputs.job),
-        meter=MeterSpec(kind="estimate", power_w=placement.power_w, label=label),
+        # The VM measures what it can (NVML on GPUs, else RAPL), else the plan's estimate;
+        # measured board energy gets the provider's PUE (the estimate has it already).
+        meter=MeterSpec(
+            kind="auto",
+            power_w=placement.power_w,
+            label=label,
+            pue=inputs.catalog.pue.get(region.provider, 1.0),
+        ),
         heartbeat_every_s=timings.heartbeat_every_s,
         poll_every_s=timings.poll_every_s,
     )

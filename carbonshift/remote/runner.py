@@ -42,6 +42,7 @@ class Agent:
     terminate: threading.Event = field(default_factory=threading.Event)  # SIGTERM seen
 
     def __post_init__(self) -> None:
+        self._last_energy_j = 0.0
         self._progress = Progress(0, 0)
         self._seq = 0
         self._notice: str | None = None
@@ -112,11 +113,16 @@ class Agent:
         return None
 
     def _energy_j(self) -> float:
+        """The meter's reading; after a failed read, the last good one (a counter loses
+        nothing across a missed read, and a heartbeat's energy must never drop)."""
+        last = self._last_energy_j
         try:
-            return max(0.0, self.meter.read_j())
+            reading = max(last, self.meter.read_j())
         except Exception as e:  # noqa: BLE001 - a meter that fails reads as nothing more
             log.warning("energy meter %s failed: %s", self.meter.label, e)
-            return 0.0
+            return last
+        self._last_energy_j = reading
+        return reading
 
     def _beat(self, now: float) -> None:
         p = self._progress

@@ -233,3 +233,24 @@ def test_heartbeats_the_store_refuses_do_not_end_the_run(tmp_path: Path) -> None
     assert read(store, "ctl/status.json", Status) == status
     beat = read(store, "ctl/heartbeat.json", Heartbeat)
     assert beat is not None and beat.step == 5
+
+
+def test_a_failed_meter_read_repeats_the_last_reading_never_less() -> None:
+    from carbonshift.remote.runner import Agent
+
+    class Flaky:
+        label = "measured: flaky"
+
+        def __init__(self) -> None:
+            self.readings: list[float | Exception] = [5.0, RuntimeError("NVML hiccup"), 9.0, 7.0]
+
+        def read_j(self) -> float:
+            r = self.readings.pop(0)
+            if isinstance(r, Exception):
+                raise r
+            return r
+
+    agent = Agent.__new__(Agent)  # only the meter matters here
+    agent.meter = Flaky()
+    agent._last_energy_j = 0.0
+    assert [agent._energy_j() for _ in range(4)] == [5.0, 5.0, 9.0, 9.0]
