@@ -1,0 +1,154 @@
+"""The run ledger: one record per run segment (a run that completed, stopped, or was rescheduled),
+in the object store next to the checkpoints, for reports a team can audit.
+
+Layout: `<store>/ledger/v1/<YYYY-MM-DD of the segment's end>/<run id>.jsonl`, each object one JSON
+line (`LedgerRecord`). One object per segment, not one shared file: concurrent runs on several
+machines would race on appends to a shared object, and an object store has no append. Reading
+the ledger lists a period's day folders and concatenates the lines, which is the JSON-lines file
+the schema describes (`carbonshift report` also writes it out as one file).
+
+The schema is versioned (`schema`); a reader refuses a version it does not know, naming it.
+Re-planned segments of one job link to each other: `previous_run_id` names the segment that was
+stopped and rescheduled into this one, `job_id` is the same across them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from carbonshift.checkpoint import ObjectStore
+
+SCHEMA: Literal[1] = 1
+FOLDER = "ledger/v1"
+
+
+class DeviceEnergy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device: str = Field(description="e.g. 'GPU 0 NVIDIA H100 80GB HBM3' or 'instance'")
+    energy_kwh: float = Field(ge=0)
+    measured: bool = Field(description="False: an estimate (board power x utilisation x time)")
+    method: str = Field(default="", description="NVML counter, NVML power polling, RAPL, estimate")
+
+
+class Counterfactual(BaseModel):
+    """What the same energy profile would have emitted elsewhere or at another time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["run-now-home", "best-in-hindsight"]
+    region: str
+    start: datetime
+    emissions_kg: float | None = Field(
+        default=None, ge=0, description="None while its actual intensity is not known yet"
+    )
+    pending: bool = Field(
+        default=False, description="actuals were not available yet: a report completes it"
+    )
+    intensity_source: str = Field(default="actual", description="actual, forecast, static")
+
+
+class LedgerRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_: Literal[1] = Field(default=SCHEMA, alias="schema")
+    run_id: str = Field(min_length=1)
+    job: str = Field(min_length=1)
+    job_id: str = Field(
+        min_length=1, description="the same for every segment of one job (its first run id)"
+    )
+    previous_run_id: str | None = Field(
+        default=None, description="the stopped segment this one resumes"
+    )
+    outcome: Literal["completed", "stopped", "rescheduled", "failed"]
+    region: str
+    instance_type: str
+    spot: bool = False
+    submitted_at: datetime | None = Field(default=None, description="when the job was planned")
+    started_at: datetime
+    ended_at: datetime
+    steps_done: int = Field(default=0, ge=0)
+    total_steps: int = Field(default=0, ge=0)
+    energy_kwh: float = Field(ge=0)
+    energy_measured: bool
+    devices: list[DeviceEnergy] = Field(default_factory=list)
+    pue: float = Field(default=1.0, ge=1.0)
+    emissions_kg: float = Field(ge=0, description="location-based: energy x actual intensity")
+    mean_g_per_kwh: float = Field(ge=0)
+    signal: str = Field(description="lca or direct: the intensity's kind (never mixed in one sum)")
+    intervals_on_forecast: int = Field(
+        default=0, ge=0, description="intervals with no actual intensity: the forecast was used"
+    )
+    intervals: int = Field(default=0, ge=0)
+    counterfactuals: list[Counterfactual] = Field(default_factory=list)
+    avoided_marginal_kg: float | None = Field(
+        default=None, description="a MOER-based avoided-emissions estimate, shown apart"
+    )
+    delay_s: float = Field(default=0.0, ge=0, description="start minus submission")
+    cost_usd: float | None = Field(default=None, ge=0)
+    stopped_reason: str | None = None
+
+    def key(self) -> str:
+        return f"{FOLDER}/{self.ended_at.astimezone(UTC):%Y-%m-%d}/{self.run_id}.jsonl"
+
+    def line(self) -> str:
+        return self.model_dump_json(by_alias=True) + "\n"
+
+
+class LedgerError(ValueError):
+    """A ledger object that is not a record of a known schema; the message names it."""
+
+
+def append(store: ObjectStore, record: LedgerRecord) -> str:
+    """Write the segment's record (idempotent per run id: a retried task rewrites the same
+    object); its key."""
+    key = record.key()
+    store.put(key, record.line().encode())
+    return key
+
+
+def parse(text: str, where: str) -> list[LedgerRecord]:
+    records = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise LedgerError(f"{where} line {n}: not JSON ({e.msg})") from None
+        version = data.get("schema") if isinstance(data, dict) else None
+        if version != SCHEMA:
+            raise LedgerError(
+                f"{where} line {n}: ledger schema {version!r}; this carbonshift reads {SCHEMA}"
+            )
+        try:
+            records.append(LedgerRecord.model_validate(data))
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise LedgerError(f"{where} line {n}: {loc}: {first['msg']}") from None
+    return records
+
+
+def _days(since: date, until: date) -> Iterator[date]:
+    day = since
+    while day <= until:
+        yield day
+        day += timedelta(days=1)
+
+
+def read(store: ObjectStore, since: datetime, until: datetime) -> list[LedgerRecord]:
+    """Every segment that ended in [since, until), oldest first."""
+    found: list[LedgerRecord] = []
+    for day in _days(since.astimezone(UTC).date(), until.astimezone(UTC).date()):
+        for key in sorted(store.list(f"{FOLDER}/{day:%Y-%m-%d}")):
+            if key.endswith(".jsonl"):
+                found += parse(store.get(key).decode(), f"{store.uri}/{key}")
+    return sorted(
+        (r for r in found if since <= r.ended_at < until), key=lambda r: (r.ended_at, r.run_id)
+    )
