@@ -1,9 +1,9 @@
-"""NVML check: the GPU energy counter against integrated power polling, on a real GPU.
+"""GPU energy (issue 11's GPU check): the GPU energy counter against integrated power polling, on a real GPU.
 
 NEEDS A GPU: an NVIDIA driver, `pynvml` (nvidia-ml-py) and torch with CUDA. Without them it
 prints `{"available": false, "reason": ...}` and exits 1; it measures nothing on a CPU machine.
 
-For about DURATION_S seconds (10 by default; `nvml_check.py 30` for 30) it runs float32 matmuls
+For about DURATION_S seconds (60 by default; `gpu_energy.py 30` for 30) it runs float32 matmuls
 on every visible CUDA device while three meters watch the same GPUs (CUDA_VISIBLE_DEVICES
 honoured): carbonshift's NVML meter as a run would open it (the total-energy counter where the
 board has one), the same meter forced to poll power every 0.1 s and integrate it, and the raw
@@ -33,7 +33,7 @@ def unavailable(reason: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    duration_s = float(argv[1]) if len(argv) > 1 else 10.0
+    duration_s = float(argv[1]) if len(argv) > 1 else 60.0
     try:
         import torch
     except ImportError:
