@@ -4,14 +4,18 @@ server, started here) through `S3Store.put` and through boto3's `upload_file`, i
 Prints one JSON object:
 
 - `store_mb_s`: `S3Store.put` of the bytes (in memory, as the checkpoint manager holds them):
-  a multipart upload with a SHA-256 per part, `concurrency` parts at a time, and the whole
-  object's SHA-256 alongside (what a resumed upload is matched on). Median of `repeats`.
+  a multipart upload with a SHA-256 per part (computed once, ahead of the part's upload, and
+  also naming the bytes in the upload's marker for a resume), `concurrency` parts at a time,
+  parts sent from views of the bytes. Median of `repeats`.
 - `raw_mb_s`: `upload_file` of the same bytes from a file (boto3's transfer manager, its
   defaults: 8 MiB parts, 10 threads), through the same client (same botocore settings), median.
 - `raw_default_client_mb_s`: `upload_file` through a client with botocore's own defaults (which,
   on a plain-http endpoint such as the emulator's, also SHA-256-signs every body), median.
 - `ratio`: store_mb_s / raw_mb_s (the target is >= 0.9); `part_mb`, `concurrency`, `mb`,
   `repeats`, `cpus`.
+- `store_cpu_s`, `raw_cpu_s`: median CPU seconds of this process (client and emulator together)
+  per upload: less sensitive than the speeds to other work on a shared machine.
+- `runs_mb_s`, `runs_cpu_s`: every run, in the order of the repeats.
 
 The runs rotate (raw, store, raw-default; store, raw-default, raw; ...) so that each method runs
 in each position, each after an `os.sync()` (the emulator keeps objects in temporary files: the
@@ -47,10 +51,11 @@ MB = 1024 * 1024
 BUCKET = "carbonshift-bench"
 
 
-def timed_mb_s(size: int, upload: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def timed(size: int, upload: Callable[[], object]) -> tuple[float, float]:
+    """MB/s and CPU seconds (this process: the uploads and the emulator) of one upload."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     upload()
-    return size / MB / (time.perf_counter() - start)
+    return size / MB / (time.perf_counter() - start), time.process_time() - start_cpu
 
 
 def check_and_delete(client: Any, name: str, i: int, size: int, expected_sha256: str) -> None:
@@ -59,6 +64,8 @@ def check_and_delete(client: Any, name: str, i: int, size: int, expected_sha256:
     assert head["ContentLength"] == size, (key, head["ContentLength"])
     if name == "store":  # S3's checksum of the parts' SHA-256s: the bytes arrived whole
         assert head["ChecksumSHA256"].split("-")[0] == expected_sha256, key
+        left = client.list_objects_v2(Bucket=BUCKET, Prefix="bench/store/").get("Contents", [])
+        assert [o["Key"] for o in left] == [key], left  # the upload's marker went with it
     client.delete_object(Bucket=BUCKET, Key=key)  # the emulator would keep them all
 
 
@@ -118,14 +125,18 @@ def main() -> None:
                 ),
             }
             speeds: dict[str, list[float]] = {name: [] for name in runs}
+            cpu_s: dict[str, list[float]] = {name: [] for name in runs}
             order = list(runs)
             for i in range(args.repeats):
                 # Each method in each position in turn; every upload starts with the disk quiet.
                 for name in order[i % len(order) :] + order[: i % len(order)]:
                     os.sync()
-                    speeds[name].append(timed_mb_s(size, lambda n=name, k=i: runs[n](k)))
+                    mb_s, used_s = timed(size, lambda n=name, k=i: runs[n](k))
+                    speeds[name].append(mb_s)
+                    cpu_s[name].append(used_s)
                     check_and_delete(client, name, i, size, expected)
         median = {name: statistics.median(values) for name, values in speeds.items()}
+        median_cpu_s = {name: statistics.median(values) for name, values in cpu_s.items()}
         print(
             json.dumps(
                 {
@@ -133,12 +144,15 @@ def main() -> None:
                     "raw_mb_s": round(median["raw"], 1),
                     "ratio": round(median["store"] / median["raw"], 3),
                     "raw_default_client_mb_s": round(median["raw_default_client"], 1),
+                    "store_cpu_s": round(median_cpu_s["store"], 2),
+                    "raw_cpu_s": round(median_cpu_s["raw"], 2),
                     "part_mb": args.part_mb,
                     "concurrency": args.concurrency,
                     "mb": args.mb,
                     "repeats": args.repeats,
                     "cpus": os.cpu_count(),
                     "runs_mb_s": {k: [round(v, 1) for v in vs] for k, vs in speeds.items()},
+                    "runs_cpu_s": {k: [round(v, 2) for v in vs] for k, vs in cpu_s.items()},
                 }
             )
         )

@@ -21,7 +21,6 @@ pytestmark = pytest.mark.integration
 
 PART = 5 * MiB
 DATA = os.urandom(PART * 6 + 1234)  # 7 parts
-SHA256 = hashlib.sha256(DATA).hexdigest()
 
 
 def composite_sha256(data: bytes, part_size: int) -> str:
@@ -83,7 +82,12 @@ def test_an_interrupted_upload_is_resumed_sending_only_the_missing_parts(s3_plac
     assert not first.exists("run/model")  # an unfinished upload is no object
     (upload,) = uploads()
     marker = json.loads(first.get("run/.model.upload"))  # which bytes it holds
-    assert marker == {"upload_id": upload["UploadId"], "sha256": SHA256, "part_size": PART}
+    assert marker == {
+        "upload_id": upload["UploadId"],
+        "part_size": PART,
+        "bytes": len(DATA),
+        "parts_sha256": composite_sha256(DATA, PART),  # S3's checksum of the finished object
+    }
 
     again = s3_place.make()  # another process, as after a restart
     assert isinstance(again, S3Store)
