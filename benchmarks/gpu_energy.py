@@ -1,4 +1,4 @@
-"""GPU energy (issue 11's GPU check): the GPU energy counter against integrated power polling, on a real GPU.
+"""GPU energy (the GPU check of issue 11): the energy counter against integrated power polling.
 
 NEEDS A GPU: an NVIDIA driver, `pynvml` (nvidia-ml-py) and torch with CUDA. Without them it
 prints `{"available": false, "reason": ...}` and exits 1; it measures nothing on a CPU machine.

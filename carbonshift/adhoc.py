@@ -57,12 +57,25 @@ def adhoc_job(request: TrainRequest, catalog: Catalog) -> JobSpec:
         names = ", ".join(j.name for j in queue.jobs) or "none"
         raise ValueError(f"--job: no job {request.job!r} in {request.jobs} (jobs: {names})")
     update: dict[str, object] = {"urgent": True, "earliest_start": None}
+    # The flags narrow what the job file allows, never widen it (data residency, budgets).
     if request.region is not None:
         region = catalog.region(request.region)  # raises, naming the known regions
+        allowed = [catalog.region(r).key for r in spec.regions]
+        if (allowed and region.key not in allowed) or region.provider not in spec.providers:
+            raise ValueError(
+                f"--region {region.key}: job {spec.name!r} allows only "
+                f"{', '.join(allowed) or ', '.join(spec.providers)}; give one of those, or add "
+                "the region to the job file"
+            )
         update["regions"] = [region.key]
         update["providers"] = [region.provider]
     if request.instance_type is not None:
         itype = catalog.instance_type(request.instance_type)
+        if spec.instance_types and itype.name not in spec.instance_types:
+            raise ValueError(
+                f"--instance-type {itype.name}: job {spec.name!r} allows only "
+                f"{', '.join(spec.instance_types)}; give one of those, or add it to the job file"
+            )
         update["instance_types"] = [itype.name]
         if isinstance(spec.work, WorkOnInstance) and spec.work.instance_type != itype.name:
             raise ValueError(

@@ -86,8 +86,10 @@ def _train(args: argparse.Namespace) -> int:
         config=args.config,
         json_output=args.json,
     )
-    adhoc_job(request, default_catalog())  # bad input fails here, before Prefect starts
-    training_config(request)
+    job = adhoc_job(request, default_catalog())  # bad input fails here, before Prefect starts
+    config = training_config(request)
+    for region in job.regions:  # the job's own list (narrowed by --region); empty: any
+        config.compute.check(region)
     return run_project_module("flows.cli", ["train", request.model_dump_json()])
 
 
@@ -101,5 +103,7 @@ def _reap(args: argparse.Namespace) -> int:
         config=args.config,
         json_output=args.json,
     )
-    training_config(request)  # bad settings fail here, before Prefect starts
+    config = training_config(request)  # bad settings fail here, before Prefect starts
+    for region in regions:
+        config.compute.check(region)
     return run_project_module("flows.cli", ["reap", request.model_dump_json()])

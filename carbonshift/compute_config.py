@@ -88,6 +88,16 @@ class RemoteTimings(BaseModel):
     flow_poll_s: float = Field(default=5.0, gt=0, description="the flow reads the heartbeat")
 
     @model_validator(mode="after")
+    def _heartbeats_within_the_timeout(self) -> RemoteTimings:
+        if self.heartbeat_timeout_s < 2 * self.heartbeat_every_s:
+            raise ValueError(
+                f"remote.heartbeat_timeout_s ({self.heartbeat_timeout_s:g}) must be at least "
+                f"twice remote.heartbeat_every_s ({self.heartbeat_every_s:g}): one late "
+                "heartbeat must not count as a lost instance"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _stop_before_release(self) -> RemoteTimings:
         if self.stop_wait_s >= self.stop_grace_s:
             raise ValueError(
@@ -143,6 +153,23 @@ class ComputeConfig(BaseModel):
         if emulated_instances():
             compute = EmulatedInstances(compute, Path(self.state_dir) / "emulated")
         return compute
+
+    def check(self, region: str) -> None:
+        """What `compute_for(region)` would refuse, without making a client (for the CLI to
+        fail before Prefect starts)."""
+        if self.kind == "local":
+            return
+        emulated_instances()  # an odd value of the switch is an error, naming it
+        provider = region.partition(":")[0]
+        if provider not in ("aws", "gcp"):
+            raise ValueError(
+                f"region {region!r}: compute.kind 'cloud' launches in aws: or gcp: regions; "
+                "use compute.kind 'local' for others"
+            )
+        if provider == "gcp" and self.gcp.project is None:
+            raise ValueError(
+                f"compute.gcp.project: required to launch in {region}; give the GCP project id"
+            )
 
     def _ec2(self, region: str, session: Any) -> Compute:
         from carbonshift.compute.ec2 import Ec2Compute  # boto3: imported when used

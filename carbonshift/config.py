@@ -79,6 +79,13 @@ class TrainingConfig(BaseModel):
             data["compute"] = compute
         return data
 
+    @field_validator("options")
+    @classmethod
+    def _no_secret_options(cls, options: dict[str, str]) -> dict[str, str]:
+        from carbonshift.remote.protocol import no_secret_options
+
+        return no_secret_options(options)
+
     @field_validator("checkpoint_store")
     @classmethod
     def _known_store(cls, value: str) -> str:

@@ -17,6 +17,7 @@ from enum import Enum, StrEnum
 from typing import Any, Literal
 
 from carbonshift.checkpoint import open_store
+from carbonshift.checkpoint.uri import parse_store_uri, redacted
 from carbonshift.compute import Compute, Instance
 from carbonshift.remote.protocol import Heartbeat, read
 
@@ -94,11 +95,18 @@ def to_reap(
     return found
 
 
-def heartbeat_reader() -> Callable[[Instance], Beat]:
-    """`heartbeat_at` for to_reap: the `at_s` (the VM's clock) of the heartbeat at each
-    instance's `heartbeat_uri`; None when there is none yet; UNTOLD, logged, when the instance
-    records none or it cannot be read (a bad URI, no access, not a heartbeat), so one bad
-    instance never ends the sweep and none is reaped for the reaper's own failure to read."""
+def heartbeat_reader(
+    *, aws_session: Any = None, gcp_credentials: Any = None, local_ok: bool = False
+) -> Callable[[Instance], Beat]:
+    """`heartbeat_at` for to_reap: when the heartbeat at each instance's `heartbeat_uri` was
+    last written, on the STORE's clock (S3's LastModified, GCS's updated): the VM's own clock
+    (`Heartbeat.at_s`) may be wrong by any amount, and the reaper must neither kill a healthy
+    run whose VM clock is slow nor spare a dead one whose clock is fast. None when there is no
+    heartbeat yet; UNTOLD, logged, when the instance records none or it cannot be read (a bad
+    URI, no access, not a heartbeat), so one bad instance never ends the sweep and none is
+    reaped for the reaper's own failure to read. A heartbeat URI in a folder on the reaper's
+    machine is read only with `local_ok` (local compute, emulated instances): an instance's tag
+    must not make the reaper read its own disk."""
 
     def heartbeat_at(instance: Instance) -> Beat:
         uri = instance.heartbeat_uri
@@ -113,21 +121,31 @@ def heartbeat_reader() -> Callable[[Instance], Beat]:
             folder, _, name = uri.rstrip("/").rpartition("/")
             if not folder or not name:
                 raise ValueError("it names no object in a store")
+            if not local_ok and parse_store_uri(folder, "heartbeat_uri").scheme == "file":
+                raise ValueError("a folder on this machine: only s3:// or gs:// heartbeats")
             # A reader's store: a folder that is not there is not made.
-            store, prefix = open_store(folder, field="heartbeat_uri", create=False)
-            beat = read(store, f"{prefix}/{name}".lstrip("/"), Heartbeat)
+            store, prefix = open_store(
+                folder,
+                field="heartbeat_uri",
+                create=False,
+                aws_session=aws_session,
+                gcp_credentials=gcp_credentials,
+            )
+            key = f"{prefix}/{name}".lstrip("/")
+            beat = read(store, key, Heartbeat)  # a heartbeat, not any object
+            written_s = store.modified_s(key) if beat is not None else None
         except Exception as e:  # noqa: BLE001 - logged; this instance is kept, the sweep goes on
             log.warning(
                 "%s (run %s): cannot read its heartbeat at %s (%s: %s); keeping it unless its "
                 "run has ended",
                 instance.handle,
                 instance.run_id,
-                uri,
+                redacted(uri),
                 type(e).__name__,
                 e,
             )
             return UNTOLD
-        return None if beat is None else beat.at_s
+        return written_s
 
     return heartbeat_at
 

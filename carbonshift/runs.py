@@ -56,6 +56,17 @@ class RunInputs:
     clock: Clock = field(default_factory=SystemClock)
 
 
+class ReleaseFailed(RuntimeError):
+    """Some regions could not be asked to release a run; the others were."""
+
+    def __init__(self, run_id: str, released: list[str], errors: list[str]) -> None:
+        super().__init__(
+            f"run {run_id}: could not release in {'; '.join(errors)} (released in "
+            f"{', '.join(released) or 'none'}); the reaper will find what is left"
+        )
+        self.released, self.errors = released, errors
+
+
 def compute_for(config: TrainingConfig, region: str, access: CloudAccess) -> Compute:
     return config.compute.compute_for(
         region, aws_session=access.aws_session, gcp_credentials=access.gcp_credentials
@@ -78,7 +89,16 @@ def release_everywhere(
         regions = ["local"]  # one state folder, whatever the region
     else:
         regions = regions_of(placement) if placement is not None else []
-    return [r for r in regions if compute_for(config, r, access).release(run_id)]
+    released, errors = [], []
+    for region in regions:  # every region, whatever fails in one: the run may be in the next
+        try:
+            if compute_for(config, region, access).release(run_id):
+                released.append(region)
+        except Exception as e:  # noqa: BLE001 - collected, raised once all were asked
+            errors.append(f"{region}: {type(e).__name__}: {e}")
+    if errors:
+        raise ReleaseFailed(run_id, released, errors)
+    return released
 
 
 def run_training(inputs: RunInputs) -> RunReport:
@@ -86,7 +106,9 @@ def run_training(inputs: RunInputs) -> RunReport:
     lists the options refused before it (NoCapacity when every one was)."""
     inputs.config.check_reachable_store()
     report, refused = with_failover(
-        inputs.placement, datetime.fromtimestamp(inputs.clock.now(), UTC), lambda p: _run(inputs, p)
+        inputs.placement,
+        lambda: datetime.fromtimestamp(inputs.clock.now(), UTC),
+        lambda p: _run(inputs, p),
     )
     return report.model_copy(update={"refused": refused}) if refused else report
 
@@ -100,6 +122,10 @@ def _run(inputs: RunInputs, placement: Placement) -> RunReport:
             inputs.run_id,
             inputs.resume_from,
             config.keep_checkpoints,
+            # The flow reads and writes the store as the run's credentials (a Prefect block,
+            # say); the instance uses its own role.
+            aws_session=inputs.access.aws_session,
+            gcp_credentials=inputs.access.gcp_credentials,
         ),
         on_progress=inputs.on_progress,
         checkpoint_every_s=config.checkpoint_every_s,

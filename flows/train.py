@@ -19,8 +19,8 @@ from tasks.training import publish_emissions, replan_rest, supervise_run
 
 
 def release_on_hook(flow: Any, flow_run: Any, state: Any) -> None:
-    """on_cancellation / on_crashed: runs in the worker's process, finds compute by run id
-    (Prefect passes the hook's arguments by these names)."""
+    """on_cancellation / on_crashed / on_failure: runs in the worker's process (or the flow's),
+    finds compute by run id (Prefect passes the hook's arguments by these names)."""
     parameters = flow_run.parameters or {}
     config = TrainingConfig.model_validate(parameters.get("config") or {})
     try:
@@ -30,7 +30,12 @@ def release_on_hook(flow: Any, flow_run: Any, state: Any) -> None:
     release_everywhere(config, placement, str(flow_run.id), cloud_access(config))
 
 
-@flow(name="train-model", on_cancellation=[release_on_hook], on_crashed=[release_on_hook])
+@flow(
+    name="train-model",
+    on_cancellation=[release_on_hook],
+    on_crashed=[release_on_hook],
+    on_failure=[release_on_hook],  # a release that raised in the run is tried once more
+)
 def train_model(
     job: JobSpec, plan: Plan, resume_from: str | None = None, config: TrainingConfig | None = None
 ) -> State:

@@ -15,6 +15,7 @@ from prefect.client.schemas.objects import StateType
 
 from carbonshift.config import TrainingConfig
 from carbonshift.reap import RunState, heartbeat_reader, reap, to_reap
+from carbonshift.remote.emulate import emulated_instances
 from carbonshift.runs import compute_for
 from tasks.clouds import cloud_access
 
@@ -64,7 +65,8 @@ def reap_region(
     than `stale_after_s` (`now_s`: the reaper's clock, default now); one record per instance
     (region, handle, run_id, job, reason, released, error)."""
     logger = get_run_logger()
-    compute = compute_for(config, region, cloud_access(config))
+    access = cloud_access(config)
+    compute = compute_for(config, region, access)
     held = compute.held()
     if not held:
         logger.info("%s: no carbonshift instances", region)
@@ -75,7 +77,12 @@ def reap_region(
         now_s=time.time() if now_s is None else now_s,
         stale_after_s=stale_after_s,
         run_state=states.get,
-        heartbeat_at=heartbeat_reader(),
+        heartbeat_at=heartbeat_reader(
+            aws_session=access.aws_session,
+            gcp_credentials=access.gcp_credentials,
+            # Heartbeats in a folder are right only where the instances are this machine's.
+            local_ok=not config.compute.remote_runs or emulated_instances(),
+        ),
     )
     done = reap(compute, found)
     logger.info("%s: %d held, %d to reap", region, len(held), len(done))

@@ -5,6 +5,7 @@ its instance; one failed release never stops the others."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import boto3
@@ -33,8 +34,14 @@ def heartbeat(at_s: float) -> Heartbeat:
 def test_a_heartbeat_in_a_folder_is_read_at_its_uri(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
     write(store, "job/r1/remote/r1/heartbeat.json", heartbeat(NOW - 42))
-    read = heartbeat_reader()
-    assert read(instance("r1", f"{store.uri}/job/r1/remote/r1/heartbeat.json")) == NOW - 42
+    written_s = (tmp_path / "store/job/r1/remote/r1/heartbeat.json").stat().st_mtime
+    read = heartbeat_reader(local_ok=True)
+    # The store's clock, not the VM's: its at_s (NOW - 42) is what the VM believed.
+    assert read(instance("r1", f"{store.uri}/job/r1/remote/r1/heartbeat.json")) == written_s
+    # Without local_ok (cloud instances) a folder URI is refused: a tag must not make the
+    # reaper read its own disk.
+    assert heartbeat_reader()(instance("r1", f"{store.uri}/job/r1/remote/r1/heartbeat.json")) \
+        is UNTOLD
     # Not written yet (a VM still booting): None, so its launch time counts.
     assert read(instance("r2", f"{store.uri}/job/r2/remote/r2/heartbeat.json")) is None
     assert read(instance("r3", f"{tmp_path}/nowhere/heartbeat.json")) is None
@@ -44,9 +51,11 @@ def test_a_heartbeat_in_a_folder_is_read_at_its_uri(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_a_heartbeat_on_s3_is_read_at_its_uri(aws: str) -> None:
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="beats")
+    before = time.time()
     write(S3Store("beats", "ckpt"), "r1/heartbeat.json", heartbeat(NOW - 7))
     read = heartbeat_reader()
-    assert read(instance("r1", "s3://beats/ckpt/r1/heartbeat.json")) == NOW - 7
+    written_s = read(instance("r1", "s3://beats/ckpt/r1/heartbeat.json"))
+    assert isinstance(written_s, float) and before - 2 <= written_s <= time.time() + 1
     assert read(instance("r2", "s3://beats/ckpt/r2/heartbeat.json")) is None
 
 
@@ -56,7 +65,7 @@ def test_what_cannot_be_read_is_untold_and_logged(
     store = LocalStore(tmp_path)
     store.put("garbage/heartbeat.json", b"{not json")
     store.put("future/heartbeat.json", b'{"version": 9, "at_s": 1}')
-    read = heartbeat_reader()
+    read = heartbeat_reader(local_ok=True)
     caplog.set_level(logging.INFO, logger="carbonshift.reap")
     cases = {
         "none": None,
@@ -142,10 +151,12 @@ def test_a_remote_run_records_where_its_vm_beats(tmp_path: Path) -> None:
     uri = f"{store.uri}/{join(control_prefix('tiny/r1', 'r1'), HEARTBEAT)}"
     assert launched.heartbeat_uri == compute.heartbeat_uri == uri
     (held,) = LocalCompute(tmp_path / "compute").held()  # another process: the reaper
-    read = heartbeat_reader()
+    read = heartbeat_reader(local_ok=True)
     assert read(held) is None  # published, no heartbeat yet
+    before = time.time()
     Vm(store, "tiny/r1", remote.spec).beat(3, at_s=NOW - 5)
-    assert read(held) == NOW - 5
+    written_s = read(held)
+    assert isinstance(written_s, float) and before - 2 <= written_s <= time.time() + 1
 
 
 def test_emulated_instances_pass_the_heartbeat_uri_through(tmp_path: Path) -> None:

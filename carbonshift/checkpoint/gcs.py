@@ -14,6 +14,7 @@ import errno
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
@@ -23,6 +24,11 @@ from carbonshift.checkpoint.lease import Conflict, take
 from carbonshift.checkpoint.port import WriterLock
 
 MiB = 1024 * 1024
+
+
+def client_for(credentials: Any) -> storage.Client:
+    """A client on given credentials (a Prefect GcpCredentials block's, say)."""
+    return storage.Client(credentials=credentials, project=getattr(credentials, "project_id", None))
 
 
 def default_client() -> storage.Client:
@@ -82,6 +88,12 @@ class GcsStore:
 
     def exists(self, key: str) -> bool:
         return bool(self.bucket.blob(self._full(key)).exists())
+
+    def modified_s(self, key: str) -> float | None:
+        blob = self.bucket.get_blob(self._full(key))
+        if blob is None or blob.updated is None:
+            return None
+        return float(blob.updated.timestamp())
 
     def list(self, prefix: str) -> builtins.list[str]:
         """Keys under the folder `prefix` (not `prefix-2/...`), hidden names left out."""

@@ -395,7 +395,9 @@ def takeover_wait_s(store: ObjectStore) -> float:
     return float(lease_s) + 5.0 if isinstance(lease_s, int | float) else 0.0
 
 
-def manager_for(uri: str, keep: int = 3) -> CheckpointManager:
+def manager_for(
+    uri: str, keep: int = 3, *, aws_session: Any = None, gcp_credentials: Any = None
+) -> CheckpointManager:
     """The manager of the run folder a URI names (a folder, file://, s3:// or gs://): a
     checkpoint (`.../<run>/ckpt-<step>`, its run folder is used) or a run folder itself."""
     where = parse_store_uri(uri, field="resume_from")
@@ -415,7 +417,12 @@ def manager_for(uri: str, keep: int = 3) -> CheckpointManager:
             )
     # Reading creates nothing: a resume_from that names nothing finds no checkpoint (and the
     # folder is made by the first save, if a fresh start was allowed).
-    store = store_at(replace(where, path=parent), create=False)
+    store = store_at(
+        replace(where, path=parent),
+        create=False,
+        aws_session=aws_session,
+        gcp_credentials=gcp_credentials,
+    )
     return CheckpointManager(store, run, keep=keep, writer_wait_s=takeover_wait_s(store))
 
 

@@ -115,6 +115,15 @@ class S3Store:
             raise
         return True
 
+    def modified_s(self, key: str) -> float | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+        except ClientError as e:
+            if error_code(e) in _MISSING:
+                return None
+            raise
+        return float(head["LastModified"].timestamp())
+
     def list(self, prefix: str) -> builtins.list[str]:
         """Keys under the folder `prefix` (not `prefix-2/...`), hidden names left out."""
         return [k for k in self._keys(prefix) if not k.rpartition("/")[2].startswith(".")]

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from carbonshift.checkpoint.port import ObjectStore, WriterBusy, WriterLock
 from carbonshift.checkpoint.uri import StoreUri, parse_store_uri
@@ -124,6 +124,12 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def modified_s(self, key: str) -> float | None:
+        try:
+            return self._path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
     def list(self, prefix: str) -> list[str]:
         base = self._resolve(prefix)
         if not base.exists():
@@ -207,22 +213,34 @@ def owner_text() -> str:
 
 
 def open_store(
-    uri: str, *, field: str = "checkpoint_store", create: bool = True
+    uri: str,
+    *,
+    field: str = "checkpoint_store",
+    create: bool = True,
+    aws_session: Any = None,
+    gcp_credentials: Any = None,
 ) -> tuple[ObjectStore, str]:
     """The store a URI names (a folder or file:// URI, s3://bucket/prefix, gs://bucket/prefix)
     and the key prefix inside it (always "": the URI's path is the store's root). An unknown
     scheme or a bad bucket name is a ValueError naming `field`. `create=False`: a folder is not
-    made until the first write (a reader's store)."""
-    return store_at(parse_store_uri(uri, field), create=create), ""
+    made until the first write (a reader's store). `aws_session` (a boto3 Session) and
+    `gcp_credentials` (google credentials) replace the SDKs' default chains, e.g. credentials
+    from a Prefect block."""
+    where = parse_store_uri(uri, field)
+    store = store_at(where, create=create, aws_session=aws_session, gcp_credentials=gcp_credentials)
+    return store, ""
 
 
-def store_at(where: StoreUri, *, create: bool = True) -> ObjectStore:
+def store_at(
+    where: StoreUri, *, create: bool = True, aws_session: Any = None, gcp_credentials: Any = None
+) -> ObjectStore:
     if where.scheme == "s3":
         from carbonshift.checkpoint.s3 import S3Store  # boto3 is imported only when used
 
-        return S3Store(where.bucket, where.path, region=where.region)
+        return S3Store(where.bucket, where.path, region=where.region, session=aws_session)
     if where.scheme == "gs":
-        from carbonshift.checkpoint.gcs import GcsStore
+        from carbonshift.checkpoint.gcs import GcsStore, client_for
 
-        return GcsStore(where.bucket, where.path)
+        client = client_for(gcp_credentials) if gcp_credentials is not None else None
+        return GcsStore(where.bucket, where.path, client=client)
     return LocalStore(Path(where.path), create=create)

@@ -30,21 +30,36 @@ class StoreUri:
         return f"{self.scheme}://{self.bucket}/{self.path}".rstrip("/")
 
 
+def redacted(uri: str) -> str:
+    """The URI as errors may show it: no user or password, no query values."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparsable URI>"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "&".join(f"{k}=..." for k in parse_qs(parts.query, keep_blank_values=True))
+    if "@" in parts.netloc:
+        netloc = f"...@{netloc}"
+    shown = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else parts.path
+    return shown + (f"?{query}" if query else "")
+
+
 def parse_store_uri(uri: str, field: str = "checkpoint_store") -> StoreUri:
     """The parts of a checkpoint location; ValueError names `field`, what is wrong and the fix."""
     if not isinstance(uri, str) or not uri.strip():
         raise ValueError(f"{field}: empty; give {SUPPORTED}")
+    shown = redacted(uri)  # errors never echo a password or a signed query
     scheme, sep, rest = uri.partition("://")
     if not sep:
         return StoreUri("file", uri)
     scheme = scheme.lower()
     if scheme == "file":
         if not rest.strip():
-            raise ValueError(f"{field}: {uri!r} names no folder; give file:///path/to/folder")
+            raise ValueError(f"{field}: {shown!r} names no folder; give file:///path/to/folder")
         return StoreUri("file", rest)
     if scheme not in ("s3", "gs"):
         raise ValueError(
-            f"{field}: scheme {scheme!r} of {uri!r} is not supported; give {SUPPORTED}"
+            f"{field}: scheme {scheme!r} of {shown!r} is not supported; give {SUPPORTED}"
         )
     parts = urlsplit(uri)
     if "@" in parts.netloc:  # not echoed: it may hold a secret
@@ -53,13 +68,13 @@ def parse_store_uri(uri: str, field: str = "checkpoint_store") -> StoreUri:
             "SDK's default chain (environment, profile, instance or workload identity)"
         )
     if parts.fragment:
-        raise ValueError(f"{field}: {uri!r} has a '#' part; remove it")
+        raise ValueError(f"{field}: {shown!r} has a '#' part; remove it")
     bucket = parts.netloc
-    _check_bucket(scheme, bucket, uri, field)
+    _check_bucket(scheme, bucket, shown, field)
     path = parts.path.strip("/")
     if any(c in ("", ".", "..") for c in path.split("/")) and path:
         raise ValueError(
-            f"{field}: prefix {path!r} of {uri!r} has an empty, '.' or '..' component; "
+            f"{field}: prefix {path!r} of {shown!r} has an empty, '.' or '..' component; "
             "write it as a/b/c"
         )
     query = parse_qs(parts.query, keep_blank_values=True)
@@ -68,11 +83,13 @@ def parse_store_uri(uri: str, field: str = "checkpoint_store") -> StoreUri:
     if unknown:
         what = "only ?region=<aws region>" if allowed else "no query parameters"
         raise ValueError(
-            f"{field}: {uri!r}: unknown parameter(s) {unknown}; {scheme}:// takes {what}"
+            f"{field}: {shown!r}: unknown parameter(s) {unknown}; {scheme}:// takes {what}"
         )
     region = query.get("region", [None])[-1]
     if region is not None and not _REGION.match(region):
-        raise ValueError(f"{field}: region {region!r} of {uri!r} is not an AWS region (us-east-1)")
+        raise ValueError(
+            f"{field}: region {region!r} of {shown!r} is not an AWS region (us-east-1)"
+        )
     return StoreUri(scheme, path, bucket, region)
 
 

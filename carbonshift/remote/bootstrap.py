@@ -24,6 +24,7 @@ from carbonshift.remote.protocol import no_userinfo
 USER_DATA_LIMIT_BYTES = 16384  # EC2's limit (GCE allows 256 KB)
 _SIGNED = re.compile(r"(signature|sig|token|credential|security-token)=", re.I)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_USERINFO = re.compile(r"://[^/\s@]*@")
 
 
 def _version() -> str:
@@ -45,6 +46,11 @@ def _safe(field: str, value: str) -> str:
             f"{field}: a signed URL carries a credential into the user data; give the store "
             "URI and let the instance's role read it"
         )
+    if _USERINFO.search(value):  # also inside a PEP 508 direct reference: `name @ https://...`
+        raise ValueError(
+            f"{field}: a URL in it carries a user or password; the instance reads through its "
+            "own role (instance profile / service account): leave them out"
+        )
     return no_userinfo(field, value)
 
 
@@ -60,6 +66,11 @@ class BootstrapConfig(BaseModel):
     code_archive: str | None = Field(
         default=None,
         description="or: a .tar.gz/.tgz/.zip (store or https URI) put on PYTHONPATH",
+    )
+    power_off: bool = Field(
+        default=True,
+        description="power the instance off when the agent ends or the script fails: EC2 then "
+        "terminates it (InstanceInitiatedShutdownBehavior); GCE stops it (the reaper deletes it)",
     )
     python: str = "python3"
     workdir: str = "/var/lib/carbonshift"
@@ -87,6 +98,15 @@ def render_bootstrap(config: BootstrapConfig, spec_uri: str, job: str, run_id: s
         "# carbonshift remote run, rendered by carbonshift.remote.bootstrap. No credential in",
         "# here: the instance reads the store as its own role.",
         "set -euo pipefail",
+    ]
+    if config.power_off:
+        # Whatever ends this script (the agent, a failed install) ends the instance, so that
+        # nothing idles on the bill when nobody is left to release it. Never on an emulated one.
+        lines.append(
+            'trap \'if [ "${CARBONSHIFT_EMULATED:-0}" != 1 ]; then '
+            "shutdown -h now || poweroff; fi' EXIT"
+        )
+    lines += [
         f"JOB={q(job_line)}",
         f"RUN_ID={q(_CONTROL.sub('?', run_id))}",
         f"SPEC_URI={q(spec_uri)}",
@@ -121,7 +141,8 @@ def render_bootstrap(config: BootstrapConfig, spec_uri: str, job: str, run_id: s
         ]
     lines += [
         'echo "starting the agent on $SPEC_URI"',
-        f'exec "$PY" -m carbonshift.remote.agent --spec "$SPEC_URI" '
+        # Not exec: the EXIT trap must run when the agent ends.
+        f'"$PY" -m carbonshift.remote.agent --spec "$SPEC_URI" '
         f"--spec-wait-s {config.spec_wait_s:g}",
     ]
     script = "\n".join(lines) + "\n"

@@ -57,6 +57,19 @@ def open_at(uri: str) -> tuple[ObjectStore, str]:
     return store, join(base, name)
 
 
+def no_secret_options(options: dict[str, str]) -> dict[str, str]:
+    """Options travel in flow parameters, the spec and the command's environment, all plain
+    text: one named like a credential is refused, naming it (its value is never shown)."""
+    for name in options:
+        if _SECRET_NAME.search(name):
+            raise ValueError(
+                f"options.{name}: looks like a credential, and options are stored in plain text "
+                "(flow parameters, the run's spec); give the training its secrets through the "
+                "instance's role, a Prefect Secret block or a secret manager"
+            )
+    return options
+
+
 def no_userinfo(field: str, uri: str) -> str:
     """A URI with `user:password@` in it would carry a credential into the store or user data."""
     if "@" in urlsplit(uri).netloc:
@@ -108,13 +121,7 @@ class RunSpec(BaseModel):
     @field_validator("options")
     @classmethod
     def _no_secret_options(cls, options: dict[str, str]) -> dict[str, str]:
-        for name in options:
-            if _SECRET_NAME.search(name):
-                raise ValueError(
-                    f"options.{name}: looks like a credential, and the spec is stored in plain "
-                    "text; give the instance its secrets through its role or a secret manager"
-                )
-        return options
+        return no_secret_options(options)
 
     @field_validator("checkpoint_store", "resume_from")
     @classmethod

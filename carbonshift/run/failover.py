@@ -35,13 +35,19 @@ def _label(placement: Placement) -> str:
     return f"{placement.slot.region} {placement.slot.instance_type}"
 
 
-def options(placement: Placement, now: datetime) -> Iterator[Placement]:
-    """The chosen placement, then each alternative moved to start `now` (a failover happens when
-    the run starts) if it still ends by the deadline. The forecast was planned for the chosen
-    region only, so a moved placement has none: its monitor checks actuals without a plan."""
+Now = datetime | Callable[[], datetime]
+
+
+def options(placement: Placement, now: Now) -> Iterator[Placement]:
+    """The chosen placement, then each alternative moved to start now (a failover happens when
+    the run starts) if it still ends by the deadline. `now` is a clock (or a fixed moment): a
+    refused launch may take minutes, so each alternative starts when it is reached. The forecast
+    was planned for the chosen region only, so a moved placement has none: its monitor checks
+    actuals without a plan."""
+    clock = now if callable(now) else (lambda: now)
     yield placement
     for slot in placement.alternatives:
-        start = now
+        start = clock()
         moved = slot.model_copy(
             update={
                 "start": start,
@@ -53,7 +59,7 @@ def options(placement: Placement, now: datetime) -> Iterator[Placement]:
 
 
 def with_failover(
-    placement: Placement, now: datetime, attempt: Callable[[Placement], T]
+    placement: Placement, now: Now, attempt: Callable[[Placement], T]
 ) -> tuple[T, list[str]]:
     """`attempt(p)` for the chosen placement, then for each alternative while the previous one
     raised CapacityError; (its result, the options refused before it). AccessDenied and every
@@ -68,5 +74,6 @@ def with_failover(
             return attempt(option), refused
         except CapacityError as e:
             log.warning("%s: %s; trying the next planned option", _label(option), e)
-            refused.append(f"{_label(option)}: {e}")
+            label = _label(option)
+            refused.append(str(e) if str(e).startswith(label) else f"{label}: {e}")
     raise NoCapacity(placement.job, refused, too_late)

@@ -101,3 +101,46 @@ def test_bad_input_is_one_line_before_prefect_starts(
                           timeout=60)
     assert done.returncode == 2, done.stderr
     assert says in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--region", "aws:eu-west-1"], "--region aws:eu-west-1: job 'cli-job' allows only"),
+    (["--compute", "cloud", "--store", "s3://bkt/x", "--region", "aws:us-east-1"],
+     None),  # a valid request: checked here only for the error-free path (see below)
+])
+def test_region_flags_narrow_the_job_never_widen_it(
+        tmp_path: Path, args: list[str], says: str | None) -> None:
+    from carbonshift.adhoc import TrainRequest, adhoc_job, training_config
+    from carbonshift.catalog import default_catalog
+
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    request = TrainRequest(jobs=str(job_file(tmp_path)), job="cli-job",
+                           region=flags.get("--region"), store=flags.get("--store"),
+                           compute=flags.get("--compute", "local"))  # type: ignore[arg-type]
+    if says is None:
+        assert adhoc_job(request, default_catalog()).regions == ["aws:us-east-1"]
+        assert training_config(request).compute.kind == "cloud"
+        return
+    with pytest.raises(ValueError, match=says):
+        adhoc_job(request, default_catalog())
+
+
+@pytest.mark.parametrize(("env", "args", "says"), [
+    ({"CARBONSHIFT_EMULATE_INSTANCES": "true"}, ["--compute", "cloud", "--store", "s3://bkt/x"],
+     "CARBONSHIFT_EMULATE_INSTANCES='true'"),
+    ({}, ["--compute", "cloud", "--store", "s3://bkt/x", "--config", "OPTIONS"],
+     "options.api_token: looks like a credential"),
+])
+def test_settings_errors_come_before_prefect_starts(
+        tmp_path: Path, env: dict[str, str], args: list[str], says: str) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text(yaml.safe_dump({"options": {"api_token": "hunter2secret"}}))
+    args = [str(secret) if a == "OPTIONS" else a for a in args]
+    exe = Path(sys.executable).with_name("carbonshift")
+    base = {k: v for k, v in os.environ.items() if k != "CARBONSHIFT_EMULATE_INSTANCES"}
+    done = subprocess.run([str(exe), "train", "--jobs", str(job_file(tmp_path)), "--job",
+                           "cli-job", *args], capture_output=True, text=True, timeout=60,
+                          env={**base, "PREFECT_API_URL": "http://127.0.0.1:9/api", **env})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert says in done.stderr and "hunter2secret" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -36,11 +36,23 @@ def recorder(path: Path) -> Path:
     return path
 
 
+def power_switch(bin_dir: Path) -> Path:
+    """`shutdown` and `poweroff` that only write down that they were called: a test runs the
+    VM's script on this machine, which must never power off."""
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("shutdown", "poweroff"):
+        tool = bin_dir / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{bin_dir / "powered-off"}"\n')
+        tool.chmod(0o755)
+    return bin_dir / "powered-off"
+
+
 def run(script: str, tmp_path: Path, emulated: bool, **env: str) -> list[dict[str, object]]:
     boot = tmp_path / "boot.sh"
     boot.write_text(script)
     record = tmp_path / "record.jsonl"
-    environ = {"PATH": os.environ["PATH"], "RECORD": str(record),
+    power_switch(tmp_path / "bin")
+    environ = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "RECORD": str(record),
                "CARBONSHIFT_REMOTE_DIR": str(tmp_path / "work"), **env}
     if emulated:
         environ |= {"CARBONSHIFT_EMULATED": "1",
@@ -96,6 +108,29 @@ def test_on_a_vm_it_installs_into_a_venv_then_runs_the_agent(tmp_path: Path) -> 
         ["-m", "pip", "install", "--quiet", "my train @ https://example.org/my_train-1.0.whl"],
         ["-m", "carbonshift.remote.agent", "--spec", SPEC, "--spec-wait-s", "60"],
     ]
+    # The agent ended: the instance powers off (EC2 then terminates it).
+    assert (tmp_path / "bin" / "powered-off").read_text() == "shutdown -h now\n"
+
+
+def test_a_failed_install_powers_the_instance_off_too(tmp_path: Path) -> None:
+    failing = tmp_path / "python3"
+    failing.write_text("#!/bin/sh\nexit 7\n")
+    failing.chmod(0o755)
+    script = render_bootstrap(BootstrapConfig(python=str(failing)), SPEC, "j", "r1")
+    boot = tmp_path / "boot.sh"
+    boot.write_text(script)
+    switch = power_switch(tmp_path / "bin")
+    done = subprocess.run(["bash", str(boot)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=30, env={"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+                                           "CARBONSHIFT_REMOTE_DIR": str(tmp_path / "work")})
+    assert done.returncode == 7 and switch.read_text() == "shutdown -h now\n"
+
+
+def test_an_emulated_instance_never_powers_this_machine_off(tmp_path: Path) -> None:
+    run(render_bootstrap(BootstrapConfig(), SPEC, "j", "r1"), tmp_path, emulated=True)
+    assert not (tmp_path / "bin" / "powered-off").exists()
+    kept = render_bootstrap(BootstrapConfig(power_off=False), SPEC, "j", "r1")
+    assert "shutdown" not in kept
 
 
 def test_emulated_it_installs_nothing_and_fetches_the_code_archive(tmp_path: Path) -> None:

@@ -104,3 +104,22 @@ def test_the_first_option_that_fits_and_has_capacity_wins(
         assert with_failover(where, NOW, refusing(refused, tried))[0] == expected
     assert tried == [r for r, ok in fits if ok][: len(tried)]  # in rank order, each once
     assert len(tried) == len(set(tried))
+
+
+def test_each_alternative_is_checked_against_the_deadline_when_it_is_reached() -> None:
+    # Each refusal takes 40 minutes: the second alternative fitted when the run started
+    # (T0+5m + 1h < T0+2h) but no longer does when its turn comes (T0+1h25m + 1h > T0+2h).
+    where = with_alternatives(("aws:us-west-2", 1.0), ("aws:us-east-2", 1.0), deadline_h=2.0)
+    clock = [NOW]
+    tried: list[str] = []
+
+    def slow_refusal(p: Placement) -> str:
+        tried.append(p.slot.region)
+        clock[0] += timedelta(minutes=40)
+        raise CapacityError(p.slot.region, p.slot.instance_type, "InsufficientInstanceCapacity")
+
+    with pytest.raises(NoCapacity) as error:
+        with_failover(where, lambda: clock[0], slow_refusal)
+    assert tried == [where.slot.region, "aws:us-west-2"]
+    assert [t.split()[0] for t in error.value.too_late] == ["aws:us-east-2"]
+    assert all(r.count("aws:") == 1 for r in error.value.refused)  # each label once
