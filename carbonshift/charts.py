@@ -212,7 +212,9 @@ def monitor_checks(history: Sequence[Assessment]) -> list[tuple[datetime, float]
 
 
 def _figure(width: int, height: int) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=(width / 100, height / 100), dpi=100)
+    # SVG sizes are in points (1/72 in) and a browser draws 96 px per inch: `width` and
+    # `height` are CSS pixels.
+    fig = Figure(figsize=(width / 96, height / 96), dpi=96)
     FigureCanvasSVG(fig)
     ax = fig.add_subplot()
     fig.subplots_adjust(left=0.09, right=0.74, top=0.88, bottom=0.17)
