@@ -44,7 +44,8 @@ def texts(svg: str) -> list[str]:
 def slot(region: str, start_h: float, end_h: float, segments: list[tuple[float, float]]) -> Slot:
     return Slot(
         region=region, instance_type="g5.xlarge", start=T0 + start_h * H, end=T0 + end_h * H,
-        segments=[(T0 + a * H, T0 + b * H) for a, b in segments], duration_s=3600 * (end_h - start_h),
+        segments=[(T0 + a * H, T0 + b * H) for a, b in segments],
+        duration_s=3600 * (end_h - start_h),
         mean_g_per_kwh=85.0, energy_kwh=0.5, emissions_kg=0.04, cost_usd=2.0, objective=0.04,
         source="test", signal="lca", coverage=1.0)
 
@@ -54,7 +55,8 @@ def history() -> list[Assessment]:
     return [
         Assessment(Verdict.CONTINUE, "grace period", (T0 + 1.1 * H).timestamp()),
         Assessment(Verdict.CONTINUE, "ok", (T0 + 2 * H).timestamp(), 95.0, 90.0),
-        Assessment(Verdict.STOP, "actual 150 g/kWh is +50% above the forecast 100", at, 150.0, 100.0),
+        Assessment(Verdict.STOP, "actual 150 g/kWh is +50% above the forecast 100", at,
+                   150.0, 100.0),
     ]
 
 
