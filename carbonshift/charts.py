@@ -4,8 +4,9 @@ run's forecast against actual intensity.
 Deterministic, so that they can be snapshot-tested: fixed font, fixed SVG id salt, no date in the
 metadata, glyphs drawn as paths (an SVG shown through <img>, as the Prefect UI shows image
 artifacts, cannot load fonts: paths look the same there and in a browser). Figures are built
-with `matplotlib.figure.Figure`, never pyplot, so no figure is shared between threads; the
-rcParams are global, so rendering holds a lock while it sets them.
+with `matplotlib.figure.Figure` and drawn by the SVG canvas attached to it, never through pyplot:
+no backend is chosen, no GUI is touched and no figure is shared between threads. The rcParams
+are global, so rendering holds a lock while it sets them.
 """
 
 from __future__ import annotations
@@ -17,20 +18,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import matplotlib
+import matplotlib.dates as mdates
+from matplotlib import rc_context
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display: the charts only ever become SVG text
-
-import matplotlib.dates as mdates  # noqa: E402 - after the backend is chosen
-from matplotlib import rc_context  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.backends.backend_svg import FigureCanvasSVG  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from carbonshift.monitor import Assessment, Verdict  # noqa: E402
-from carbonshift.plan import Slot  # noqa: E402
-from carbonshift.run.supervisor import RunReport  # noqa: E402
-from carbonshift.series import IntensitySeries  # noqa: E402
+from carbonshift.monitor import Assessment, Verdict
+from carbonshift.plan import Slot
+from carbonshift.run.supervisor import RunReport
+from carbonshift.series import IntensitySeries
 
 COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 UNITS = "gCO2/kWh"
@@ -235,6 +232,8 @@ def _axes(ax: Axes, start: datetime, end: datetime, title: str) -> None:
     else:
         ax.xaxis.set_major_locator(mdates.MinuteLocator(byminute=range(0, 60, minutes), tz=UTC))  # type: ignore[no-untyped-call]
     several_days = start.date() != end.date()
+    # Two-line tick labels (day, time) need room above the axis label.
+    ax.figure.subplots_adjust(bottom=0.23 if several_days else 0.17)
     ax.xaxis.set_major_formatter(
         mdates.DateFormatter(  # type: ignore[no-untyped-call]
             "%d %b\n%H:%M" if several_days else "%H:%M", tz=UTC

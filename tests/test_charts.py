@@ -180,3 +180,13 @@ def test_tick_spacing_keeps_few_ticks_and_whole_hours_past_two_hours(span_min: i
         assert minutes % 60 == 0
     # The smallest spacing that fits: every smaller one would draw too many ticks.
     assert all(span_min / m > _MAX_TICKS for m in _TICK_MINUTES if m < minutes)
+
+
+def test_a_chart_over_days_ticks_every_six_hours_with_the_day() -> None:
+    two_days = series_at([100.0] * 48, step_min=60)
+    found = texts(plan_chart_svg({"aws:us-east-1": two_days}, None))
+    # Each tick is a line with the day and a line with the hour: 01 Jan 00:00 to 03 Jan 00:00.
+    assert [t for t in found if re.fullmatch(r"\d\d Jan", t)] == ["01 Jan"] * 4 + ["02 Jan"] * 4 + [
+        "03 Jan"]
+    assert [t for t in found if re.fullmatch(r"\d\d:00", t)] == [
+        "00:00", "06:00", "12:00", "18:00"] * 2 + ["00:00"]
