@@ -15,12 +15,10 @@ from typing import Literal
 from carbonshift import scoring
 from carbonshift.energy import Accounting
 from carbonshift.plan import FeasiblePlan, InfeasiblePlan, Plan, Slot, SpreadPlan
-from carbonshift.series import IntensitySeries
 from carbonshift.training import TrainingOutcome
 
 ScheduleStatus = Literal["scheduled", "unchanged", "replaced", "running", "not-scheduled", "failed"]
 PLAN_TABLE_KEY = "plan-summary"
-COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 
 
 @dataclass(frozen=True)
@@ -263,77 +261,10 @@ def emissions_markdown(
     return "\n".join(lines) + "\n"
 
 
-def forecast_chart_svg(
-    series_by_region: Mapping[str, IntensitySeries],
-    chosen: Slot | None,
-    *,
-    width: int = 720,
-    height: int = 260,
-) -> str:
-    """Each candidate region's forecast as a step line, the chosen run shaded."""
-    pad_l, pad_r, pad_t, pad_b = 56, 150, 16, 36
-    plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
-    items = sorted(series_by_region.items())
-    if not items:
-        return _svg(width, height, [f'<text x="{pad_l}" y="{height // 2}">no forecast</text>'])
-    t0 = min(s.start_s for _, s in items)
-    t1 = max(s.end_s for _, s in items)
-    top = max(float(s.g_per_kwh.max()) for _, s in items) * 1.05 or 1.0
-
-    def x(t: float) -> float:
-        return pad_l + (t - t0) / max(t1 - t0, 1) * plot_w
-
-    def y(v: float) -> float:
-        return pad_t + plot_h - v / top * plot_h
-
-    parts = [
-        f'<rect x="{pad_l}" y="{pad_t}" width="{plot_w}" height="{plot_h}" '
-        'fill="#ffffff" stroke="#999999"/>'
-    ]
-    if chosen is not None:
-        for a, b in chosen.segments or [(chosen.start, chosen.end)]:
-            xa, xb = x(a.timestamp()), x(b.timestamp())
-            parts.append(
-                f'<rect x="{xa:.1f}" y="{pad_t}" width="{max(xb - xa, 1):.1f}" '
-                f'height="{plot_h}" fill="#4daf4a" fill-opacity="0.25"/>'
-            )
-    for i, (region, s) in enumerate(items):
-        colour = COLOURS[i % len(COLOURS)]
-        points = []
-        for t, v in zip(s.times_s, s.g_per_kwh, strict=True):
-            points += [f"{x(t):.1f},{y(v):.1f}", f"{x(t + s.step_s):.1f},{y(v):.1f}"]
-        width_px = 2.5 if chosen is not None and region == chosen.region else 1.2
-        parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="{width_px}" '
-            f'points="{" ".join(points)}"/>'
-        )
-        parts.append(
-            f'<text x="{pad_l + plot_w + 8}" y="{pad_t + 14 + 16 * i}" '
-            f'fill="{colour}" font-size="12">{region}</text>'
-        )
-    parts += [
-        f'<text x="{pad_l - 6}" y="{pad_t + 10}" text-anchor="end" font-size="11">{top:.0f}</text>',
-        f'<text x="{pad_l - 6}" y="{pad_t + plot_h}" text-anchor="end" font-size="11">0</text>',
-        f'<text x="{pad_l}" y="{height - 12}" font-size="11">'
-        f"{_when(min(s.start for _, s in items))} UTC</text>",
-        f'<text x="{pad_l + plot_w}" y="{height - 12}" text-anchor="end" font-size="11">'
-        f"{_when(max(s.end for _, s in items))} UTC</text>",
-        f'<text x="12" y="{pad_t + plot_h / 2:.0f}" font-size="11" '
-        f'transform="rotate(-90 12 {pad_t + plot_h / 2:.0f})">g CO2/kWh</text>',
-    ]
-    return _svg(width, height, parts)
-
-
 def svg_data_url(svg: str) -> str:
+    """An SVG as a data URL, for an image artifact: the Prefect UI shows it in an <img>, so it
+    needs no file server (carbonshift.charts draws glyphs as paths, as <img> loads no fonts)."""
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
-
-
-def _svg(width: int, height: int, parts: list[str]) -> str:
-    body = "\n  ".join(parts)
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'font-family="sans-serif">\n  {body}\n</svg>\n'
-    )
 
 
 @dataclass(frozen=True)

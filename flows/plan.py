@@ -13,6 +13,7 @@ from carbonshift.artifacts import Scheduled
 from carbonshift.config import PlanningConfig
 from carbonshift.job import JobSpec
 from carbonshift.spot_pricing import SpotPricing
+from tasks.events import emit_plans_made
 from tasks.planning import (
     fetch_forecasts,
     fetch_spot_prices,
@@ -63,6 +64,7 @@ def plan_training(
     quotes = fetch_spot_prices.submit(queue.jobs, now, spot_pricing)
     forecasts = fetch_forecasts(queue.jobs, now, config.forecast)
     plans = plan_queue(queue, forecasts, now, quotes.result())
+    emit_plans_made(plans)
     training = config.training_parameters()
     scheduled = (
         schedule_runs(plans, queue.jobs, config.training_deployment, training)

@@ -14,7 +14,9 @@ from carbonshift.job import JobSpec
 from carbonshift.plan import PLANS, Plan
 from carbonshift.run import NotRunnable, placement_of
 from carbonshift.runs import release_everywhere
+from tasks.charts import publish_run_chart
 from tasks.clouds import cloud_access
+from tasks.events import emit_rescheduled, emit_run_ended, emit_run_started
 from tasks.training import publish_emissions, replan_rest, supervise_run
 
 
@@ -54,7 +56,10 @@ def train_model(
         return Failed(message=str(e))
     config = config or TrainingConfig()
     run_id = str(flow_run.get_id() or "local")
+    emit_run_started(placement, run_id, resume_from)
     report = supervise_run(job, placement, resume_from, config, run_id)
+    publish_run_chart(report, placement, config)
+    emit_run_ended(report)
     outcome = report.outcome
     if outcome is None:  # the trainer failed; its compute is released
         return Failed(message=report.error or "training ended without an outcome")
@@ -70,6 +75,7 @@ def train_model(
             message=f"stopped at step {outcome.step}: {outcome.stopped_reason}; {resume}",
         )
     scheduled, note = replan_rest(job, placement, outcome, config, run_id, report.started_step)
+    emit_rescheduled(job.name, run_id, scheduled, note)
     why = report.stopped_by
     if outcome.stopped_reason and outcome.stopped_reason not in (why or ""):
         why = f"{why} ({outcome.stopped_reason})"  # what the instance said: a notice, a loss

@@ -16,13 +16,13 @@ from carbonshift.artifacts import (
     Scheduled,
     alternatives,
     artifact_key,
-    forecast_chart_svg,
     placed,
     plan_markdown,
     plan_rows,
     svg_data_url,
 )
 from carbonshift.catalog import PriceQuote, Region, default_catalog
+from carbonshift.charts import plan_chart_svg
 from carbonshift.config import ForecastConfig
 from carbonshift.job import JobSpec, JobSpecError, load_jobs, parse_jobs, resolve
 from carbonshift.plan import Plan
@@ -183,7 +183,9 @@ def publish_plan_artifacts(
             if shown:
                 chart_key = artifact_key("plan-chart", plan.job)
                 create_image_artifact(
-                    svg_data_url(forecast_chart_svg(shown, slots[0])),
+                    svg_data_url(
+                        plan_chart_svg(shown, slots[0], title=f"{plan.job}: forecast per region")
+                    ),
                     key=chart_key,
                     description=f"forecast per candidate region, {plan.job}",
                 )

@@ -15,13 +15,13 @@ from carbonshift.artifacts import (
     Scheduled,
     artifact_key,
     emissions_markdown,
-    forecast_chart_svg,
     plan_markdown,
     plan_rows,
     rows_as_text,
     svg_data_url,
 )
 from carbonshift.catalog import Catalog
+from carbonshift.charts import plan_chart_svg
 from carbonshift.energy import Accounting
 from carbonshift.plan import NotRunnable, Plan, runnable
 from carbonshift.planner import plan_jobs
@@ -86,8 +86,8 @@ def test_plan_markdown(plans: tuple[list[Plan], dict[str, object]]) -> None:
 
 def test_forecast_chart(plans: tuple[list[Plan], dict[str, object]]) -> None:
     plan_list, forecasts = plans
-    svg = forecast_chart_svg(forecasts, plan_list[0].chosen)  # type: ignore[arg-type]
-    assert svg.count("<polyline") == 2 and 'fill-opacity="0.25"' in svg
+    svg = plan_chart_svg(forecasts, plan_list[0].chosen)  # type: ignore[arg-type]
+    assert "<!-- aws:us-east-1 -->" in svg and "<!-- chosen run, aws:eu-west-2 -->" in svg
     snapshot("forecast_chart.svg", svg)
     url = svg_data_url(svg)
     assert base64.b64decode(url.split(",", 1)[1]).decode() == svg
