@@ -58,7 +58,7 @@ def train_model(
     run_id = str(flow_run.get_id() or "local")
     emit_run_started(placement, run_id, resume_from)
     report = supervise_run(job, placement, resume_from, config, run_id)
-    publish_run_chart(report, placement, config)
+    publish_run_chart(report, placement, config, return_state=True)  # a chart never fails a run
     emit_run_ended(report)
     outcome = report.outcome
     if outcome is None:  # the trainer failed; its compute is released

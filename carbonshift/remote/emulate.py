@@ -131,6 +131,7 @@ class EmulatedInstances:
             "pid": proc.pid,
             "start_ticks": stat and stat[2],
             "handle": instance.handle,
+            "region": instance.region,
             "started_at_s": time.time(),
         }
         tmp = self._record_path(run_id).with_suffix(".tmp")
@@ -149,7 +150,7 @@ class EmulatedInstances:
 
     def find(self, run_id: str) -> Instance | None:
         found = self.compute.find(run_id)
-        if found is None:
+        if found is None and self._here(run_id):
             self._stop(run_id)
         return found
 
@@ -159,10 +160,22 @@ class EmulatedInstances:
     def held(self) -> list[Instance]:
         instances = self.compute.held()
         live = {i.run_id for i in instances}
+        # One state folder serves every region's wrapper: only this region's stand-ins are
+        # judged by this region's instances (a sweep of us-west-2 must not end us-east-1's).
         for path in sorted(self.state_dir.glob("*.json")):
-            if path.stem not in live:
+            if path.stem not in live and self._here(path.stem):
                 self._stop(path.stem)
         return instances
+
+    def _here(self, run_id: str) -> bool:
+        """Whether the stand-in of `run_id` is of the wrapped compute's region (one state
+        folder serves every region's wrapper: a look at us-west-2 must not end us-east-1's)."""
+        region = getattr(self.compute, "region", None)
+        try:
+            recorded = json.loads(self._record_path(run_id).read_text()).get("region")
+        except (OSError, ValueError):
+            return True
+        return region is None or recorded is None or recorded == region
 
     def _stop(self, run_id: str) -> bool:
         """End the stand-in of `run_id`, if any: SIGTERM, then SIGKILL after the grace."""

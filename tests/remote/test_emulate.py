@@ -113,3 +113,23 @@ def test_a_stand_in_whose_instance_is_gone_is_ended(tmp_path: Path) -> None:
     assert emulated.compute.release("r1")  # terminated behind the wrapper's back
     assert emulated.held() == []
     assert not group_alive(pid) and not (tmp_path / "emulated" / "r1.json").exists()
+
+
+class InRegion(LocalCompute):
+    """This machine as one region's compute (the cloud adapters carry a `region`)."""
+
+    def __init__(self, state_dir: Path, region: str) -> None:
+        super().__init__(state_dir)
+        self.region = region
+
+
+@pytest.mark.slow
+def test_a_look_at_another_region_leaves_this_regions_stand_in_alone(tmp_path: Path) -> None:
+    emulated, _, pid, _ = launch(tmp_path)  # a us-east-1 stand-in, recorded with its region
+    west = EmulatedInstances(InRegion(tmp_path / "west", "aws:us-west-2"), tmp_path / "emulated")
+    assert west.held() == [] and west.find("r1") is None
+    assert group_alive(pid)  # still training
+    east = EmulatedInstances(InRegion(tmp_path / "compute", "aws:us-east-1"),
+                             tmp_path / "emulated")
+    assert east.release("r1") and not group_alive(pid)
+    assert not emulated.release("r1")  # already gone; the launching wrapper waits for its child
