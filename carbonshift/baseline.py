@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from carbonshift.catalog import Catalog, Region
 from carbonshift.checkpoint import ObjectStore
+from carbonshift.checkpoint.store import open_store
 from carbonshift.ledger import FOLDER, LedgerRecord, parse
 from carbonshift.series import FloatArray, IntArray, IntensitySeries, Signal, common_signal
 from carbonshift.traces import bundled_traces_dir, join, read_trace, traces_in
@@ -304,6 +305,58 @@ def study(
     return BaselineStudy(profile, str(signal), clock, starts, studies)
 
 
+class StudyRequest(BaseModel):
+    """What to study: the CLI's options and the flow's parameters, checked in one place."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    regions: list[str] = Field(default_factory=list, description="the first is home")
+    energy_kwh: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
+    segments: list[Segment] | None = None
+    ledger_record: str | None = Field(default=None, description="a run id in the ledger")
+    store: str | None = Field(default=None, description="the ledger's store URI")
+    traces: str | None = Field(default=None, description="a folder of traces (default bundled)")
+    since: datetime | None = None
+    until: datetime | None = None
+    local_time: bool = False
+    signal: Literal["lca", "direct"] = "lca"
+
+
+def run(request: StudyRequest, catalog: Catalog) -> BaselineStudy:
+    """The study a request asks for: its profile (given, or a ledger record's), its regions'
+    recorded history, every start hour."""
+    keys = list(request.regions)
+    if request.ledger_record:
+        if not request.store:
+            raise BaselineError(
+                "ledger_record (--ledger-record) needs store (--store): the ledger's store URI"
+            )
+        if request.energy_kwh is not None or request.duration_s is not None or request.segments:
+            raise BaselineError(
+                "ledger_record (--ledger-record) gives the profile: drop energy_kwh, duration "
+                "and segments"
+            )
+        store, _ = open_store(request.store, field="store (--store)", create=False)
+        record = find_record(store, request.ledger_record)
+        profile = EnergyProfile.of_record(record)
+        keys = keys or [record.region]
+    else:
+        profile = profile_from(request.energy_kwh, request.duration_s, request.segments)
+    if not keys:
+        raise BaselineError("regions (--region) is missing: give one or more, e.g. aws:eu-west-2")
+    regions = resolve_regions(keys, catalog)
+    folder = Path(request.traces) if request.traces else None
+    return study(
+        profile,
+        regions,
+        history(regions, folder, request.signal),
+        since=request.since,
+        until=request.until,
+        clock="local" if request.local_time else "utc",
+    )
+
+
 def resolve_regions(keys: Sequence[str], catalog: Catalog) -> list[Region]:
     found: dict[str, Region] = {}
     for key in keys:
@@ -395,3 +448,33 @@ def headline(s: BaselineStudy) -> str:
 
 def _percent(fraction: float | None) -> str:
     return "n/a" if fraction is None else f"{fraction:.0%}"
+
+
+def markdown(s: BaselineStudy, chart_key: str | None = None) -> str:
+    """The study's headline and per-region figures as markdown (the artifact's)."""
+    p = s.profile
+    clock = "UTC" if s.clock == "utc" else "each region's local time"
+    lines = [
+        "# Baseline study",
+        "",
+        f"{p.energy_kwh:g} kWh over {format_duration(p.duration_s)} ({p.source}), "
+        f"{s.signal} intensity, started at each of {len(s.starts_s)} whole hours from "
+        f"{from_epoch_s(int(s.starts_s[0])):%Y-%m-%d %H:%M} to "
+        f"{from_epoch_s(int(s.starts_s[-1])):%Y-%m-%d %H:%M} UTC; hours of day in {clock}.",
+        "",
+        f"**{headline(s)}**",
+        "",
+        "| region | best hour | best kg | median start kg | worst hour | worst kg "
+        "| best vs median |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in s.regions:
+        best, worst = r.by_hour_kg[r.best_hour], r.by_hour_kg[r.worst_hour]
+        gain = _percent(_fraction(r.median_kg - best, r.median_kg))
+        lines.append(
+            f"| {r.region} | {r.best_hour:02d}:00 | {best:.2f} | {r.median_kg:.2f} | "
+            f"{r.worst_hour:02d}:00 | {worst:.2f} | {gain} |"
+        )
+    if chart_key:
+        lines += ["", f"Heat-map: artifact `{chart_key}`."]
+    return "\n".join(lines) + "\n"

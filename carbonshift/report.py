@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from carbonshift.ledger import LedgerRecord
+from carbonshift.checkpoint import ObjectStore
+from carbonshift.checkpoint.store import open_store
+from carbonshift.ledger import LedgerRecord, read
 from carbonshift.units import format_duration
 
 DEFAULT_DAYS = 14
@@ -189,6 +191,12 @@ class Report:
         )
 
 
+def load(store_uri: str, since: datetime, until: datetime) -> Report:
+    """The report over the ledger in the store a URI names (a folder, s3://, gs://)."""
+    store, _ = open_store(store_uri, field="store (--store)", create=False)
+    return build(read(store, since, until), since, until, store.uri)
+
+
 def build(records: Iterable[LedgerRecord], since: datetime, until: datetime, ledger: str) -> Report:
     return Report(since, until, ledger, [segment(r) for r in records])
 
@@ -341,6 +349,33 @@ def rows(report: Report) -> list[dict[str, Any]]:
     return out
 
 
+def job_rows(report: Report) -> list[dict[str, Any]]:
+    """Per job and signal (JSON-ready): the table artifact's rows."""
+
+    def rounded(value: float | None, digits: int = 3) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return [
+        {
+            "job": t.key,
+            "signal": t.signal,
+            "segments": t.segments,
+            "energy_kwh": rounded(t.energy_kwh, 2),
+            "emissions_kg": rounded(t.emissions_kg),
+            "run_now_kg": rounded(t.run_now_kg) if t.compared else None,
+            "saved_kg": rounded(t.saved_kg) if t.compared else None,
+            "share_of_possible_pct": rounded(_times_100(t.share_of_possible), 1),
+            "delay": _delay(t.delay(0)),
+            "pending": t.pending,
+        }
+        for t in report.by_job()
+    ]
+
+
+def _times_100(value: float | None) -> float | None:
+    return None if value is None else 100 * value
+
+
 def csv_text(report: Report) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -429,6 +464,15 @@ def outputs(report: Report) -> dict[str, str]:
         "ledger.jsonl": jsonl_text(report),
         "report.svg": chart_svg(report),
     }
+
+
+def put(report: Report, store: ObjectStore, prefix: str) -> list[str]:
+    """The report's files into a store under `prefix`; their URIs."""
+    uris = []
+    for name, text in outputs(report).items():
+        store.put(f"{prefix}/{name}", text.encode("utf-8"))
+        uris.append(f"{store.uri}/{prefix}/{name}")
+    return uris
 
 
 def write(report: Report, folder: Path) -> list[Path]:

@@ -14,8 +14,6 @@ from typing import Any
 
 from carbonshift import baseline, report
 from carbonshift.catalog import default_catalog
-from carbonshift.checkpoint.store import open_store
-from carbonshift.ledger import read
 from carbonshift.series import Signal
 from carbonshift.units import DURATION_HELP, INSTANT_HELP, parse_duration_s, parse_utc_instant
 
@@ -95,33 +93,20 @@ def _signal_and_json(parser: argparse.ArgumentParser) -> None:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    catalog = default_catalog()
-    keys: list[str] = list(args.region)
-    if args.ledger_record:
-        if not args.store:
-            raise baseline.BaselineError("--ledger-record needs --store: the ledger's store URI")
-        if args.energy_kwh is not None or args.duration is not None or args.segment:
-            raise baseline.BaselineError(
-                "--ledger-record gives the profile: drop --energy-kwh, --duration and --segment"
-            )
-        store, _ = open_store(args.store, field="--store", create=False)
-        record = baseline.find_record(store, args.ledger_record)
-        profile = baseline.EnergyProfile.of_record(record)
-        keys = keys or [record.region]
-    else:
-        profile = baseline.profile_from(args.energy_kwh, args.duration, args.segment or None)
-    if not keys:
-        raise baseline.BaselineError("--region is missing: give one or more, e.g. aws:eu-west-2")
-    regions = baseline.resolve_regions(keys, catalog)
-    series = baseline.history(regions, args.traces, args.signal)
-    result = baseline.study(
-        profile,
-        regions,
-        series,
+    request = baseline.StudyRequest(
+        regions=args.region,
+        energy_kwh=args.energy_kwh,
+        duration_s=args.duration,
+        segments=[baseline.Segment(duration_s=d, power_w=w) for d, w in args.segment] or None,
+        ledger_record=args.ledger_record,
+        store=args.store,
+        traces=str(args.traces) if args.traces else None,
         since=args.since,
         until=args.until,
-        clock="local" if args.local_time else "utc",
+        local_time=args.local_time,
+        signal=args.signal,
     )
+    result = baseline.run(request, default_catalog())
     if args.chart:
         from carbonshift.study_charts import baseline_heatmap_svg  # matplotlib: only when asked
 
@@ -135,8 +120,7 @@ def _baseline(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     since, until = report.period(datetime.now(UTC), args.days, args.since, args.until)
-    store, _ = open_store(args.store, field="--store", create=False)
-    result = report.build(read(store, since, until), since, until, store.uri)
+    result = report.load(args.store, since, until)
     if result.empty:
         print(f"carbonshift: {result.empty_message()}", file=sys.stderr)
         return report.EMPTY_EXIT_CODE
