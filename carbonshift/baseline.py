@@ -98,18 +98,21 @@ def profile_from(
             raise BaselineError(
                 "give either segments or energy_kwh with a duration, not both: drop one"
             )
-        try:
-            parts = tuple(
-                s if isinstance(s, Segment) else Segment(duration_s=s[0], power_w=s[1])
-                for s in segments
-            )
-        except ValidationError as e:
-            first = e.errors()[0]
-            raise BaselineError(
-                f"segment {first['loc'][0]}: {first['msg']} (segments are duration_s > 0 and "
-                "power_w >= 0)"
-            ) from None
-        return EnergyProfile(segments=parts)
+        parts: list[Segment] = []
+        for i, part in enumerate(segments):
+            try:
+                parts.append(
+                    part
+                    if isinstance(part, Segment)
+                    else Segment(duration_s=part[0], power_w=part[1])
+                )
+            except ValidationError as e:
+                first = e.errors()[0]
+                raise BaselineError(
+                    f"segment {i}: {first['loc'][0]}: {first['msg']} (a segment is duration_s "
+                    "> 0 and power_w >= 0)"
+                ) from None
+        return EnergyProfile(segments=tuple(parts))
     if energy_kwh is None or duration_s is None:
         missing = "energy_kwh (--energy-kwh)" if energy_kwh is None else "duration (--duration)"
         raise BaselineError(
