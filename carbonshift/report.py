@@ -204,6 +204,18 @@ def build(records: Iterable[LedgerRecord], since: datetime, until: datetime, led
 # -- outputs -------------------------------------------------------------------------------------
 
 
+def _measured(fraction: float | None) -> str:
+    if fraction is None or fraction <= 0:
+        return "all of it estimated"
+    if fraction >= 1:
+        return "all of it measured"
+    return f"{fraction:.0%} of it measured, the rest estimated"
+
+
+def _n(count: int, thing: str) -> str:
+    return f"{count} {thing}" if count == 1 else f"{count} {thing}s"
+
+
 def _kg(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -221,8 +233,8 @@ def markdown(report: Report, chart: str | None = None) -> str:
     lines = [
         f"# Emissions report, {report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC",
         "",
-        f"Ledger: `{report.ledger}`: {len(report.segments)} run segments of {report.jobs()} "
-        "jobs ended in the period.",
+        f"Ledger: `{report.ledger}`: {_n(len(report.segments), 'run segment')} of "
+        f"{_n(report.jobs(), 'job')} ended in the period.",
     ]
     if report.empty:
         return "\n".join([*lines, "", f"Nothing to report: {report.empty_message()}.", ""])
@@ -272,13 +284,13 @@ def _headline(t: Totals) -> list[str]:
     measured = t.measured_kwh / t.energy_kwh if t.energy_kwh > 0 else None
     lines = [
         f"- **Emitted: {t.emissions_kg:.3f} kg CO2** from {t.energy_kwh:.2f} kWh "
-        f"({_pct(measured)} of it measured, the rest estimated).",
+        f"({_measured(measured)}).",
     ]
     if t.compared:
         lines.append(
             f"- **Saved against running at once in the home region: {t.saved_kg:.3f} kg CO2** "
             f"({_pct(t.saved_fraction)} of the {t.run_now_kg:.3f} kg run-now would have "
-            f"emitted), over {t.compared} of {t.segments} segments."
+            f"emitted), over {t.compared} of {_n(t.segments, 'segment')}."
         )
     else:
         lines.append(
@@ -287,13 +299,14 @@ def _headline(t: Totals) -> list[str]:
         )
     if t.pending:
         lines.append(
-            f"- Not counted in the savings: {t.pending} segments ({t.pending_kg:.3f} kg emitted) "
+            f"- Not counted in the savings: {_n(t.pending, 'segment')} ({t.pending_kg:.3f} kg "
+            "emitted) "
             "whose run-now counterfactual is pending (the home region's actual intensity was "
             "not known yet)."
         )
     if t.uncompared:
         lines.append(
-            f"- Not counted in the savings: {t.uncompared} segments with no run-now "
+            f"- Not counted in the savings: {_n(t.uncompared, 'segment')} with no run-now "
             "counterfactual recorded."
         )
     lines.append(
@@ -308,7 +321,7 @@ def _headline(t: Totals) -> list[str]:
     )
     lines.append(
         f"- Delay per job: median {_delay(t.delay(50))}, p90 {_delay(t.delay(90))}, "
-        f"max {_delay(t.delay(100))} ({len(t.delays_s)} jobs)."
+        f"max {_delay(t.delay(100))} ({_n(len(t.delays_s), 'job')})."
     )
     if t.avoided_marginal_kg is not None:
         lines.append(
@@ -398,7 +411,7 @@ def days(report: Report) -> list[date]:
 
 def daily(report: Report, signal: str) -> tuple[list[date], list[float], list[float | None]]:
     """Emitted kg per day (by the day a segment ended) and run-now kg where known for every
-    segment of that day."""
+    segment of that day (None on a day with none, or with a pending one)."""
     span = days(report)
     emitted = dict.fromkeys(span, 0.0)
     run_now: dict[date, float | None] = dict.fromkeys(span, 0.0)
@@ -409,7 +422,8 @@ def daily(report: Report, signal: str) -> tuple[list[date], list[float], list[fl
         emitted[day] += s.record.emissions_kg
         known = run_now[day]
         run_now[day] = None if known is None or s.run_now_kg is None else known + s.run_now_kg
-    return span, [emitted[d] for d in span], [run_now[d] for d in span]
+    seen = {s.record.ended_at.date() for s in report.segments if s.record.signal == signal}
+    return span, [emitted[d] for d in span], [run_now[d] if d in seen else None for d in span]
 
 
 def chart_svg(report: Report) -> str:
