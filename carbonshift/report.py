@@ -356,7 +356,7 @@ def rows(report: Report) -> list[dict[str, Any]]:
             "mean_g_per_kwh": r.mean_g_per_kwh, "signal": r.signal,
             "intervals_on_forecast": r.intervals_on_forecast, "run_now_kg": s.run_now_kg,
             "run_now_pending": s.run_now_pending, "best_in_hindsight_kg": s.best_kg,
-            "saved_kg": s.saved_kg, "possible_kg": s.possible_kg,
+            "saved_kg": _clean(s.saved_kg), "possible_kg": _clean(s.possible_kg),
             "avoided_marginal_kg": r.avoided_marginal_kg, "cost_usd": r.cost_usd,
         })  # fmt: skip
     return out
@@ -387,6 +387,11 @@ def job_rows(report: Report) -> list[dict[str, Any]]:
 
 def _times_100(value: float | None) -> float | None:
     return None if value is None else 100 * value
+
+
+def _clean(value: float | None) -> float | None:
+    """A difference without its float noise (4.0161 - ... = 4.016099999999999)."""
+    return None if value is None else round(value, 9)
 
 
 def csv_text(report: Report) -> str:
