@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from carbonshift.catalog import Catalog, Region
 from carbonshift.checkpoint import ObjectStore
@@ -30,7 +30,7 @@ from carbonshift.checkpoint.store import open_store
 from carbonshift.ledger import FOLDER, LedgerRecord, parse
 from carbonshift.series import FloatArray, IntArray, IntensitySeries, Signal, common_signal
 from carbonshift.traces import bundled_traces_dir, join, read_trace, traces_in
-from carbonshift.units import MAX_DURATION_S, format_duration, from_epoch_s
+from carbonshift.units import MAX_DURATION_S, format_duration, from_epoch_s, parse_utc_instant
 
 Clock = Literal["utc", "local"]
 HOUR_S = 3600
@@ -324,6 +324,12 @@ class StudyRequest(BaseModel):
     until: datetime | None = None
     local_time: bool = False
     signal: Literal["lca", "direct"] = "lca"
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """A time without an offset is UTC, as everywhere in carbonshift."""
+        return None if value is None else parse_utc_instant(value)
 
 
 def run(request: StudyRequest, catalog: Catalog) -> BaselineStudy:

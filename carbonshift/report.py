@@ -25,7 +25,7 @@ import numpy as np
 from carbonshift.checkpoint import ObjectStore
 from carbonshift.checkpoint.store import open_store
 from carbonshift.ledger import LedgerRecord, read
-from carbonshift.units import format_duration
+from carbonshift.units import format_duration, parse_utc_instant
 
 DEFAULT_DAYS = 14
 EMPTY_EXIT_CODE = 3  # `carbonshift report` when the period holds no record
@@ -38,7 +38,11 @@ class ReportError(ValueError):
 def period(
     now: datetime, days: float | None, since: datetime | None, until: datetime | None
 ) -> tuple[datetime, datetime]:
-    """[since, until): the last `days` (default 14) up to `until` (default now), or as given."""
+    """[since, until): the last `days` (default 14) up to `until` (default now), or as given.
+    A time without an offset is UTC."""
+    now = parse_utc_instant(now)
+    since = None if since is None else parse_utc_instant(since)
+    until = None if until is None else parse_utc_instant(until)
     if days is not None and since is not None:
         raise ReportError("give --days or --since, not both: --days counts back from --until")
     if days is not None and not (math.isfinite(days) and days > 0):

@@ -273,3 +273,9 @@ def test_bundled_traces_give_a_full_year(catalog: Catalog) -> None:
     assert not np.isnan(np.array([r.by_hour_kg for r in s.regions])).any()
     best, worst = s.slot("best"), s.slot("worst")
     assert best[2] < s.home.median_kg < worst[2]
+
+
+def test_naive_since_and_until_are_utc(tmp_path: Path, catalog: Catalog) -> None:
+    s = two_region_study(tmp_path, catalog, since=datetime(2023, 1, 2, 2),
+                         until=datetime(2023, 1, 2, 5))
+    assert [datetime.fromtimestamp(int(t), UTC).hour for t in s.starts_s] == [2, 3]

@@ -210,3 +210,9 @@ def test_a_day_without_runs_has_no_run_now_figure(store: LocalStore) -> None:
     r = report.load(str(store.root), *report.period(NOW, None, None, None))
     days, emitted, run_now = report.daily(r, "lca")
     assert emitted[0] == 0.0 and run_now[0] is None
+
+
+def test_a_period_without_offsets_is_utc() -> None:
+    naive = datetime(2026, 11, 30, 9)
+    assert report.period(naive, 7, None, None) == (NOW - timedelta(days=7), NOW)
+    assert report.period(NOW, None, naive - timedelta(days=1), naive)[0].tzinfo is not None
