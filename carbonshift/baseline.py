@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from carbonshift.catalog import Catalog, Region
 from carbonshift.checkpoint import ObjectStore
 from carbonshift.checkpoint.store import open_store
-from carbonshift.ledger import FOLDER, LedgerRecord, parse
+from carbonshift.ledger import FOLDER, Counterfactual, LedgerRecord, parse
 from carbonshift.series import FloatArray, IntArray, IntensitySeries, Signal, common_signal
 from carbonshift.traces import bundled_traces_dir, join, read_trace, traces_in
 from carbonshift.units import MAX_DURATION_S, format_duration, from_epoch_s, parse_utc_instant
@@ -140,20 +140,17 @@ def history(
 ) -> dict[str, IntensitySeries]:
     """Each region's recorded series, keyed by region (`aws:eu-west-2`), from a trace folder."""
     where = folder or bundled_traces_dir()
-    by_zone: dict[str, list[IntensitySeries]] = {}
-    for path in traces_in(where):
-        series = read_trace(path, signal=signal)
-        by_zone.setdefault(series.zone, []).append(series)
+    by_zone = _by_zone(where, str(signal))
     found: dict[str, IntensitySeries] = {}
     for region in regions:
-        parts = by_zone.get(region.em_zone)
-        if not parts:
+        series = by_zone.get(region.em_zone)
+        if series is None:
             zones = ", ".join(sorted(by_zone)) or "none"
             raise BaselineError(
                 f"--region {region.key}: no trace of its zone {region.em_zone} in {where} "
                 f"(zones there: {zones}): pick a region of those zones or pass --traces"
             )
-        found[region.key] = join(parts)
+        found[region.key] = series
     return found
 
 
@@ -487,3 +484,44 @@ def markdown(s: BaselineStudy, chart_key: str | None = None) -> str:
     if chart_key:
         lines += ["", f"Heat-map: artifact `{chart_key}`."]
     return "\n".join(lines) + "\n"
+
+
+def completed_run_now(
+    records: Sequence[LedgerRecord], folder: Path, catalog: Catalog
+) -> dict[str, float]:
+    """Pending run-now counterfactuals completed from recorded actual intensity: each record's
+    energy (flat over its run, the ledger keeps no power trace) started at the counterfactual's
+    start in its region, on the traces in `folder`; by run id. A record whose region's trace,
+    of the record's signal, does not cover that window stays pending."""
+    wanted = [r for r in records if _pending_run_now(r) is not None]
+    by_signal: dict[str, dict[str, IntensitySeries]] = {}
+    done: dict[str, float] = {}
+    for record in wanted:
+        if record.signal not in (Signal.LCA.value, Signal.DIRECT.value):
+            continue
+        if record.signal not in by_signal:
+            by_signal[record.signal] = _by_zone(folder, record.signal)
+        cf = _pending_run_now(record)
+        series = by_signal[record.signal].get(catalog.region(cf.region).em_zone) if cf else None
+        if cf is None or series is None or record.ended_at <= record.started_at:
+            continue
+        start = np.array([int(cf.start.timestamp())], dtype=np.int64)
+        kg = emissions_kg(series, EnergyProfile.of_record(record), start)[0]
+        if not math.isnan(kg):
+            done[record.run_id] = float(kg)
+    return done
+
+
+def _pending_run_now(record: LedgerRecord) -> Counterfactual | None:
+    for cf in record.counterfactuals:
+        if cf.kind == "run-now-home" and (cf.pending or cf.emissions_kg is None):
+            return cf
+    return None
+
+
+def _by_zone(folder: Path, signal: str) -> dict[str, IntensitySeries]:
+    parts: dict[str, list[IntensitySeries]] = {}
+    for path in traces_in(folder):
+        series = read_trace(path, signal=signal)
+        parts.setdefault(series.zone, []).append(series)
+    return {zone: join(found) for zone, found in parts.items()}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from carbonshift.baseline import completed_run_now
+from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import ObjectStore
 from carbonshift.checkpoint.store import open_store
 from carbonshift.ledger import LedgerRecord, read
@@ -64,6 +66,7 @@ class Segment:
     run_now_kg: float | None
     run_now_pending: bool
     best_kg: float | None
+    run_now_completed: bool = False  # pending in the ledger, completed by this report
 
     @property
     def saved_kg(self) -> float | None:
@@ -77,17 +80,16 @@ class Segment:
         return self.run_now_kg - self.best_kg
 
 
-def segment(record: LedgerRecord) -> Segment:
+def segment(record: LedgerRecord, completed_kg: float | None = None) -> Segment:
+    """A record's figures; `completed_kg` completes its pending run-now counterfactual."""
     found = {c.kind: c for c in record.counterfactuals}
     now = found.get("run-now-home")
     best = found.get("best-in-hindsight")
     pending = now is not None and (now.pending or now.emissions_kg is None)
-    return Segment(
-        record,
-        None if now is None or pending else now.emissions_kg,
-        pending,
-        None if best is None or best.pending else best.emissions_kg,
-    )
+    best_kg = None if best is None or best.pending else best.emissions_kg
+    if pending and completed_kg is not None:
+        return Segment(record, completed_kg, False, best_kg, run_now_completed=True)
+    return Segment(record, None if now is None or pending else now.emissions_kg, pending, best_kg)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class Totals:
     compared_kg: float  # what the compared ones emitted
     pending: int
     pending_kg: float  # what the segments with a pending run-now emitted
+    completed: int  # pending in the ledger, completed by this report from recorded actuals
     uncompared: int  # segments with no run-now counterfactual at all
     possible_kg: float  # over segments with both counterfactuals known
     captured_kg: float  # saved, over the same segments
@@ -147,6 +150,7 @@ def totals(key: str, signal: str, group: Sequence[Segment]) -> Totals:
         compared_kg=math.fsum(s.record.emissions_kg for s in compared),
         pending=sum(s.run_now_pending for s in group),
         pending_kg=math.fsum(s.record.emissions_kg for s in group if s.run_now_pending),
+        completed=sum(s.run_now_completed for s in group),
         uncompared=sum(s.run_now_kg is None and not s.run_now_pending for s in group),
         possible_kg=math.fsum(s.possible_kg or 0.0 for s in both),
         captured_kg=math.fsum(s.saved_kg or 0.0 for s in both),
@@ -163,6 +167,7 @@ class Report:
     until: datetime
     ledger: str  # the store's URI
     segments: list[Segment]
+    actuals: str = ""  # the traces pending counterfactuals were completed from
 
     @property
     def empty(self) -> bool:
@@ -195,14 +200,25 @@ class Report:
         )
 
 
-def load(store_uri: str, since: datetime, until: datetime) -> Report:
-    """The report over the ledger in the store a URI names (a folder, s3://, gs://)."""
+def load(store_uri: str, since: datetime, until: datetime, actuals: Path | None = None) -> Report:
+    """The report over the ledger in the store a URI names (a folder, s3://, gs://); pending
+    run-now counterfactuals are completed from the traces in `actuals` where they cover them."""
     store, _ = open_store(store_uri, field="store (--store)", create=False)
-    return build(read(store, since, until), since, until, store.uri)
+    records = read(store, since, until)
+    completed = completed_run_now(records, actuals, default_catalog()) if actuals else {}
+    return build(records, since, until, store.uri, completed, str(actuals or ""))
 
 
-def build(records: Iterable[LedgerRecord], since: datetime, until: datetime, ledger: str) -> Report:
-    return Report(since, until, ledger, [segment(r) for r in records])
+def build(
+    records: Iterable[LedgerRecord],
+    since: datetime,
+    until: datetime,
+    ledger: str,
+    completed: Mapping[str, float] | None = None,
+    actuals: str = "",
+) -> Report:
+    done = completed or {}
+    return Report(since, until, ledger, [segment(r, done.get(r.run_id)) for r in records], actuals)
 
 
 # -- outputs -------------------------------------------------------------------------------------
@@ -243,7 +259,12 @@ def markdown(report: Report, chart: str | None = None) -> str:
     if report.empty:
         return "\n".join([*lines, "", f"Nothing to report: {report.empty_message()}.", ""])
     for t in report.overall():
-        lines += ["", f"## Totals, {t.signal} intensity (location-based)", "", *_headline(t)]
+        lines += [
+            "",
+            f"## Totals, {t.signal} intensity (location-based)",
+            "",
+            *_headline(t, report.actuals),
+        ]
     lines += [
         "",
         "Figures are per run segment and add up: each segment is compared with the same energy "
@@ -284,7 +305,7 @@ def markdown(report: Report, chart: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _headline(t: Totals) -> list[str]:
+def _headline(t: Totals, actuals: str) -> list[str]:
     measured = t.measured_kwh / t.energy_kwh if t.energy_kwh > 0 else None
     lines = [
         f"- **Emitted: {t.emissions_kg:.3f} kg CO2** from {t.energy_kwh:.2f} kWh "
@@ -300,6 +321,12 @@ def _headline(t: Totals) -> list[str]:
         lines.append(
             "- Saved against running at once in the home region: n/a (no segment "
             "has a known run-now counterfactual)."
+        )
+    if t.completed:
+        lines.append(
+            f"- Completed by this report: {_n(t.completed, 'run-now counterfactual')} pending in "
+            f"the ledger, from the recorded actual intensity in `{actuals}` (the segment's "
+            "energy spread evenly over its run)."
         )
     if t.pending:
         lines.append(
@@ -339,8 +366,8 @@ CSV_COLUMNS = (
     "run_id", "job", "job_id", "previous_run_id", "outcome", "region", "instance_type",
     "submitted_at", "started_at", "ended_at", "delay_s", "energy_kwh", "energy_measured",
     "pue", "emissions_kg", "mean_g_per_kwh", "signal", "intervals_on_forecast",
-    "run_now_kg", "run_now_pending", "best_in_hindsight_kg", "saved_kg", "possible_kg",
-    "avoided_marginal_kg", "cost_usd",
+    "run_now_kg", "run_now_pending", "run_now_completed", "best_in_hindsight_kg", "saved_kg",
+    "possible_kg", "avoided_marginal_kg", "cost_usd",
 )  # fmt: skip
 
 
@@ -359,7 +386,8 @@ def rows(report: Report) -> list[dict[str, Any]]:
             "energy_measured": r.energy_measured, "pue": r.pue, "emissions_kg": r.emissions_kg,
             "mean_g_per_kwh": r.mean_g_per_kwh, "signal": r.signal,
             "intervals_on_forecast": r.intervals_on_forecast, "run_now_kg": s.run_now_kg,
-            "run_now_pending": s.run_now_pending, "best_in_hindsight_kg": s.best_kg,
+            "run_now_pending": s.run_now_pending, "run_now_completed": s.run_now_completed,
+            "best_in_hindsight_kg": s.best_kg,
             "saved_kg": _clean(s.saved_kg), "possible_kg": _clean(s.possible_kg),
             "avoided_marginal_kg": r.avoided_marginal_kg, "cost_usd": r.cost_usd,
         })  # fmt: skip
@@ -458,6 +486,7 @@ def as_json(report: Report) -> dict[str, Any]:
             "run_now_kg": t.run_now_kg if t.compared else None,
             "saved_kg": t.saved_kg if t.compared else None, "saved_fraction": t.saved_fraction,
             "pending_segments": t.pending, "pending_emissions_kg": t.pending_kg,
+            "completed_segments": t.completed,
             "uncompared_segments": t.uncompared, "possible_kg": t.possible_kg,
             "captured_kg": t.captured_kg, "share_of_possible": t.share_of_possible,
             "delay_median_s": t.delay(50), "delay_p90_s": t.delay(90),

@@ -73,6 +73,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     rp.add_argument("--since", type=_instant, help=f"period from: {INSTANT_HELP}")
     rp.add_argument("--until", type=_instant, help="period until (exclusive; default now)")
     rp.add_argument(
+        "--traces",
+        type=Path,
+        metavar="DIR",
+        help="CSV traces of actual intensity named by zone: complete the pending run-now "
+        "counterfactuals they cover",
+    )
+    rp.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
@@ -120,7 +127,7 @@ def _baseline(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     since, until = report.period(datetime.now(UTC), args.days, args.since, args.until)
-    result = report.load(args.store, since, until)
+    result = report.load(args.store, since, until, args.traces)
     if result.empty:
         print(f"carbonshift: {result.empty_message()}", file=sys.stderr)
         return report.EMPTY_EXIT_CODE

@@ -21,6 +21,7 @@ def emissions_report(
     since: datetime | None = None,
     until: datetime | None = None,
     out: str | None = None,
+    traces: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Emitted kg, kg saved against running at once in the home region, the share of the
@@ -34,10 +35,12 @@ def emissions_report(
         until: period until (exclusive); empty for now.
         out: where the files go (a folder or store URI); empty for `store`, under
             reports/<since>_<until>/. A period with no run writes none.
+        traces: a folder of CSV traces of actual intensity, named by zone: pending run-now
+            counterfactuals they cover are completed (and said so); empty for none.
         now: the clock (UTC); empty for now.
     """
     since, until = period(now or datetime.now(UTC), days, since, until)
-    result = load_report(store, since, until)
+    result = load_report(store, since, until, traces)
     files: list[str] = []
     if not result.empty:
         files = store_report_files(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -49,8 +50,8 @@ def publish_baseline(result: baseline.BaselineStudy) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def load_report(store: str, since: datetime, until: datetime) -> report.Report:
-    result = report.load(store, since, until)
+def load_report(store: str, since: datetime, until: datetime, traces: str | None) -> report.Report:
+    result = report.load(store, since, until, Path(traces) if traces else None)
     get_run_logger().info(
         "%d run segments in %s from %s to %s", len(result.segments), result.ledger, since, until
     )

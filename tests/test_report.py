@@ -216,3 +216,45 @@ def test_a_period_without_offsets_is_utc() -> None:
     naive = datetime(2026, 11, 30, 9)
     assert report.period(naive, 7, None, None) == (NOW - timedelta(days=7), NOW)
     assert report.period(NOW, None, naive - timedelta(days=1), naive)[0].tzinfo is not None
+
+
+def actual_trace(folder: Path, start: datetime, hours: int, g_per_kwh: float) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [f"{start + timedelta(hours=h):%Y-%m-%dT%H:%MZ},{g_per_kwh}" for h in range(hours)]
+    (folder / "US-MIDA-PJM_actual.csv").write_text("timestamp,g_per_kwh\n" + "\n".join(rows))
+    return folder
+
+
+def test_traces_of_actuals_complete_a_pending_run_now(
+        store: LocalStore, tmp_path: Path) -> None:
+    """c1's run-now: 10 kWh from 05:00 on 2026-11-28 in Virginia at 300 g/kWh = 3.0 kg."""
+    traces = actual_trace(tmp_path / "t", datetime(2026, 11, 27, tzinfo=UTC), 72, 300)
+    r = report.load(str(store.root), *report.period(NOW, None, None, None), traces)
+    (t,) = r.overall()
+    assert (t.completed, t.pending, t.compared) == (1, 0, 4)
+    assert t.run_now_kg == pytest.approx(13.5) and t.saved_kg == pytest.approx(5.0)
+    assert t.share_of_possible == pytest.approx(5.0 / 9.0)
+    text = report.markdown(r)
+    assert f"Completed by this report: 1 run-now counterfactual pending in the ledger, from " \
+           f"the recorded actual intensity in `{traces}`" in text
+    row = report.rows(r)[2]
+    assert (row["run_now_kg"], row["run_now_completed"], row["run_now_pending"]) == (
+        pytest.approx(3.0), True, False)
+    assert '"pending":true' in report.jsonl_text(r)  # the ledger's records are left as they are
+
+
+def test_actuals_that_miss_the_window_leave_it_pending(
+        store: LocalStore, tmp_path: Path) -> None:
+    traces = actual_trace(tmp_path / "t", datetime(2026, 11, 28, 6, tzinfo=UTC), 24, 300)
+    r = report.load(str(store.root), *report.period(NOW, None, None, None), traces)
+    (t,) = r.overall()
+    assert (t.completed, t.pending) == (0, 1)
+
+
+def test_the_cli_completes_with_traces(
+        store: LocalStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    traces = actual_trace(tmp_path / "t", datetime(2026, 11, 27, tzinfo=UTC), 72, 300)
+    assert main(["report", "--store", str(store.root), "--until", NOW.isoformat(),
+                 "--traces", str(traces), "--json"]) == 0
+    totals = json.loads(capsys.readouterr().out)["totals"][0]
+    assert (totals["completed_segments"], totals["pending_segments"]) == (1, 0)
