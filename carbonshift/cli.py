@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from carbonshift import cloud_cli, forecast_cli
+from carbonshift import cloud_cli, forecast_cli, study_cli
 from carbonshift.artifacts import Column, plan_figures, text_table
 from carbonshift.backtest import backtest
 from carbonshift.catalog import Catalog, CatalogError, default_catalog
@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
     forecast_cli.add_parser(sub)
     cloud_cli.add_parsers(sub)
+    study_cli.add_parsers(sub)
 
     demo = sub.add_parser(
         "demo", help="local Prefect server + worker: plan the example queue, run the urgent job"

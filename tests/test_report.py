@@ -1,0 +1,260 @@
+"""The emissions report over a ledger of recorded runs (written with ledger.append into a local
+store, and once into S3 on moto): figures worked by hand, pending counterfactuals counted apart,
+the empty period, the CSV and JSON-lines files, the markdown snapshot and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+
+from carbonshift import report
+from carbonshift.checkpoint import LocalStore
+from carbonshift.checkpoint.store import open_store
+from carbonshift.cli import main
+from carbonshift.ledger import Counterfactual, LedgerRecord, append, parse
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)
+LONDON, VIRGINIA = "aws:eu-west-2", "aws:us-east-1"
+
+
+def snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"no snapshot {name}: run with UPDATE_SNAPSHOTS=1 and review it"
+    assert text == path.read_text(encoding="utf-8")
+
+
+def record(run_id: str, job: str, region: str, ended: datetime, kg: float, *,
+           run_now: float | None = None, pending: bool = False, best: float | None = None,
+           delay_s: float = 0.0, energy_kwh: float = 10.0, measured: bool = True,
+           previous: str | None = None, job_id: str | None = None, signal: str = "lca",
+           marginal: float | None = None) -> LedgerRecord:
+    started = ended - timedelta(hours=2)
+    cfs = []
+    if run_now is not None or pending:
+        cfs.append(Counterfactual(kind="run-now-home", region=VIRGINIA,
+                                  start=started - timedelta(seconds=delay_s),
+                                  emissions_kg=None if pending else run_now, pending=pending))
+    if best is not None:
+        cfs.append(Counterfactual(kind="best-in-hindsight", region=LONDON, start=started,
+                                  emissions_kg=best))
+    return LedgerRecord(
+        run_id=run_id, job=job, job_id=job_id or run_id, previous_run_id=previous,
+        outcome="completed" if previous or job != "a" else "rescheduled", region=region,
+        instance_type="g5.xlarge", submitted_at=started - timedelta(seconds=delay_s),
+        started_at=started, ended_at=ended, energy_kwh=energy_kwh, energy_measured=measured,
+        emissions_kg=kg, mean_g_per_kwh=kg / energy_kwh * 1000, signal=signal,
+        counterfactuals=cfs, delay_s=delay_s, avoided_marginal_kg=marginal, cost_usd=2.0)
+
+
+def ledger() -> list[LedgerRecord]:
+    """Four segments of three jobs; job a was rescheduled once (a1 -> a2)."""
+    day = NOW - timedelta(days=3)
+    return [
+        record("a1", "a", LONDON, day, 2.0, run_now=5.0, best=1.0, delay_s=3600, marginal=0.4),
+        record("b1", "b", VIRGINIA, day + timedelta(hours=5), 4.0, run_now=4.0, best=2.0,
+               measured=False),
+        record("c1", "c", LONDON, day + timedelta(days=1), 1.5, pending=True, best=1.0,
+               delay_s=7200),
+        record("a2", "a", LONDON, day + timedelta(days=2), 1.0, run_now=1.5, best=0.5,
+               delay_s=18000, previous="a1", job_id="a1"),
+        # outside the default 14 days: never counted
+        record("old", "a", LONDON, NOW - timedelta(days=20), 9.0, run_now=9.0),
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    found = LocalStore(tmp_path / "store")
+    for r in ledger():
+        append(found, r)
+    return found
+
+
+def test_the_figures_add_up_as_worked_by_hand(store: LocalStore) -> None:
+    since, until = report.period(NOW, None, None, None)
+    assert (since, until) == (NOW - timedelta(days=14), NOW)
+    r = report.load(str(store.root), since, until)
+    assert [s.record.run_id for s in r.segments] == ["a1", "b1", "c1", "a2"]
+    (t,) = r.overall()
+    assert t.emissions_kg == pytest.approx(8.5)
+    assert (t.energy_kwh, t.measured_kwh) == (40.0, 30.0)
+    # c1 is pending: out of the savings; a1 + b1 + a2 would have emitted 10.5 run-now, did 7.0
+    assert (t.compared, t.pending, t.uncompared) == (3, 1, 0)
+    assert t.pending_kg == pytest.approx(1.5)
+    assert t.run_now_kg == pytest.approx(10.5) and t.saved_kg == pytest.approx(3.5)
+    assert t.saved_fraction == pytest.approx(1 / 3)
+    # possible: a1 4.0 + b1 2.0 + a2 1.0 = 7.0; captured: 3.0 + 0.0 + 0.5 = 3.5
+    assert (t.possible_kg, t.captured_kg) == (pytest.approx(7.0), pytest.approx(3.5))
+    assert t.share_of_possible == pytest.approx(0.5)
+    # per job, the first start's delay: a 1 h (a2's 5 h is a resumed segment's), b 0, c 2 h
+    assert sorted(t.delays_s) == [0, 3600, 7200]
+    assert (t.delay(50), t.delay(90), t.delay(100)) == (3600, pytest.approx(6480), 7200)
+    assert t.avoided_marginal_kg == pytest.approx(0.4)
+    by_region = {x.key: x for x in r.by_region()}
+    assert by_region[LONDON].emissions_kg == pytest.approx(4.5)
+    assert by_region[LONDON].saved_kg == pytest.approx(3.5)
+    assert by_region[VIRGINIA].saved_kg == pytest.approx(0.0)
+    by_job = {x.key: x for x in r.by_job()}
+    assert by_job["a"].segments == 2 and by_job["a"].delays_s == (3600,)
+    assert by_job["c"].compared == 0 and by_job["c"].pending == 1
+
+
+def test_signals_are_never_summed_together(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    append(store, record("x", "x", LONDON, NOW - timedelta(days=1), 1.0, signal="lca"))
+    append(store, record("y", "y", LONDON, NOW - timedelta(days=1), 3.0, signal="direct"))
+    r = report.load(str(store.root), NOW - timedelta(days=2), NOW)
+    assert [(t.signal, t.emissions_kg) for t in r.overall()] == [("direct", 3.0), ("lca", 1.0)]
+    text = report.markdown(r)
+    assert "## Totals, direct intensity" in text and "## Totals, lca intensity" in text
+    assert "1 segment with no run-now counterfactual" in text
+
+
+def test_the_markdown_snapshot(store: LocalStore) -> None:
+    r = report.load(str(store.root), *report.period(NOW, None, None, None))
+    text = report.markdown(r, chart="report.svg").replace(store.uri, "file:///ledger")
+    assert "pending" in text and "Share of possible savings: 50%" in text
+    snapshot("report_markdown.md", text)
+
+
+def test_csv_and_jsonl_outputs(store: LocalStore, tmp_path: Path) -> None:
+    r = report.load(str(store.root), *report.period(NOW, None, None, None))
+    written = report.write(r, tmp_path / "out")
+    assert sorted(p.name for p in written) == sorted(report.FILES)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "report.csv").read_text())))
+    assert [row["run_id"] for row in rows] == ["a1", "b1", "c1", "a2"]
+    assert list(rows[0]) == list(report.CSV_COLUMNS)
+    assert rows[0]["saved_kg"] == "3.0" and rows[0]["possible_kg"] == "4.0"
+    assert rows[2]["run_now_kg"] == "" and rows[2]["run_now_pending"] == "True"
+    again = parse((tmp_path / "out" / "ledger.jsonl").read_text(), "ledger.jsonl")
+    assert again == [s.record for s in r.segments]  # the period's records, as the ledger has them
+    svg = (tmp_path / "out" / "report.svg").read_text()
+    assert "kg CO2" in svg and "run now, home region" in svg and "<dc:date>" not in svg
+    assert svg == report.chart_svg(r)
+
+
+def test_daily_run_now_is_shown_only_where_every_segment_has_one(store: LocalStore) -> None:
+    r = report.load(str(store.root), *report.period(NOW, None, None, None))
+    days, emitted, run_now = report.daily(r, "lca")
+    assert len(days) == 15 and days[0] == (NOW - timedelta(days=14)).date()  # 09:00 to 09:00
+    assert days[-1] == NOW.date()
+    i = days.index((NOW - timedelta(days=3)).date())
+    assert emitted[i] == pytest.approx(6.0) and run_now[i] == pytest.approx(9.0)
+    assert emitted[i + 1] == pytest.approx(1.5) and run_now[i + 1] is None  # c1 is pending
+
+
+def test_empty_period_has_a_clear_message_and_exit_code_3(
+        store: LocalStore, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["report", "--store", str(store.root), "--since", "2026-01-01T00:00Z",
+                 "--until", "2026-01-08T00:00Z"])
+    err = capsys.readouterr().err
+    assert code == report.EMPTY_EXIT_CODE == 3
+    assert err.count("\n") == 1 and "no run ended between 2026-01-01 00:00 and 2026-01-08" in err
+    empty = report.load(str(store.root), NOW - timedelta(days=60), NOW - timedelta(days=59))
+    assert empty.empty and "Nothing to report" in report.markdown(empty)
+
+
+def test_the_cli_prints_markdown_writes_files_and_json(
+        store: LocalStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["report", "--store", str(store.root), "--until", NOW.isoformat(), "--days", "14"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# Emissions report, 2026-11-16 09:00 to 2026-11-30 09:00 UTC")
+    assert f"wrote {tmp_path / 'o' / 'report.csv'}" in out
+    assert main([*argv, "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["segments"] == 4 and found["jobs"] == 3
+    assert found["totals"][0]["saved_kg"] == pytest.approx(3.5)
+    assert found["totals"][0]["pending_segments"] == 1
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--days", "7", "--since", "2026-01-01T00:00Z"], "give --days or --since, not both"),
+    (["--days", "0"], "--days 0.0: give more than 0 days"),
+    (["--since", "2026-02-01T00:00Z", "--until", "2026-01-01T00:00Z"], "is not before --until"),
+    (["--store", "s3://"], "--store"),
+])
+def test_bad_periods_are_one_line_errors(
+        tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["report", "--store", str(tmp_path), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.integration
+def test_a_ledger_in_s3(aws: str) -> None:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="team-ledger")
+    s3, _ = open_store("s3://team-ledger/runs")
+    for r in ledger():
+        append(s3, r)
+    r = report.load("s3://team-ledger/runs", *report.period(NOW, None, None, None))
+    assert [s.record.run_id for s in r.segments] == ["a1", "b1", "c1", "a2"]
+    assert r.overall()[0].saved_kg == pytest.approx(3.5)
+    uris = report.put(r, s3, "reports/week")
+    assert uris[1] == "s3://team-ledger/runs/reports/week/report.csv"
+    assert s3.get("reports/week/ledger.jsonl").decode() == report.jsonl_text(r)
+
+
+def test_a_day_without_runs_has_no_run_now_figure(store: LocalStore) -> None:
+    r = report.load(str(store.root), *report.period(NOW, None, None, None))
+    days, emitted, run_now = report.daily(r, "lca")
+    assert emitted[0] == 0.0 and run_now[0] is None
+
+
+def test_a_period_without_offsets_is_utc() -> None:
+    naive = datetime(2026, 11, 30, 9)
+    assert report.period(naive, 7, None, None) == (NOW - timedelta(days=7), NOW)
+    assert report.period(NOW, None, naive - timedelta(days=1), naive)[0].tzinfo is not None
+
+
+def actual_trace(folder: Path, start: datetime, hours: int, g_per_kwh: float) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [f"{start + timedelta(hours=h):%Y-%m-%dT%H:%MZ},{g_per_kwh}" for h in range(hours)]
+    (folder / "US-MIDA-PJM_actual.csv").write_text("timestamp,g_per_kwh\n" + "\n".join(rows))
+    return folder
+
+
+def test_traces_of_actuals_complete_a_pending_run_now(
+        store: LocalStore, tmp_path: Path) -> None:
+    """c1's run-now: 10 kWh from 05:00 on 2026-11-28 in Virginia at 300 g/kWh = 3.0 kg."""
+    traces = actual_trace(tmp_path / "t", datetime(2026, 11, 27, tzinfo=UTC), 72, 300)
+    r = report.load(str(store.root), *report.period(NOW, None, None, None), traces)
+    (t,) = r.overall()
+    assert (t.completed, t.pending, t.compared) == (1, 0, 4)
+    assert t.run_now_kg == pytest.approx(13.5) and t.saved_kg == pytest.approx(5.0)
+    assert t.share_of_possible == pytest.approx(5.0 / 9.0)
+    text = report.markdown(r)
+    assert f"Completed by this report: 1 run-now counterfactual pending in the ledger, from " \
+           f"the recorded actual intensity in `{traces}`" in text
+    row = report.rows(r)[2]
+    assert (row["run_now_kg"], row["run_now_completed"], row["run_now_pending"]) == (
+        pytest.approx(3.0), True, False)
+    assert '"pending":true' in report.jsonl_text(r)  # the ledger's records are left as they are
+
+
+def test_actuals_that_miss_the_window_leave_it_pending(
+        store: LocalStore, tmp_path: Path) -> None:
+    traces = actual_trace(tmp_path / "t", datetime(2026, 11, 28, 6, tzinfo=UTC), 24, 300)
+    r = report.load(str(store.root), *report.period(NOW, None, None, None), traces)
+    (t,) = r.overall()
+    assert (t.completed, t.pending) == (0, 1)
+
+
+def test_the_cli_completes_with_traces(
+        store: LocalStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    traces = actual_trace(tmp_path / "t", datetime(2026, 11, 27, tzinfo=UTC), 72, 300)
+    assert main(["report", "--store", str(store.root), "--until", NOW.isoformat(),
+                 "--traces", str(traces), "--json"]) == 0
+    totals = json.loads(capsys.readouterr().out)["totals"][0]
+    assert (totals["completed_segments"], totals["pending_segments"]) == (1, 0)
