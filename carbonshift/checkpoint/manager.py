@@ -236,6 +236,23 @@ class CheckpointManager:
         found, _ = self.scan(required)
         return found
 
+    def latest_committed(self) -> tuple[int, str, Mapping[str, Any]] | None:
+        """The newest checkpoint whose manifest is committed and whose parts are all there:
+        (step, uri, meta), read from the manifests alone. For an observer (the flow of a remote
+        run) that must not download a model of many GB to learn where to resume; the resuming
+        trainer verifies sizes and sha256 (`latest`, `resume_point`)."""
+        for step in self.steps():
+            folder = _folder(step)
+            try:
+                manifest = _parse_manifest(self.store.get(self._key(folder, MANIFEST)), step)
+                if all(self.store.exists(self._key(folder, n)) for n in manifest.parts):
+                    return step, self.uri_of(step), manifest.meta
+            except (OSError, ValueError, KeyError) as e:
+                log.warning("skipping checkpoint %d in %s: %s", step, self.uri, e)
+                continue
+            log.warning("skipping checkpoint %d in %s: a part is missing", step, self.uri)
+        return None
+
     def scan(self, required: Collection[str] = ()) -> tuple[Checkpoint | None, list[str]]:
         """The newest complete checkpoint, and why each newer one was skipped."""
         skipped: list[str] = []

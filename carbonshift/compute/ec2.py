@@ -258,22 +258,26 @@ class Ec2Compute:
         return found[0]
 
     def _heartbeat_tag(self, request: LaunchRequest) -> list[dict[str, str]]:
+        """The heartbeat URI in tags: a tag value holds 256 characters, a store URI with a long
+        prefix and job name needs more, so it continues in `carbonshift:heartbeat:2` ... :4."""
         uri = request.heartbeat_uri
         if not uri:
             return []
-        if len(uri) > TAG_VALUE_MAX_CHARS:
+        chunks = [uri[i : i + TAG_VALUE_MAX_CHARS] for i in range(0, len(uri), TAG_VALUE_MAX_CHARS)]
+        if len(chunks) > HEARTBEAT_TAGS:
             # A URI cut short would name another object; without the tag the reaper judges
             # this instance by its run's state alone.
             log.warning(
-                "run %s: heartbeat URI is %d characters, more than an EC2 tag holds (%d); "
-                "launching without the %s tag (use a shorter checkpoint_store or job name)",
+                "run %s: heartbeat URI is %d characters, more than %d EC2 tags hold (%d); "
+                "launching without the %s tags (use a shorter checkpoint_store or job name)",
                 request.run_id,
                 len(uri),
-                TAG_VALUE_MAX_CHARS,
+                HEARTBEAT_TAGS,
+                HEARTBEAT_TAGS * TAG_VALUE_MAX_CHARS,
                 TAG_HEARTBEAT,
             )
             return []
-        return [{"Key": TAG_HEARTBEAT, "Value": uri}]
+        return [{"Key": _heartbeat_key(n), "Value": c} for n, c in enumerate(chunks, start=1)]
 
     def _resolve_image(self) -> _Image:
         if self._image is not None:
@@ -361,7 +365,7 @@ class Ec2Compute:
             job=tags.get(TAG_JOB, ""),
             spot=described.get("InstanceLifecycle") == "spot",
             launched_at_s=described["LaunchTime"].timestamp(),
-            heartbeat_uri=tags.get(TAG_HEARTBEAT) or None,
+            heartbeat_uri=_heartbeat_uri(tags),
         )
 
     def _wait(self, waiter: str, ids: list[str], instance_type: str = "") -> None:
@@ -411,3 +415,20 @@ class Ec2Compute:
             if self.instance_profile:
                 hint += " and iam:PassRole for the instance profile's role"
         return as_port_errors(self.region, service, operation, instance_type, hint)
+
+
+HEARTBEAT_TAGS = 4  # 1,024 characters of heartbeat URI at most
+
+
+def _heartbeat_key(n: int) -> str:
+    return TAG_HEARTBEAT if n == 1 else f"{TAG_HEARTBEAT}:{n}"
+
+
+def _heartbeat_uri(tags: dict[str, str]) -> str | None:
+    parts = []
+    for n in range(1, HEARTBEAT_TAGS + 1):
+        part = tags.get(_heartbeat_key(n))
+        if not part:
+            break
+        parts.append(part)
+    return "".join(parts) or None

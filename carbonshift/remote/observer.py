@@ -201,11 +201,14 @@ class RemoteTrainer:
         return TrainingOutcome(False, step, total, uri, reason)
 
     def _latest(self) -> tuple[str | None, int, int]:
-        latest = self.manager.latest()
+        # Manifests only: the flow's process must not load a model of many GB (the VM that
+        # resumes verifies the parts).
+        latest = self.manager.latest_committed()
         if latest is None:
             return None, 0, 0
-        step = int(latest.meta.get("step", latest.step))
-        return latest.uri, step, int(latest.meta.get("total_steps", step))
+        found_step, uri, meta = latest
+        step = int(meta.get("step", found_step))
+        return uri, step, int(meta.get("total_steps", step))
 
 
 def _manager(spec: RunSpec) -> CheckpointManager:

@@ -64,3 +64,31 @@ def test_the_takeover_wait_is_the_stores_lease(tmp_path: Path) -> None:
     assert takeover_wait_s(Leased(tmp_path)) == 65.0
     with pytest.raises(ValueError, match="writer_wait_s"):
         CheckpointManager(LocalStore(tmp_path), writer_wait_s=-1)
+
+
+class Counting(LocalStore):
+    """Counts the bytes read: an observer's look must not download the parts."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.read_bytes = 0
+
+    def get(self, key: str) -> bytes:
+        data = super().get(key)
+        self.read_bytes += len(data)
+        return data
+
+
+def test_the_latest_committed_checkpoint_is_found_from_the_manifests_alone(
+        tmp_path: Path) -> None:
+    writer = CheckpointManager(LocalStore(tmp_path), "run", keep=5)
+    writer.save(1, {"model.pt": b"a" * 1_000_000}, {"step": 1, "total_steps": 9})
+    writer.save(2, {"model.pt": b"b" * 1_000_000}, {"step": 2, "total_steps": 9})
+    (tmp_path / "run" / "ckpt-000000000002" / "model.pt").unlink()  # a lost part: skipped
+    writer.close()
+    store = Counting(tmp_path)
+    found = CheckpointManager(store, "run").latest_committed()
+    assert found is not None and found[0] == 1 and found[2]["total_steps"] == 9
+    assert found[1].endswith("run/ckpt-000000000001")
+    assert store.read_bytes < 10_000  # manifests, not the 1 MB parts
+    assert CheckpointManager(LocalStore(tmp_path / "empty"), "run").latest_committed() is None

@@ -99,20 +99,26 @@ def test_the_heartbeat_uri_is_an_instance_tag_read_back_by_find_and_held(
     assert {i.run_id: i.heartbeat_uri for i in ec2.held()} == {"run-1": uri, "run-2": None}
 
 
-def test_a_heartbeat_uri_longer_than_a_tag_launches_without_it(
+def test_a_heartbeat_uri_longer_than_a_tag_continues_in_more_tags(
     ec2: Ec2Compute, ec2_api: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     fits = "s3://b/" + "k" * (256 - len("s3://b/"))
-    too_long = fits + "x"
+    long = "s3://b/" + "/".join(f"folder-{i:03d}" for i in range(60)) + "/heartbeat.json"
+    too_long = "s3://b/" + "k" * (4 * 256)
     caplog.set_level(logging.WARNING, logger="carbonshift.compute")
     kept = ec2.provision(request("run-256", heartbeat_uri=fits))
-    cut = ec2.provision(request("run-257", heartbeat_uri=too_long))
+    split = ec2.provision(request("run-long", heartbeat_uri=long))
+    cut = ec2.provision(request("run-huge", heartbeat_uri=too_long))
 
-    assert kept.heartbeat_uri == fits  # exactly at the limit: kept whole
+    assert kept.heartbeat_uri == fits  # exactly at the limit: one tag
+    assert 256 < len(long) <= 1024 and split.heartbeat_uri == long
+    assert ec2.find("run-long") is not None and ec2.find("run-long").heartbeat_uri == long  # type: ignore[union-attr]
+    tags = {t["Key"]: t["Value"] for t in described(ec2_api, split.handle)["Tags"]}
+    assert all(len(v) <= 256 for v in tags.values()) and f"{TAG_HEARTBEAT}:2" in tags
     assert cut.heartbeat_uri is None
     tags = {t["Key"] for t in described(ec2_api, cut.handle)["Tags"]}
     assert TAG_HEARTBEAT not in tags and TAG_RUN_ID in tags
-    assert "heartbeat URI is 257 characters, more than an EC2 tag holds (256)" in caplog.text
+    assert "more than 4 EC2 tags hold (1024)" in caplog.text
 
 
 def test_spot_asks_for_a_one_time_instance_that_terminates(
