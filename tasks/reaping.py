@@ -65,6 +65,15 @@ def reap_region(
     than `stale_after_s` (`now_s`: the reaper's clock, default now); one record per instance
     (region, handle, run_id, job, reason, released, error)."""
     logger = get_run_logger()
+    grace_s = config.compute.remote.start_grace_s
+    if stale_after_s < grace_s:
+        logger.warning(
+            "stale_after_s %g is less than compute.remote.start_grace_s %g: an instance still "
+            "booting (no heartbeat yet) may be reaped; give --stale-after at least %gs",
+            stale_after_s,
+            grace_s,
+            grace_s,
+        )
     access = cloud_access(config)
     compute = compute_for(config, region, access)
     held = compute.held()
