@@ -257,13 +257,16 @@ def emissions_markdown(
         lines.append(f"| energy, {d.device} ({how}) | {d.energy_kwh:.4f} kWh |")
     measured = "measured" if record.energy_measured else "estimated"
     lines += [
-        f"| energy | {record.energy_kwh:.4f} kWh ({measured}) |",
+        f"| energy, total (PUE included) | {record.energy_kwh:.4f} kWh ({measured}) |",
         f"| PUE | {record.pue:.2f} |",
         f"| emissions, location-based ({record.signal}) | {record.emissions_kg:.4f} kg CO2 |",
         f"| mean intensity | {record.mean_g_per_kwh:.0f} g/kWh |",
     ]
     if f.marginal and record.marginal_emissions_kg is not None:
-        lines.append(f"| emissions on marginal intensity | {record.marginal_emissions_kg:.4f} kg |")
+        lines.append(
+            f"| emissions on marginal intensity (MOER) | {record.marginal_emissions_kg:.4f} kg "
+            "CO2 |"
+        )
     for c in record.counterfactuals:
         what = (
             f"started at submission in {c.region} ({_when(c.start)} UTC)"
@@ -279,12 +282,17 @@ def emissions_markdown(
     )
     lines += [
         f"| saved against starting at submission, {kind} | {saved} |",
-        f"| share of possible savings | {_share(f)} |",
+        f"| share of possible savings{' (marginal)' if f.marginal else ''} | {_share(f)} |",
         f"| delay against submission | {_duration(record.delay_s)} |",
         f"| cost | {_usd(record.cost_usd)} |",
         "",
-        f"Emissions: energy per interval x actual intensity. Intensity used: "
-        f"{_intensity_used(record)}.",
+        (
+            "Location-based emissions: energy x the region's annual mean (life-cycle, static), "
+            "as the actual intensity was marginal (MOER). "
+            if record.marginal_emissions_kg is not None
+            else "Emissions: energy per interval x actual intensity. "
+        )
+        + f"Intensity used: {_intensity_used(record)}.",
         "",
         f"Counterfactuals: the same energy profile, on actual intensity ({f.signal or 'none'})"
         + (
@@ -339,8 +347,8 @@ def _intensity_used(record: LedgerRecord) -> str:
     text = f"actual for {actual} of {record.intervals} intervals"
     if not record.estimated:
         return text
-    spans = ", ".join(f"{_when(e.start)}-{e.end:%H:%M} ({e.source})" for e in record.estimated)
-    return f"{text}; {record.intervals_on_forecast} on the forecast: {spans} UTC"
+    spans = ", ".join(f"{_when(e.start)}-{e.end:%H:%M} UTC ({e.source})" for e in record.estimated)
+    return f"{text}; {record.intervals_on_forecast} on the forecast: {spans}"
 
 
 def forecast_chart_svg(
