@@ -202,3 +202,23 @@ def test_resume_from_nowhere_fails_the_run_naming_it(deployment: None, tmp_path:
     assert state.type == StateType.COMPLETED, state.message
     found = CheckpointManager(LocalStore(tmp_path / "ckpt" / "train-nowhere"), "old-run").latest()
     assert found is not None and found.step == STEPS
+
+
+def test_a_rest_that_cannot_be_scheduled_is_recorded_stopped(deployment: None,
+                                                             tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    minute_csv(tmp_path / "fc", now, 100.0)
+    minute_csv(tmp_path / "actual", now, 300.0)
+    spec = job("train-nodeploy", "tests.gated_train:train")
+    held = config(tmp_path, tmp_path / "actual").model_copy(
+        update={"training_deployment": "train-model/missing"})
+    held.options["gate_step"] = "200"
+    state = train_model(spec, plan_for(spec, tmp_path / "fc", now), None, held,
+                        return_state=True)
+    assert state.type == StateType.COMPLETED and state.name == "Stopped", state.message
+    assert "no deployment train-model/missing" in (state.message or "")
+    (record,) = ledger.read(LocalStore(tmp_path / "ckpt"), now - timedelta(hours=1),
+                            now + timedelta(days=1))
+    assert record.outcome == "stopped"  # first settled as rescheduled, restated by the re-plan
+    assert record.run_id == str(state.state_details.flow_run_id)
+    assert record.stopped_reason is not None
