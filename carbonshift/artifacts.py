@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Literal
 
 from carbonshift import scoring
-from carbonshift.energy import Accounting
+from carbonshift.accounting import Figures, figures
+from carbonshift.ledger import LedgerRecord
 from carbonshift.plan import FeasiblePlan, InfeasiblePlan, Plan, Slot, SpreadPlan
 from carbonshift.training import TrainingOutcome
 
@@ -232,33 +233,120 @@ def _spot_price_lines(options: Sequence[tuple[str, Slot]]) -> list[str]:
 
 
 def emissions_markdown(
-    job: str,
-    region: str,
-    acc: Accounting,
+    record: LedgerRecord,
     meter_label: str,
     outcome: TrainingOutcome,
     stopped_by: str | None,
 ) -> str:
-    """A run's energy and emissions; `stopped_by` is the monitor's reason when it stopped it."""
+    """A run segment's table from its ledger record: energy by device (measured or estimated),
+    PUE, location-based emissions, mean intensity, the counterfactuals on actual intensity,
+    savings, share of the possible savings, delay and cost. A marginal (MOER) comparison is
+    shown as an avoided-emissions estimate, apart; `stopped_by` is the monitor's reason."""
+    f = figures(record)
+    kind = "avoided-emissions estimate (marginal, MOER)" if f.marginal else "location-based"
     lines = [
-        f"# {job}: energy and emissions",
+        f"# {record.job}: energy and emissions",
         "",
         "| | value |",
         "| --- | ---: |",
-        f"| energy | {acc.energy_kwh:.4f} kWh |",
-        f"| emissions (energy per interval x actual intensity) | {acc.emissions_kg:.4f} kg CO2 |",
-        f"| same energy profile, started at once in {region} | {acc.counterfactual_kg:.4f} kg |",
-        f"| saved | {acc.savings_kg:.4f} kg CO2 |",
+    ]
+    for d in record.devices:
+        how = "measured" if d.measured else "estimated"
+        lines.append(f"| energy, {d.device} ({how}) | {d.energy_kwh:.4f} kWh |")
+    measured = "measured" if record.energy_measured else "estimated"
+    lines += [
+        f"| energy, total (PUE included) | {record.energy_kwh:.4f} kWh ({measured}) |",
+        f"| PUE | {record.pue:.2f} |",
+        f"| emissions, location-based ({record.signal}) | {record.emissions_kg:.4f} kg CO2 |",
+        f"| mean intensity | {record.mean_g_per_kwh:.0f} g/kWh |",
+    ]
+    if f.marginal and record.marginal_emissions_kg is not None:
+        lines.append(
+            f"| emissions on marginal intensity (MOER) | {record.marginal_emissions_kg:.4f} kg "
+            "CO2 |"
+        )
+    for c in record.counterfactuals:
+        what = (
+            f"started at submission in {c.region} ({_when(c.start)} UTC)"
+            if c.kind == "run-now-home"
+            else f"best slot in hindsight: {c.region} at {_when(c.start)} UTC"
+        )
+        lines.append(f"| counterfactual: {what} | {_kg(c.emissions_kg)} |")
+    saved = (
+        "pending"
+        if f.saved_kg is None
+        else f"{f.saved_kg:.4f} kg CO2"
+        + ("" if f.savings_fraction is None else f" ({f.savings_fraction:.1%})")
+    )
+    lines += [
+        f"| saved against starting at submission, {kind} | {saved} |",
+        f"| share of possible savings{' (marginal)' if f.marginal else ''} | {_share(f)} |",
+        f"| delay against submission | {_duration(record.delay_s)} |",
+        f"| cost | {_usd(record.cost_usd)} |",
         "",
-        f"Meter: {meter_label}. Intensity used: {acc.intensity_source}. "
-        f"Intervals: {acc.intervals}.",
+        (
+            "Location-based emissions: energy x the region's annual mean (life-cycle, static), "
+            "as the actual intensity was marginal (MOER). "
+            if record.marginal_emissions_kg is not None
+            else "Emissions: energy per interval x actual intensity. "
+        )
+        + f"Intensity used: {_intensity_used(record)}.",
+        "",
+        f"Counterfactuals: the same energy profile, on actual intensity ({f.signal or 'none'})"
+        + (
+            "; pending ones are completed by the report once actuals are published."
+            if f.pending
+            else "."
+        ),
+    ]
+    if record.avoided_marginal_kg is not None:
+        lines += [
+            "",
+            f"Avoided emissions (marginal, MOER): {record.avoided_marginal_kg:.4f} kg CO2, an "
+            "estimate shown beside the location-based figure, never added to it.",
+        ]
+    lines += [
+        "",
+        f"Meter: {meter_label}. PUE: {record.pue:.2f}.",
         "",
         f"Training: step {outcome.step}/{outcome.total_steps}"
-        f" ({'complete' if outcome.completed else outcome.stopped_reason}).",
+        f" ({'complete' if outcome.completed else outcome.stopped_reason}); ledger: "
+        f"{record.outcome}, run {record.run_id}"
+        + (f", resumes {record.previous_run_id}" if record.previous_run_id else "")
+        + ".",
     ]
     if stopped_by is not None:
         lines += ["", f"Stopped by the monitor: {stopped_by}."]
     return "\n".join(lines) + "\n"
+
+
+def _kg(kg: float | None) -> str:
+    return "pending" if kg is None else f"{kg:.4f} kg CO2"
+
+
+def _share(f: Figures) -> str:
+    if f.pending or f.run_now_kg is None or f.best_kg is None:
+        return "pending"
+    share = f.share
+    return "none possible (best = starting at submission)" if share is None else f"{share:.0%}"
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def _usd(usd: float | None) -> str:
+    return "unknown" if usd is None else f"${usd:.2f} (the plan's $/h x hours run)"
+
+
+def _intensity_used(record: LedgerRecord) -> str:
+    actual = record.intervals - record.intervals_on_forecast
+    text = f"actual for {actual} of {record.intervals} intervals"
+    if not record.estimated:
+        return text
+    spans = ", ".join(f"{_when(e.start)}-{e.end:%H:%M} UTC ({e.source})" for e in record.estimated)
+    return f"{text}; {record.intervals_on_forecast} on the forecast: {spans}"
 
 
 def svg_data_url(svg: str) -> str:

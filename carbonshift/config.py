@@ -11,6 +11,7 @@ Secrets are in none of them: they come from the environment or Prefect Secret bl
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -61,6 +62,18 @@ class TrainingConfig(BaseModel):
         "(default: fail the run)",
     )
     replans: int = Field(default=0, ge=0, description="times this job was re-planned so far")
+    job_id: str | None = Field(
+        default=None,
+        description="the run ledger's id of the job: its first run's id (a re-plan sets it)",
+    )
+    previous_run_id: str | None = Field(
+        default=None, description="the stopped run this one resumes (a re-plan sets it)"
+    )
+    submitted_at: datetime | None = Field(
+        default=None,
+        description="when the job was first planned: the delay counts from it (default: this "
+        "run's plan time; a re-plan carries the first one on)",
+    )
     training_deployment: str = Field(
         default=DEFAULT_TRAINING_DEPLOYMENT,
         pattern=r"^[^/]+/[^/]+$",

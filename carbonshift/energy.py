@@ -112,11 +112,18 @@ class Sample:
 
 @dataclass(frozen=True)
 class Accounting:
+    """A run's integrated emissions. `signal` is the intensity's kind (lca, direct or moer: a
+    moer figure is marginal, never a location-based one); `estimated` lists, merged, the spans
+    whose intervals had no actual intensity and what stood in (forecast or fallback)."""
+
     energy_kwh: float
     emissions_kg: float
     counterfactual_kg: float
     intensity_source: str
     intervals: int
+    signal: str = ""
+    intervals_on_forecast: int = 0
+    estimated: tuple[tuple[float, float, str], ...] = ()
 
     @property
     def savings_kg(self) -> float:
@@ -134,8 +141,15 @@ def account(
     """Emissions: each interval's energy times the actual intensity over that interval (the
     forecast, then the fallback, where actuals are missing). Counterfactual: the same energy
     profile `shift_s` earlier (had the job started at once), on the `counterfactual` series."""
+    if actual is not None and planned is not None and planned.signal != actual.signal:
+        # Never one sum over two signals: the fallback stands in where actuals are missing.
+        log.warning("the forecast is %s, the actuals %s: not used", planned.signal, actual.signal)
+        planned = None
     energy = emissions = would_be = 0.0
     used: set[str] = set()
+    signals: set[str] = set()
+    estimated: list[tuple[float, float, str]] = []
+    on_forecast = 0
     for a, b in zip(samples, samples[1:], strict=False):
         kwh = max(b.energy_j - a.energy_j, 0.0) / J_PER_KWH
         if kwh == 0 or b.at_s <= a.at_s:
@@ -144,6 +158,15 @@ def account(
             a.at_s, b.at_s, (actual, "actual"), (planned, "forecast"), fallback_g_per_kwh
         )
         used.add(source)
+        series = actual if source == "actual" else planned if source == "forecast" else None
+        if series is not None:
+            signals.add(series.signal.value)
+        if source != "actual":
+            on_forecast += 1
+            if estimated and estimated[-1][1] == a.at_s and estimated[-1][2] == source:
+                estimated[-1] = (estimated[-1][0], b.at_s, source)
+            else:
+                estimated.append((a.at_s, b.at_s, source))
         g_then, _ = _intensity(
             a.at_s - shift_s,
             b.at_s - shift_s,
@@ -155,7 +178,14 @@ def account(
         emissions += float(scoring.emissions_kg(kwh, g))
         would_be += float(scoring.emissions_kg(kwh, g_then))
     return Accounting(
-        energy, emissions, would_be, "+".join(sorted(used)) or "none", max(len(samples) - 1, 0)
+        energy,
+        emissions,
+        would_be,
+        "+".join(sorted(used)) or "none",
+        max(len(samples) - 1, 0),
+        signal=next(iter(signals), ""),
+        intervals_on_forecast=on_forecast,
+        estimated=tuple(estimated),
     )
 
 

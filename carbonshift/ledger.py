@@ -51,6 +51,31 @@ class Counterfactual(BaseModel):
         default=False, description="actuals were not available yet: a report completes it"
     )
     intensity_source: str = Field(default="actual", description="actual, forecast, static")
+    signal: str = Field(
+        default="",
+        description="the intensity's kind: lca/direct figures compare with `emissions_kg`, a "
+        "moer one with `marginal_emissions_kg` (the avoided-emissions estimate), never across",
+    )
+
+
+class EnergyStep(BaseModel):
+    """One metered interval of a segment, from its start: the profile a counterfactual replays."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    offset_s: float = Field(ge=0, description="seconds after the segment started")
+    duration_s: float = Field(gt=0)
+    energy_kwh: float = Field(ge=0)
+
+
+class Estimated(BaseModel):
+    """A span of the segment whose intervals had no actual intensity, and what stood in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: datetime
+    end: datetime
+    source: str = Field(description="forecast, or fallback (the plan's home-baseline mean)")
 
 
 class LedgerRecord(BaseModel):
@@ -92,6 +117,29 @@ class LedgerRecord(BaseModel):
     delay_s: float = Field(default=0.0, ge=0, description="start minus submission")
     cost_usd: float | None = Field(default=None, ge=0)
     stopped_reason: str | None = None
+    # Optional since schema 1 (older lines read without them).
+    marginal_emissions_kg: float | None = Field(
+        default=None,
+        ge=0,
+        description="energy x MOER when the actuals were marginal: the base "
+        "of `avoided_marginal_kg`, never summed with the location-based `emissions_kg`",
+    )
+    estimated: list[Estimated] = Field(
+        default_factory=list, description="which spans used the forecast (or the fallback)"
+    )
+    home_region: str | None = Field(default=None, description="the job's first candidate")
+    planned_at: datetime | None = Field(
+        default=None, description="when this segment was planned: its run-now counterfactual start"
+    )
+    deadline: datetime | None = None
+    candidate_regions: list[str] = Field(
+        default_factory=list, description="where the best slot in hindsight was looked for"
+    )
+    profile: list[EnergyStep] = Field(
+        default_factory=list,
+        description="energy per interval: what a report replays to "
+        "complete a pending counterfactual",
+    )
 
     def key(self) -> str:
         return f"{FOLDER}/{self.ended_at.astimezone(UTC):%Y-%m-%d}/{self.run_id}.jsonl"

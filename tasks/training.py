@@ -17,8 +17,11 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import ObjectNotFound
 
+from carbonshift import ledger
+from carbonshift.accounting import outcome_of, restate, segment_of, settle
 from carbonshift.artifacts import artifact_key, emissions_markdown
 from carbonshift.catalog import default_catalog
+from carbonshift.checkpoint import open_store
 from carbonshift.config import TrainingConfig
 from carbonshift.job import JobSpec
 from carbonshift.plan import runnable
@@ -32,6 +35,7 @@ from carbonshift.run import (
     remaining_job,
 )
 from carbonshift.runs import RunInputs, run_training
+from carbonshift.series import IntensitySeries
 from carbonshift.training import Progress, TrainingOutcome
 from tasks.clouds import cloud_access
 from tasks.forecasts import chain_for
@@ -89,14 +93,49 @@ def supervise_run(
         logger.info("training ended at step %d/%d (%s)", o.step, o.total_steps, ended)
     if report.error is not None:
         logger.error("%s", report.error)
-    return report
+    return settle_run(report, job, placement, config)
+
+
+def settle_run(
+    report: RunReport, job: JobSpec, placement: Placement, config: TrainingConfig
+) -> RunReport:
+    """The run's ledger record, on actual intensity fetched now, written to the checkpoint
+    store (a re-plan that cannot be scheduled restates it); the report carries it."""
+    logger = get_run_logger()
+    chain, catalog = chain_for(config.forecast), default_catalog()
+
+    def actuals(region: str, start_s: float, end_s: float) -> IntensitySeries | None:
+        return ChainActuals(chain, catalog.region(region)).actuals(start_s, end_s)
+
+    segment = segment_of(
+        report,
+        placement,
+        catalog,
+        spot=job.interruptible,
+        outcome=outcome_of(report),
+        job_id=config.job_id,
+        previous_run_id=config.previous_run_id,
+        submitted_at=config.submitted_at,
+    )
+    record = settle(segment, actuals, datetime.now(UTC))
+    try:
+        store, _ = open_store(config.checkpoint_store)
+        key = ledger.append(store, record)
+    except Exception as e:  # noqa: BLE001 - the run is done; a lost record is reported
+        logger.error("run ledger not written to %s: %s", config.checkpoint_store, e)
+    else:
+        logger.info("run ledger: %s/%s", config.checkpoint_store, key)
+    return report.model_copy(update={"ledger": record})
 
 
 @task(cache_policy=NO_CACHE)
 def publish_emissions(report: RunReport, outcome: TrainingOutcome) -> None:
-    text = emissions_markdown(
-        report.job, report.region, report.accounting, report.meter_label, outcome, report.stopped_by
-    )
+    """The per-run table: energy by device, PUE, emissions, counterfactuals, savings, delay,
+    cost (the run's ledger record, written when the run was settled)."""
+    if report.ledger is None:
+        get_run_logger().warning("no ledger record for run %s: nothing to publish", report.run_id)
+        return
+    text = emissions_markdown(report.ledger, report.meter_label, outcome, report.stopped_by)
     create_markdown_artifact(
         text,
         key=artifact_key("emissions", report.job),
@@ -119,6 +158,7 @@ def replan_rest(
     try:
         rest = remaining_job(job, placement, outcome, now, default_catalog(), started_step)
     except NothingLeft as e:
+        _restate_stopped(config, run_id, now)
         return False, str(e)
     forecasts = fetch_forecasts([rest], now, config.forecast)
     (new_plan,) = plan_jobs(
@@ -127,6 +167,7 @@ def replan_rest(
     try:
         feasible = runnable(new_plan)
     except NotRunnable as e:
+        _restate_stopped(config, run_id, now)
         return False, f"could not re-plan: {e}; resume from {outcome.checkpoint_uri}"
     try:
         scheduled = reschedule_remaining(
@@ -137,15 +178,31 @@ def replan_rest(
                 "job": rest.model_dump(mode="json", by_alias=True),
                 "plan": feasible.model_dump(mode="json"),
                 "resume_from": outcome.checkpoint_uri,
-                "config": config.model_copy(update={"replans": config.replans + 1}).model_dump(
-                    mode="json"
-                ),
+                "config": config.model_copy(
+                    update={
+                        "replans": config.replans + 1,
+                        # The run ledger links the segments of one job.
+                        "job_id": config.job_id or run_id,
+                        "previous_run_id": run_id,
+                        "submitted_at": config.submitted_at or placement.explanation.now_home.start,
+                    }
+                ).model_dump(mode="json"),
             },
             key=f"carbonshift-{job.name}-resume-{run_id}",
         )
     except ObjectNotFound:  # e.g. `carbonshift train` on a server without the deployment
+        _restate_stopped(config, run_id, now)
         return False, (
             f"could not schedule the rest: no deployment {config.training_deployment} on this "
             f"server; resume from {outcome.checkpoint_uri}"
         )
     return True, f"{scheduled.note}; run {scheduled.flow_run_id}"
+
+
+def _restate_stopped(config: TrainingConfig, run_id: str, now: datetime) -> None:
+    """The segment was recorded as rescheduled when it stopped; no rest was scheduled."""
+    try:
+        store, _ = open_store(config.checkpoint_store)
+        restate(store, run_id, "stopped", now)
+    except Exception as e:  # noqa: BLE001 - the re-plan's own outcome matters more
+        get_run_logger().error("run ledger not restated for %s: %s", run_id, e)

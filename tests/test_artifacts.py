@@ -22,7 +22,7 @@ from carbonshift.artifacts import (
 )
 from carbonshift.catalog import Catalog
 from carbonshift.charts import plan_chart_svg
-from carbonshift.energy import Accounting
+from carbonshift.ledger import Counterfactual, DeviceEnergy, Estimated, LedgerRecord
 from carbonshift.plan import NotRunnable, Plan, runnable
 from carbonshift.planner import plan_jobs
 from carbonshift.training import TrainingOutcome
@@ -112,14 +112,67 @@ def test_spread_plan_markdown_and_row_say_it_is_not_scheduled(catalog: Catalog) 
     snapshot("plan_markdown_spread.md", plan_markdown(plan, done))
 
 
+def emissions_record(**changes: object) -> LedgerRecord:
+    """A rescheduled segment: 0.15 kWh on one estimated instance, two intervals on the forecast,
+    the run-now counterfactual known and the best slot in hindsight too."""
+    fields: dict[str, object] = {
+        "run_id": "run-2", "job": "nightly", "job_id": "run-1", "previous_run_id": "run-1",
+        "outcome": "rescheduled", "region": "aws:eu-north-1", "instance_type": "g5.xlarge",
+        "submitted_at": T0, "planned_at": T0, "started_at": T0 + timedelta(minutes=90),
+        "ended_at": T0 + timedelta(minutes=120), "steps_done": 1200, "total_steps": 3000,
+        "energy_kwh": 0.15, "energy_measured": False, "pue": 1.1,
+        "devices": [DeviceEnergy(device="instance", energy_kwh=0.15, measured=False,
+                                 method="estimate: 1 x A10G 300 W")],
+        "emissions_kg": 0.039, "mean_g_per_kwh": 260.0, "signal": "lca",
+        "intervals": 6, "intervals_on_forecast": 2,
+        "estimated": [Estimated(start=T0 + timedelta(minutes=110),
+                                end=T0 + timedelta(minutes=120), source="forecast")],
+        "counterfactuals": [
+            Counterfactual(kind="run-now-home", region="aws:eu-west-2", start=T0,
+                           emissions_kg=0.045, signal="lca"),
+            Counterfactual(kind="best-in-hindsight", region="aws:eu-north-1",
+                           start=T0 + timedelta(hours=3), emissions_kg=0.005, signal="lca"),
+        ],
+        "delay_s": 5400.0, "cost_usd": 0.5,
+    }
+    return LedgerRecord.model_validate({**fields, **changes})
+
+
 def test_emissions_markdown() -> None:
-    acc = Accounting(energy_kwh=0.15, emissions_kg=0.039, counterfactual_kg=0.045,
-                     intensity_source="actual+forecast", intervals=6)
     stopped = TrainingOutcome(False, 1200, 3000, "file:///c/ckpt-000000001200", "stop requested")
-    text = emissions_markdown("nightly", "aws:eu-west-2", acc, "estimate: 1 x A10G 300 W",
-                              stopped, "actual 300 g/kWh is +200% above the forecast 100")
-    assert "| saved | 0.0060 kg CO2 |" in text and "step 1200/3000 (stop requested)" in text
+    text = emissions_markdown(emissions_record(), "estimate: 1 x A10G 300 W", stopped,
+                              "actual 300 g/kWh is +200% above the forecast 100")
+    assert ("| saved against starting at submission, location-based | 0.0060 kg CO2 (13.3%) |"
+            in text)
+    assert "| share of possible savings | 15% |" in text  # 0.006 of a possible 0.040
+    assert "| delay against submission | 1 h 30 min |" in text
+    assert "actual for 4 of 6 intervals; 2 on the forecast" in text
+    assert "step 1200/3000 (stop requested)" in text
     snapshot("emissions_markdown.md", text)
     done = TrainingOutcome(True, 3000, 3000, "file:///c/ckpt-000000003000")
-    finished = emissions_markdown("nightly", "aws:eu-west-2", acc, "m", done, None)
+    finished = emissions_markdown(emissions_record(outcome="completed"), "m", done, None)
     assert "Stopped by the monitor" not in finished and "(complete)" in finished
+
+
+def test_emissions_markdown_pending_and_marginal() -> None:
+    cf = emissions_record().counterfactuals
+    pending = emissions_record(counterfactuals=[
+        cf[0], cf[1].model_copy(update={"emissions_kg": None, "pending": True})])
+    done = TrainingOutcome(True, 3000, 3000, "file:///c/ckpt-000000003000")
+    text = emissions_markdown(pending, "m", done, None)
+    assert "| share of possible savings | pending |" in text
+    assert "best slot in hindsight: aws:eu-north-1 at" in text and "| pending |" in text
+    assert "completed by the report once actuals are published" in text
+    none_possible = emissions_record(counterfactuals=[
+        cf[0], cf[1].model_copy(update={"emissions_kg": 0.045})])
+    assert "| share of possible savings | none possible" in emissions_markdown(
+        none_possible, "m", done, None)
+    moer = [c.model_copy(update={"signal": "moer", "emissions_kg": kg})
+            for c, kg in zip(cf, (0.5, 0.2), strict=True)]
+    marginal = emissions_record(counterfactuals=moer, marginal_emissions_kg=0.3,
+                                avoided_marginal_kg=0.2)
+    text = emissions_markdown(marginal, "m", done, None)
+    snapshot("emissions_markdown_marginal.md", text)
+    assert "| emissions, location-based (lca) | 0.0390 kg CO2 |" in text
+    assert "avoided-emissions estimate (marginal, MOER) | 0.2000 kg CO2 (40.0%) |" in text
+    assert "never added to it" in text

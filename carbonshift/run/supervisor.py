@@ -15,8 +15,9 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from carbonshift.compute import Compute, LaunchRequest
-from carbonshift.energy import Accounting, EnergyMeter, Sample, account
+from carbonshift.energy import J_PER_KWH, Accounting, EnergyMeter, Sample, account
 from carbonshift.job import JobSpec
+from carbonshift.ledger import DeviceEnergy, LedgerRecord
 from carbonshift.monitor import Assessment, MonitorRule, RunFacts, Verdict, Watch
 from carbonshift.run.command import Trainer
 from carbonshift.run.grid import ActualIntensity, planned_series
@@ -64,6 +65,10 @@ class RunReport(BaseModel):
     error: str | None = None
     started_step: int = 0  # the step this run resumed from (0 for a fresh run)
     refused: list[str] = []  # planned options refused for capacity before this one
+    devices: list[DeviceEnergy] = []  # energy by device, or the instance's total only
+    pue: float | None = None  # the meter's, when it applies one (None: in the estimate)
+    # Set after the run by the step that settles it (carbonshift.accounting.settle).
+    ledger: LedgerRecord | None = None
 
     @property
     def stopped_by(self) -> str | None:
@@ -219,6 +224,7 @@ class Supervisor:
                 training.done.wait(self.stop_grace_s)
             released = self.compute.release(run_id)
         errors = [e for e in (training.error, monitor_error) if e is not None]
+        accounting = self._account(placement, samples)
         return RunReport(
             job=job.name,
             run_id=run_id,
@@ -229,10 +235,12 @@ class Supervisor:
             history=list(watch.history) if watch is not None else [],
             samples=samples,
             meter_label=self.meter.label,
-            accounting=self._account(placement, samples),
+            accounting=accounting,
             released=released,
             error="; ".join(errors) or None,
             started_step=progress.base,
+            devices=devices_of(self.meter, accounting.energy_kwh),
+            pue=_pue(self.meter),
         )
 
     def _account(self, placement: Placement, samples: list[Sample]) -> Accounting:
@@ -254,3 +262,37 @@ class Supervisor:
             shift_s,
             home.mean_g_per_kwh,
         )
+
+
+def devices_of(meter: EnergyMeter, total_kwh: float) -> list[DeviceEnergy]:
+    """Energy by GPU where the meter reads each one (NVML here, before PUE), else the run's
+    total as one entry: a remote instance reports only its total, an estimate is one figure."""
+    measured = meter.label.startswith("measured") or "measured:" in meter.label
+    read = getattr(meter, "devices", None)
+    if callable(read):
+        try:
+            return [
+                DeviceEnergy(
+                    device=f"GPU {d.index} {d.name}",
+                    energy_kwh=d.energy_j / J_PER_KWH,
+                    measured=d.measured,
+                    method=f"NVML {d.method}",
+                )
+                for d in read()
+            ]
+        except Exception as e:  # noqa: BLE001 - a lost board still leaves the total
+            log.warning("energy by device unavailable: %s", e)
+    remote = "(on the instance)" in meter.label
+    return [
+        DeviceEnergy(
+            device="instance (total only)" if remote else "instance",
+            energy_kwh=total_kwh,
+            measured=measured,
+            method=meter.label,
+        )
+    ]
+
+
+def _pue(meter: EnergyMeter) -> float | None:
+    pue = getattr(meter, "pue", None)
+    return float(pue) if isinstance(pue, int | float) else None

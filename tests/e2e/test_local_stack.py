@@ -86,7 +86,7 @@ def test_plan_deploy_worker_train(stack: LocalStack, tmp_path: Path) -> None:
     assert rows[0]["start_utc"] == f"{low:%Y-%m-%d %H:%M}"
     assert rows[0]["forecast_g_per_kwh"] == 20.0
     assert rows[0]["status"] == "scheduled"
-    assert "| energy |" in record["data"]
+    assert "| energy, total (PUE included) |" in record["data"]
     assert not list((tmp_path / "compute").glob("*.json"))  # compute released
 
 

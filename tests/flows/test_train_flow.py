@@ -15,6 +15,7 @@ import torch
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
+from carbonshift import ledger
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import CheckpointManager, LocalStore
 from carbonshift.compute import LaunchRequest, LocalCompute
@@ -96,9 +97,26 @@ def test_trains_watches_and_accounts(deployment: None, tmp_path: Path) -> None:
     assert state.type == StateType.COMPLETED and state.name == "Completed"
     assert LocalCompute(tmp_path / "compute").held() == []  # released
     text = artifact_data("emissions-train-ok")
-    assert "| energy |" in text and "estimate: 1 x A10G 300 W" in text
+    assert "| energy, instance (estimated) |" in text and "estimate: 1 x A10G 300 W" in text
     assert "Intensity used: actual" in text
     assert latest_weights(tmp_path / "ckpt", "train-ok")  # the final checkpoint is there
+    # The run's ledger record, in the checkpoint store, read back as a report would.
+    (record,) = ledger.read(LocalStore(tmp_path / "ckpt"), now - timedelta(hours=1),
+                            now + timedelta(days=1))
+    run_id = str(state.state_details.flow_run_id)
+    assert (record.run_id, record.job_id, record.previous_run_id) == (run_id, run_id, None)
+    assert record.outcome == "completed" and record.job == "train-ok"
+    assert record.steps_done == record.total_steps == STEPS
+    assert record.energy_kwh > 0 and not record.energy_measured and record.signal == "lca"
+    assert record.intervals_on_forecast == 0 and record.intervals == len(record.profile)
+    assert record.emissions_kg == pytest.approx(record.energy_kwh * 0.200)
+    run_now, best = record.counterfactuals
+    # Started at once at home on actuals of 200 g/kWh: the same; the window runs 6 h on.
+    assert run_now.region == "aws:eu-west-2" and not run_now.pending
+    assert run_now.emissions_kg == pytest.approx(record.emissions_kg, rel=1e-6)
+    assert best.pending and best.emissions_kg is None
+    assert record.cost_usd is not None and record.cost_usd > 0
+    assert f"run {run_id}" in text and "| share of possible savings | pending |" in text
 
 
 def test_forecast_miss_reschedules_and_resumes_bit_exact(deployment: None, tmp_path: Path) -> None:
@@ -120,6 +138,9 @@ def test_forecast_miss_reschedules_and_resumes_bit_exact(deployment: None, tmp_p
     assert params["resume_from"].startswith("file://")
     assert params["config"]["replans"] == 1
     assert 0 < int(params["resume_from"].rsplit("-", 1)[1]) <= 1000  # held there at the latest
+    first_id = str(first.state_details.flow_run_id)
+    assert params["config"]["previous_run_id"] == params["config"]["job_id"] == first_id
+    assert params["config"]["submitted_at"] is not None
     # The rest of the work, to the same deadline.
     assert params["job"]["work"]["duration"] < 600
     params["config"]["monitor"]["threshold"] = 100.0  # the grid is what it is: carry on now
@@ -127,6 +148,18 @@ def test_forecast_miss_reschedules_and_resumes_bit_exact(deployment: None, tmp_p
                          params["plan"], params["resume_from"],
                          TrainingConfig.model_validate(params["config"]), return_state=True)
     assert second.type == StateType.COMPLETED and second.name == "Completed", second.message
+    # Two ledger records, the rest linked to the segment it resumes.
+    segments = ledger.read(LocalStore(tmp_path / "ckpt"), now - timedelta(hours=1),
+                           now + timedelta(days=1))
+    stopped, resumed = sorted(segments, key=lambda r: r.started_at)
+    assert (stopped.run_id, stopped.outcome, stopped.previous_run_id) == (
+        first_id, "rescheduled", None)
+    assert resumed.outcome == "completed" and resumed.run_id == str(
+        second.state_details.flow_run_id)
+    assert resumed.previous_run_id == resumed.job_id == stopped.job_id == first_id
+    assert resumed.submitted_at == stopped.submitted_at  # the delay counts from the first plan
+    assert resumed.delay_s >= stopped.delay_s
+    assert stopped.steps_done <= 1000 and resumed.steps_done == STEPS
 
     whole = TrainingContext(CheckpointManager(LocalStore(tmp_path / "whole"), "w"),
                             options={"steps": str(STEPS)})
@@ -169,3 +202,23 @@ def test_resume_from_nowhere_fails_the_run_naming_it(deployment: None, tmp_path:
     assert state.type == StateType.COMPLETED, state.message
     found = CheckpointManager(LocalStore(tmp_path / "ckpt" / "train-nowhere"), "old-run").latest()
     assert found is not None and found.step == STEPS
+
+
+def test_a_rest_that_cannot_be_scheduled_is_recorded_stopped(deployment: None,
+                                                             tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    minute_csv(tmp_path / "fc", now, 100.0)
+    minute_csv(tmp_path / "actual", now, 300.0)
+    spec = job("train-nodeploy", "tests.gated_train:train")
+    held = config(tmp_path, tmp_path / "actual").model_copy(
+        update={"training_deployment": "train-model/missing"})
+    held.options["gate_step"] = "200"
+    state = train_model(spec, plan_for(spec, tmp_path / "fc", now), None, held,
+                        return_state=True)
+    assert state.type == StateType.COMPLETED and state.name == "Stopped", state.message
+    assert "no deployment train-model/missing" in (state.message or "")
+    (record,) = ledger.read(LocalStore(tmp_path / "ckpt"), now - timedelta(hours=1),
+                            now + timedelta(days=1))
+    assert record.outcome == "stopped"  # first settled as rescheduled, restated by the re-plan
+    assert record.run_id == str(state.state_details.flow_run_id)
+    assert record.stopped_reason is not None
