@@ -16,17 +16,18 @@ import io
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from carbonshift.accounting import Actuals, complete
 from carbonshift.baseline import completed_run_now
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import ObjectStore
 from carbonshift.checkpoint.store import open_store
-from carbonshift.ledger import LedgerRecord, read
+from carbonshift.ledger import LedgerRecord, append, read
 from carbonshift.units import format_duration, parse_utc_instant
 
 DEFAULT_DAYS = 14
@@ -200,11 +201,23 @@ class Report:
         )
 
 
-def load(store_uri: str, since: datetime, until: datetime, actuals: Path | None = None) -> Report:
+def load(
+    store_uri: str,
+    since: datetime,
+    until: datetime,
+    actuals: Path | None = None,
+    settle: Actuals | None = None,
+    now: datetime | None = None,
+) -> Report:
     """The report over the ledger in the store a URI names (a folder, s3://, gs://); pending
-    run-now counterfactuals are completed from the traces in `actuals` where they cover them."""
+    run-now counterfactuals are completed from the traces in `actuals` where they cover them.
+    With `settle` (a region's actual intensity, from the providers), pending counterfactuals
+    whose actuals now exist are worked out and written back to the ledger first, so the
+    records are settled once and every later report reads them done."""
     store, _ = open_store(store_uri, field="store (--store)", create=False)
     records = read(store, since, until)
+    if settle is not None:
+        records = [_settled(store, r, settle, now or datetime.now(UTC)) for r in records]
     completed = completed_run_now(records, actuals, default_catalog()) if actuals else {}
     return build(records, since, until, store.uri, completed, str(actuals or ""))
 
@@ -535,3 +548,12 @@ def write(report: Report, folder: Path) -> list[Path]:
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
+
+
+def _settled(
+    store: ObjectStore, record: LedgerRecord, settle: Actuals, now: datetime
+) -> LedgerRecord:
+    done = complete(record, settle, now)
+    if done != record:
+        append(store, done)  # the same key: the record, now with its counterfactuals
+    return done

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from prefect import flow
 from pydantic import Field
 
+from carbonshift.providers.factory import ForecastConfig
 from carbonshift.report import period
 from tasks.studies import load_report, publish_report, store_report_files
 
@@ -23,6 +24,7 @@ def emissions_report(
     out: str | None = None,
     traces: str | None = None,
     now: datetime | None = None,
+    forecast: ForecastConfig | None = None,
 ) -> dict[str, Any]:
     """Emitted kg, kg saved against running at once in the home region, the share of the
     possible savings and the delays, in total, per region and per job.
@@ -38,9 +40,12 @@ def emissions_report(
         traces: a folder of CSV traces of actual intensity, named by zone: pending run-now
             counterfactuals they cover are completed (and said so); empty for none.
         now: the clock (UTC); empty for now.
+        forecast: where actual intensity comes from (the training runs' provider chain):
+            pending counterfactuals whose actuals now exist are settled and written back to
+            the ledger; empty for the default chain.
     """
     since, until = period(now or datetime.now(UTC), days, since, until)
-    result = load_report(store, since, until, traces)
+    result = load_report(store, since, until, traces, forecast or ForecastConfig())
     files: list[str] = []
     if not result.empty:
         files = store_report_files(

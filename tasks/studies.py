@@ -15,7 +15,11 @@ from carbonshift import baseline, report
 from carbonshift.artifacts import svg_data_url
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint.store import open_store
+from carbonshift.providers.factory import ForecastConfig
+from carbonshift.run import ChainActuals
+from carbonshift.series import IntensitySeries
 from carbonshift.study_charts import baseline_heatmap_svg
+from tasks.forecasts import chain_for
 
 BASELINE_KEY = "baseline-study"
 REPORT_KEY = "emissions-report"
@@ -50,8 +54,23 @@ def publish_baseline(result: baseline.BaselineStudy) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def load_report(store: str, since: datetime, until: datetime, traces: str | None) -> report.Report:
-    result = report.load(store, since, until, Path(traces) if traces else None)
+def load_report(
+    store: str,
+    since: datetime,
+    until: datetime,
+    traces: str | None,
+    forecast: ForecastConfig | None = None,
+) -> report.Report:
+    """The ledger's period; with `forecast`, pending counterfactuals whose actual intensity the
+    providers now have are settled (and written back) first."""
+    settle = None
+    if forecast is not None:
+        chain, catalog = chain_for(forecast), default_catalog()
+
+        def settle(region: str, start_s: float, end_s: float) -> IntensitySeries | None:
+            return ChainActuals(chain, catalog.region(region)).actuals(start_s, end_s)
+
+    result = report.load(store, since, until, Path(traces) if traces else None, settle)
     get_run_logger().info(
         "%d run segments in %s from %s to %s", len(result.segments), result.ledger, since, until
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -372,3 +373,25 @@ def test_start_of_profile_is_the_first_sample() -> None:
     assert step.offset_s == 0 and step.duration_s == 60
     assert step.energy_kwh == pytest.approx((3.6e6 - 5.0) / KWH)
     assert datetime.fromtimestamp(S, UTC) == T0
+
+
+def test_the_report_settles_pending_counterfactuals_and_writes_them_back(tmp_path: Path) -> None:
+    from carbonshift.checkpoint import LocalStore
+    from carbonshift.ledger import append, read
+    from carbonshift.report import load
+
+    samples = [Sample(S + 7200 + 900 * i, i * 0.5 * KWH) for i in range(5)]
+    acc = account(samples, None, hourly([150] * 8, "west"), None, 0, 999)
+    fetch = actuals_from({"east": EAST, "west": WEST})
+    record = settle(segment(samples, acc), fetch, T0 + timedelta(hours=3, minutes=1))
+    assert record.counterfactuals[1].pending
+    store = LocalStore(tmp_path)
+    append(store, record)
+    since, until = T0 - timedelta(days=1), T0 + timedelta(days=2)
+    unsettled = load(str(tmp_path), since, until)  # no providers: still pending
+    assert unsettled.segments[0].best_kg is None
+    report = load(str(tmp_path), since, until, settle=fetch, now=LATER)
+    assert report.segments[0].best_kg == pytest.approx(0.1)
+    (stored,) = read(store, since, until)  # written back: settled once, for every report
+    assert not stored.counterfactuals[1].pending
+    assert stored.counterfactuals[1].emissions_kg == pytest.approx(0.1)
