@@ -53,8 +53,15 @@ def flow_run(state: Any) -> str:
 
 
 def beat(store: ObjectStore, key: str, age_s: float) -> str:
-    """A heartbeat `age_s` old at `key`; its URI."""
-    write(store, key, Heartbeat(attempt="a", seq=3, at_s=time.time() - age_s))
+    """A heartbeat written `age_s` ago at `key`, by the store's clock (the reaper's measure;
+    the VM's own `at_s` is not trusted); its URI. A folder's file is aged with utime; an
+    object store's can only be fresh."""
+    # The VM's clock says "just now" whatever the age: the reaper must not believe it.
+    write(store, key, Heartbeat(attempt="a", seq=3, at_s=time.time()))
+    if age_s:
+        assert isinstance(store, LocalStore), "only a folder's heartbeat can be aged"
+        path = Path(store.uri.removeprefix("file://")) / key
+        os.utime(path, (time.time() - age_s, time.time() - age_s))
     return f"{store.uri}/{key}"
 
 
@@ -81,16 +88,18 @@ def ec2_states(ids: list[str]) -> dict[str, str]:
 
 
 def test_ec2_instances_of_ended_and_silent_runs_are_terminated(
-    prefect_server: None, aws: str, tmp_path: Path
+    prefect_server: None, aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Emulated instances: heartbeats in a folder of this machine are theirs to read.
+    monkeypatch.setenv("CARBONSHIFT_EMULATE_INSTANCES", "1")
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
     s3 = S3Store(BUCKET, "ckpt")
     local = LocalStore(tmp_path / "store")
     ended, silent, healthy = flow_run(Crashed()), flow_run(Running()), flow_run(Running())
     launches = {  # run id -> heartbeat: the ended run's is fresh, its state decides
         ended: beat(local, f"{ended}/heartbeat.json", 10),
-        silent: beat(s3, f"{silent}/heartbeat.json", 3600),
-        healthy: beat(local, f"{healthy}/heartbeat.json", 30),
+        silent: beat(local, f"{silent}/heartbeat.json", 3600),
+        healthy: beat(s3, f"{healthy}/heartbeat.json", 0),  # S3's LastModified: just now
     }
     ec2 = Ec2Compute("aws:us-east-1", ami_parameter=AL2023, wait_delay_s=0.01)
     launched = {
@@ -124,8 +133,9 @@ def test_ec2_instances_of_ended_and_silent_runs_are_terminated(
 
 
 def test_gce_instances_are_judged_by_the_heartbeat_in_their_metadata(
-    prefect_server: None, tmp_path: Path
+    prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("CARBONSHIFT_EMULATE_INSTANCES", "1")  # folder heartbeats: this machine's
     from google.auth.credentials import AnonymousCredentials
 
     from carbonshift.compute.gce import GceCompute
