@@ -307,3 +307,39 @@ def test_the_flow_killed_mid_training_the_reaper_ends_the_vm_at_a_checkpoint(
     state = train_model(spec, plan(spec, fc, datetime.now(UTC)), found[0],
                         config(tmp_path, fc, steps=found[1] + 200), return_state=True)
     assert state.type == StateType.COMPLETED and state.name == "Completed", state.message
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.21])
+def test_the_flow_killed_while_it_uploads_checkpoints_to_s3_loses_nothing(
+        cloud: str, prefect_server: None, tmp_path: Path, fc: Path, after_s: float) -> None:
+    # Local compute: the flow's own process trains and uploads every 50 ms to S3 (moto), so a
+    # kill -9 at these offsets lands in or between multipart uploads.
+    name = f"chaos-upload-{int(after_s * 100)}"
+    jobs = tmp_path / "jobs.yaml"
+    spec = job(name).model_copy(update={"regions": ["aws:us-east-1"]})
+    jobs.write_text(json.dumps({"jobs": [spec.model_dump(mode="json", by_alias=True,
+                                                         exclude_none=True)]}))
+    settings_file = settings(tmp_path, fc, compute={"state_dir": str(tmp_path / "local")},
+                             options={"steps": str(STEPS * 100)}, checkpoint_every_s=0.05)
+    exe = Path(sys.executable).with_name("carbonshift")
+    flow = subprocess.Popen(
+        [str(exe), "train", "--jobs", str(jobs), "--job", name, "--store",
+         f"s3://{BUCKET}/ckpt", "--config", str(settings_file)],
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+
+    def kill() -> None:
+        time.sleep(after_s)
+        os.killpg(flow.pid, signal.SIGKILL)
+
+    when(lambda: latest(name) is not None, kill).join(180)
+    flow.communicate(timeout=60)
+    found = latest(name)  # every part there and matching its manifest's sha256
+    assert found is not None and found[1] > 0
+    local = config(tmp_path, fc, steps=found[1] + 200).model_copy(
+        update={"compute": config(tmp_path, fc).compute.model_copy(
+            update={"kind": "local", "state_dir": str(tmp_path / "local2")})})
+    state = train_model(spec, plan(spec, fc, datetime.now(UTC)), found[0], local,
+                        return_state=True)
+    assert state.type == StateType.COMPLETED and state.name == "Completed", state.message
+    assert latest(name) is not None and latest(name)[1] == found[1] + 200  # type: ignore[index]
