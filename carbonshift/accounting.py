@@ -154,6 +154,16 @@ def best_in_hindsight(
         if any(k is None for k in kgs):
             return pending  # a slot not known yet could be the best one
         signal = signal or series.signal.value
+        if series.signal.value != signal:
+            # Another provider answered here on another signal: kg of MOER and of life-cycle
+            # intensity are not comparable, so this region is no candidate.
+            log.info(
+                "best in hindsight: %s is on %s, not %s: left out",
+                region,
+                series.signal.value,
+                signal,
+            )
+            continue
         for start_s, kg in zip(starts, kgs, strict=True):
             assert kg is not None
             if best is None or kg < best[0] - EPS_KG:
@@ -196,6 +206,9 @@ class Figures:
     best_kg: float | None
     best: Counterfactual | None
     pending: bool
+    # False when the run's figure and its counterfactuals are on different signals (one
+    # region's provider gave MOER, another's life-cycle): no saving is stated then.
+    comparable: bool = True
 
     @property
     def saved_kg(self) -> float | None:
@@ -217,20 +230,34 @@ class Figures:
 
 
 def figures(record: LedgerRecord) -> Figures:
+    """The record's comparison on ONE signal: the run-now counterfactual's (else the best's,
+    else the run's). The run's own figure is taken on that signal (location-based, or the MOER
+    figure for a marginal comparison); a counterfactual on another signal, or a run with no
+    figure on it, is not compared: signals are never subtracted from one another."""
     by_kind = {c.kind: c for c in record.counterfactuals}
     now, best = by_kind.get("run-now-home"), by_kind.get("best-in-hindsight")
-    signal = next((c.signal for c in record.counterfactuals if c.signal), record.signal)
-    marginal = signal == Signal.MOER.value
-    run_kg = record.emissions_kg
-    if marginal:
-        run_kg = record.marginal_emissions_kg if record.marginal_emissions_kg is not None else 0.0
+    first = now or best
+    signal = (first.signal or record.signal) if first is not None else record.signal
+    run_kg: float | None = record.emissions_kg if signal == record.signal else None
+    if signal == Signal.MOER.value:
+        run_kg = record.marginal_emissions_kg
+    comparable = run_kg is not None
+
+    def on_signal(c: Counterfactual | None) -> float | None:
+        if c is None or not comparable or (c.signal or record.signal) != signal:
+            return None
+        return c.emissions_kg
+
+    if best is not None and (best.signal or record.signal) != signal:
+        comparable = False
     return Figures(
         signal=signal,
-        run_kg=run_kg,
-        run_now_kg=now.emissions_kg if now is not None else None,
-        best_kg=best.emissions_kg if best is not None else None,
+        run_kg=run_kg if run_kg is not None else record.emissions_kg,
+        run_now_kg=on_signal(now),
+        best_kg=on_signal(best),
         best=best,
         pending=any(c.pending for c in record.counterfactuals),
+        comparable=comparable,
     )
 
 

@@ -235,7 +235,7 @@ def _spot_price_lines(options: Sequence[tuple[str, Slot]]) -> list[str]:
 def emissions_markdown(
     record: LedgerRecord,
     meter_label: str,
-    outcome: TrainingOutcome,
+    outcome: TrainingOutcome | None,
     stopped_by: str | None,
 ) -> str:
     """A run segment's table from its ledger record: energy by device (measured or estimated),
@@ -309,9 +309,13 @@ def emissions_markdown(
         "",
         f"Meter: {meter_label}. PUE: {record.pue:.2f}.",
         "",
-        f"Training: step {outcome.step}/{outcome.total_steps}"
-        f" ({'complete' if outcome.completed else outcome.stopped_reason}); ledger: "
-        f"{record.outcome}, run {record.run_id}"
+        (
+            f"Training: step {outcome.step}/{outcome.total_steps}"
+            f" ({'complete' if outcome.completed else outcome.stopped_reason}); ledger: "
+            if outcome is not None
+            else "Training failed (see the run's logs); ledger: "
+        )
+        + f"{record.outcome}, run {record.run_id}"
         + (f", resumes {record.previous_run_id}" if record.previous_run_id else "")
         + ".",
     ]

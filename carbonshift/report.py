@@ -83,7 +83,11 @@ class Segment:
 
 def segment(record: LedgerRecord, completed_kg: float | None = None) -> Segment:
     """A record's figures; `completed_kg` completes its pending run-now counterfactual."""
-    found = {c.kind: c for c in record.counterfactuals}
+    # Only counterfactuals on the record's own (location-based) signal are set against its
+    # emissions: a MOER one is an avoided-emissions estimate, shown apart, never subtracted.
+    found = {
+        c.kind: c for c in record.counterfactuals if (c.signal or record.signal) == record.signal
+    }
     now = found.get("run-now-home")
     best = found.get("best-in-hindsight")
     pending = now is not None and (now.pending or now.emissions_kg is None)

@@ -61,9 +61,11 @@ def train_model(
     publish_run_chart(report, placement, config, return_state=True)  # a chart never fails a run
     emit_run_ended(report)
     outcome = report.outcome
-    if outcome is None:  # the trainer failed; its compute is released
+    if outcome is None:  # the trainer failed; its compute is released; its energy counted
+        publish_emissions(report, None)
         return Failed(message=report.error or "training ended without an outcome")
-    publish_emissions(report, outcome)
+    if not report.replan:  # a re-planned run's table waits for the re-plan's outcome
+        publish_emissions(report, outcome)
     resume = f"resume from {outcome.checkpoint_uri}"
     if report.error is not None:
         return Failed(message=f"{report.error}; stopped at step {outcome.step}, {resume}")
@@ -75,6 +77,7 @@ def train_model(
             message=f"stopped at step {outcome.step}: {outcome.stopped_reason}; {resume}",
         )
     scheduled, note = replan_rest(job, placement, outcome, config, run_id, report.started_step)
+    publish_emissions(report, outcome, rescheduled=scheduled)
     emit_rescheduled(job.name, run_id, scheduled, note)
     why = report.stopped_by
     if outcome.stopped_reason and outcome.stopped_reason not in (why or ""):

@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect.events import Event, emit_event
 
+from carbonshift.accounting import figures
 from carbonshift.artifacts import placed, plan_figures
 from carbonshift.monitor import Assessment, Verdict
 from carbonshift.plan import FeasiblePlan, Plan, SpreadPlan
@@ -81,8 +82,30 @@ def miss_payload(report: RunReport, miss: Assessment) -> Payload:
 
 
 def finished_payload(report: RunReport) -> Payload:
+    """The run's figures as its ledger record states them (location-based emissions; the
+    counterfactual on actual intensity, None while pending or not comparable)."""
     acc, o = report.accounting, report.outcome
     status = "failed" if o is None or report.error else "completed" if o.completed else "stopped"
+    record = report.ledger
+    if record is not None:
+        f = figures(record)
+        emitted = {
+            "energy_kwh": record.energy_kwh,
+            "emissions_kg": record.emissions_kg,
+            "counterfactual_kg": f.run_now_kg,
+            "saved_kg": f.saved_kg,
+            "signal": f.signal,
+            "counterfactual_pending": f.pending,
+        }
+    else:  # settling failed: the run's own accounting, no counterfactual claimed
+        emitted = {
+            "energy_kwh": acc.energy_kwh,
+            "emissions_kg": acc.emissions_kg,
+            "counterfactual_kg": None,
+            "saved_kg": None,
+            "signal": acc.signal,
+            "counterfactual_pending": True,
+        }
     return {
         "run_id": report.run_id,
         "region": report.region,
@@ -91,10 +114,7 @@ def finished_payload(report: RunReport) -> Payload:
         "total_steps": o.total_steps if o is not None else None,
         "stopped_by": report.stopped_by,
         "error": report.error,
-        "energy_kwh": acc.energy_kwh,
-        "emissions_kg": acc.emissions_kg,
-        "counterfactual_kg": acc.counterfactual_kg,
-        "saved_kg": acc.savings_kg,
+        **emitted,
         "intensity_source": acc.intensity_source,
         "meter": report.meter_label,
     }

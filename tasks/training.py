@@ -129,13 +129,19 @@ def settle_run(
 
 
 @task(cache_policy=NO_CACHE)
-def publish_emissions(report: RunReport, outcome: TrainingOutcome) -> None:
+def publish_emissions(
+    report: RunReport, outcome: TrainingOutcome | None, rescheduled: bool | None = None
+) -> None:
     """The per-run table: energy by device, PUE, emissions, counterfactuals, savings, delay,
-    cost (the run's ledger record, written when the run was settled)."""
-    if report.ledger is None:
+    cost (the run's ledger record, written when the run was settled) — for a failed run too.
+    `rescheduled` False: the re-plan could not schedule the rest (the record says stopped)."""
+    record = report.ledger
+    if record is None:
         get_run_logger().warning("no ledger record for run %s: nothing to publish", report.run_id)
         return
-    text = emissions_markdown(report.ledger, report.meter_label, outcome, report.stopped_by)
+    if rescheduled is False and record.outcome == "rescheduled":
+        record = record.model_copy(update={"outcome": "stopped"})  # as replan_rest restated it
+    text = emissions_markdown(record, report.meter_label, outcome, report.stopped_by)
     create_markdown_artifact(
         text,
         key=artifact_key("emissions", report.job),

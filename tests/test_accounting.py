@@ -395,3 +395,33 @@ def test_the_report_settles_pending_counterfactuals_and_writes_them_back(tmp_pat
     (stored,) = read(store, since, until)  # written back: settled once, for every report
     assert not stored.counterfactuals[1].pending
     assert stored.counterfactuals[1].emissions_kg == pytest.approx(0.1)
+
+
+def test_signals_are_never_subtracted_from_one_another() -> None:
+    from carbonshift.ledger import Counterfactual
+
+    samples = [Sample(S + 7200 + 900 * i, i * 0.5 * KWH) for i in range(5)]
+    acc = account(samples, None, hourly([150] * 8, "west"), None, 0, 999)
+    base = settle(segment(samples, acc), actuals_from({"east": EAST, "west": WEST}), LATER)
+    moer_now = Counterfactual(kind="run-now-home", region="east", start=T0,
+                              emissions_kg=1.6, signal="moer")
+    mixed = base.model_copy(update={"counterfactuals": [moer_now, *base.counterfactuals[1:]],
+                                    "marginal_emissions_kg": None})
+    f = figures(mixed)
+    # The run has no MOER figure: nothing to compare with the MOER run-now, no saving stated.
+    assert not f.comparable and f.saved_kg is None and f.share is None
+    from carbonshift.report import segment as report_segment
+
+    seg = report_segment(mixed)
+    assert seg.run_now_kg is None and seg.saved_kg is None  # not the 1.6 kg of MOER
+
+
+def test_best_in_hindsight_leaves_out_a_region_on_another_signal() -> None:
+    moer_east = series_at([10.0] * 8, step_min=60, zone="east", signal=Signal.MOER)
+    samples = [Sample(S + 7200 + 900 * i, i * 0.5 * KWH) for i in range(5)]
+    profile = profile_of(samples)
+    fetch = actuals_from({"east": moer_east, "west": WEST})
+    best = best_in_hindsight(profile, ["west", "east"], (T0, T0 + timedelta(hours=6)), fetch,
+                             LATER)
+    # east's 10 g/kWh of MOER would win a mixed minimum; on one signal, west is the best.
+    assert best.signal == WEST.signal.value and best.region == "west"

@@ -222,3 +222,21 @@ def test_a_rest_that_cannot_be_scheduled_is_recorded_stopped(deployment: None,
     assert record.outcome == "stopped"  # first settled as rescheduled, restated by the re-plan
     assert record.run_id == str(state.state_details.flow_run_id)
     assert record.stopped_reason is not None
+
+
+def test_a_failed_run_still_publishes_its_energy_and_ledger_record(
+        deployment: None, tmp_path: Path) -> None:
+    from carbonshift import ledger
+
+    now = datetime.now(UTC)
+    minute_csv(tmp_path / "fc", now, 200.0)
+    spec = job("train-boom", entrypoint="tests.flows.failing_train:train")
+    state = train_model(spec, plan_for(spec, tmp_path / "fc", now), None,
+                        config(tmp_path, tmp_path / "fc"), return_state=True)
+    assert state.type == StateType.FAILED and "illegal memory access" in (state.message or "")
+    (record,) = ledger.read(LocalStore(tmp_path / "ckpt"), now - timedelta(hours=1),
+                            now + timedelta(days=1))
+    assert record.outcome == "failed"
+    table = artifact_data("emissions-train-boom")
+    assert "Training failed" in table and "ledger: failed" in table and "kWh" in table
+    assert LocalCompute(tmp_path / "compute").held() == []

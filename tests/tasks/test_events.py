@@ -92,7 +92,25 @@ def test_finished_payload_carries_the_emissions(verdict: Assessment | None, comp
     payload = finished_payload(report("j", verdict, completed))
     assert payload["status"] == status
     assert (payload["energy_kwh"], payload["emissions_kg"]) == (0.25, 0.02)
-    assert payload["saved_kg"] == pytest.approx(0.055)
+    # No ledger record (settling failed): no counterfactual is claimed; the forecast-based
+    # figure of the run's own accounting is never passed off as a saving.
+    assert payload["saved_kg"] is None and payload["counterfactual_pending"]
+    from datetime import UTC, datetime
+
+    from carbonshift.ledger import Counterfactual, LedgerRecord
+
+    t = datetime(2026, 12, 1, tzinfo=UTC)
+    record = LedgerRecord(
+        run_id="r", job="j", job_id="r", outcome="completed", region="aws:eu-west-2",
+        instance_type="g5.xlarge", started_at=t, ended_at=t, energy_kwh=0.25,
+        energy_measured=False, emissions_kg=0.02, mean_g_per_kwh=80, signal="lca",
+        counterfactuals=[Counterfactual(kind="run-now-home", region="aws:us-east-1", start=t,
+                                        emissions_kg=0.075, signal="lca")])
+    settled = finished_payload(report("j", verdict, completed).model_copy(
+        update={"ledger": record}))
+    assert settled["saved_kg"] == pytest.approx(0.055)  # the ledger's, on actual intensity
+    assert settled["counterfactual_kg"] == pytest.approx(0.075)
+    assert not settled["counterfactual_pending"]
     assert payload["stopped_by"] == (verdict.reason if verdict else None)
 
 
