@@ -38,6 +38,9 @@ class ReportError(ValueError):
     """The period or the options cannot make a report; one line naming the option and the fix."""
 
 
+MAX_DAYS = 3650  # ten years: the ledger is listed one day folder at a time
+
+
 def period(
     now: datetime, days: float | None, since: datetime | None, until: datetime | None
 ) -> tuple[datetime, datetime]:
@@ -48,8 +51,8 @@ def period(
     until = None if until is None else parse_utc_instant(until)
     if days is not None and since is not None:
         raise ReportError("give --days or --since, not both: --days counts back from --until")
-    if days is not None and not (math.isfinite(days) and days > 0):
-        raise ReportError(f"--days {days!r}: give more than 0 days, e.g. 14")
+    if days is not None and not (math.isfinite(days) and 0 < days <= MAX_DAYS):
+        raise ReportError(f"--days {days!r}: give more than 0 and at most {MAX_DAYS} days, e.g. 14")
     end = until or now
     start = since or end - timedelta(days=DEFAULT_DAYS if days is None else days)
     if start >= end:

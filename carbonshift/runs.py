@@ -169,10 +169,12 @@ def _remote_trainer(
         run_id=inputs.run_id,
         provider=region.provider,
         entrypoint=_entrypoint(inputs.job),
-        # The VM measures what it can (NVML on GPUs, else RAPL), else the plan's estimate;
-        # measured board energy gets the provider's PUE (the estimate has it already).
+        # The VM measures its GPUs with NVML, else reports the plan's estimate, labelled. Not
+        # RAPL: on a GPU instance the CPU packages are the small part, and a "measured" label
+        # on them would hide the boards' energy. Measured board energy gets the provider's PUE
+        # (the estimate has it already).
         meter=MeterSpec(
-            kind="auto",
+            kind="nvml",
             power_w=placement.power_w,
             label=label,
             pue=inputs.catalog.pue.get(region.provider, 1.0),

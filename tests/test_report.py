@@ -180,7 +180,9 @@ def test_the_cli_prints_markdown_writes_files_and_json(
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--days", "7", "--since", "2026-01-01T00:00Z"], "give --days or --since, not both"),
-    (["--days", "0"], "--days 0.0: give more than 0 days"),
+    (["--days", "0"], "--days 0.0: give more than 0 and at most 3650 days"),
+    (["--days", "1e308"], "--days 1e+308: give more than 0 and at most 3650 days"),
+    (["--days", "800000"], "at most 3650 days"),
     (["--since", "2026-02-01T00:00Z", "--until", "2026-01-01T00:00Z"], "is not before --until"),
     (["--store", "s3://"], "--store"),
 ])
