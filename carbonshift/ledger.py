@@ -75,7 +75,7 @@ class Estimated(BaseModel):
 
     start: datetime
     end: datetime
-    source: str = Field(description="forecast, or fallback (the plan's home-baseline mean)")
+    source: str = Field(description="forecast, or fallback (the run region's annual mean)")
 
 
 class LedgerRecord(BaseModel):

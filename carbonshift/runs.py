@@ -152,6 +152,9 @@ def _run(inputs: RunInputs, placement: Placement) -> RunReport:
         clock=inputs.clock,
         rule=config.monitor,
         stop_grace_s=stop_grace_s,
+        # A run moved by failover has no forecast of its region: where actuals are missing too,
+        # its own region's annual mean, not the home region's forecast.
+        fallback_g_per_kwh=region.annual_mean_g_per_kwh,
     )
     return supervisor.run(
         inputs.job, placement, inputs.run_id, ctx, trainer, replans=config.replans

@@ -158,6 +158,9 @@ class Supervisor:
     clock: Clock = field(default_factory=SystemClock)
     rule: MonitorRule = field(default_factory=MonitorRule)
     stop_grace_s: float = 120.0  # how long a cancelled run waits for the trainer's checkpoint
+    # Where neither actuals nor the plan's forecast cover an interval: the run region's static
+    # figure (its annual mean). None: the plan's home-baseline mean, labelled as the fallback.
+    fallback_g_per_kwh: float | None = None
 
     def run(
         self,
@@ -260,7 +263,7 @@ class Supervisor:
             planned_series(placement.forecast),
             None,
             shift_s,
-            home.mean_g_per_kwh,
+            self.fallback_g_per_kwh if self.fallback_g_per_kwh is not None else home.mean_g_per_kwh,
         )
 
 

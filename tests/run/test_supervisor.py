@@ -240,3 +240,17 @@ def test_a_resumed_run_reports_where_it_started_and_its_remaining_time() -> None
     progress(Progress(51, 100))  # resumed at 50: the first report is step 51
     progress(Progress(75, 100))
     assert progress.base == 50 and progress.left() == pytest.approx(0.5)
+
+
+def test_with_neither_actuals_nor_forecast_the_run_regions_static_figure_is_charged() -> None:
+    # A run moved by failover has no forecast; with no actuals either, each interval is charged
+    # the fallback the supervisor was given (its region's annual mean), not the home's mean.
+    run = Run(actual_g=None, trains_for_s=1800.0,
+              where=placement(forecast_g=None, home_g=300.0))
+    supervisor = Supervisor(run.compute, FakeMeter(run.clock), run.actuals, run.clock, run.rule,
+                            fallback_g_per_kwh=50.0)
+    report = supervisor.run(JOB, run.where, "run-1", run.ctx, run.trainer, run.replans)
+    acc = report.accounting
+    assert acc.energy_kwh == pytest.approx(0.3 * 0.5)  # 300 W for half an hour
+    assert acc.emissions_kg == pytest.approx(acc.energy_kwh * 50.0 / 1000)
+    assert acc.intensity_source == "fallback"
