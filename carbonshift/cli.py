@@ -17,14 +17,15 @@ from carbonshift import cloud_cli, forecast_cli, study_cli
 from carbonshift.artifacts import Column, plan_figures, text_table
 from carbonshift.backtest import backtest
 from carbonshift.catalog import Catalog, CatalogError, default_catalog
+from carbonshift.cli_args import duration, instant, signal_and_json
 from carbonshift.job import load_jobs
 from carbonshift.plan import InfeasiblePlan, Plan, plan_record
 from carbonshift.planner import forecasts_for, plan_jobs
 from carbonshift.project import run_project_module
 from carbonshift.providers import ForecastUnavailable, ProviderError
-from carbonshift.series import IntensitySeries, SeriesError, Signal
+from carbonshift.series import IntensitySeries, SeriesError
 from carbonshift.traces import bundled_traces_dir, join, read_trace, traces_in
-from carbonshift.units import DURATION_HELP, INSTANT_HELP, parse_duration_s, parse_utc_instant
+from carbonshift.units import DURATION_HELP, INSTANT_HELP
 
 MAX_FORECAST_ERROR = 10.0  # 1000% one day ahead: beyond it the noise model overflows
 MAX_THROUGHPUT = 1000.0  # relative to an A100
@@ -63,13 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument(
         "--duration",
         required=True,
-        type=_duration(positive=True),
+        type=duration(positive=True),
         help=f"job length, more than 0: {DURATION_HELP}",
     )
     bt.add_argument(
         "--slack",
         required=True,
-        type=_duration(),
+        type=duration(),
         help="how long a job may wait, e.g. 24h; 0 = start on arrival",
     )
     bt.add_argument(
@@ -84,11 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     bt.add_argument(
         "--resume-overhead",
-        type=_duration(),
+        type=duration(),
         default=0.0,
         help="run time lost per resume of an interruptible job, e.g. 10m",
     )
-    _signal_and_json(bt)
+    signal_and_json(bt)
     bt.set_defaults(run=_backtest)
 
     forecast_cli.add_parser(sub)
@@ -105,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--timeout",
-        type=_duration(positive=True),
+        type=duration(positive=True),
         default=600.0,
         help="time to wait (default 600s)",
     )
@@ -119,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of CSV traces named by zone (default: the bundled 2023 traces)",
     )
     pl.add_argument("--jobs", required=True, type=Path, help="job file (YAML)")
-    pl.add_argument("--now", required=True, type=_instant, help=INSTANT_HELP)
+    pl.add_argument("--now", required=True, type=instant, help=INSTANT_HELP)
     pl.add_argument(
         "--throughput",
         action="append",
@@ -128,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="GPU=FACTOR",
         help="override a GPU's throughput relative to A100, e.g. H100=2.5 (more than 0)",
     )
-    _signal_and_json(pl)
+    signal_and_json(pl)
     pl.set_defaults(run=_plan)
     return parser
 
@@ -138,16 +139,6 @@ def _demo(args: argparse.Namespace) -> int:
     if args.exit:
         argv.append("--exit")
     return run_project_module("flows.demo", argv)
-
-
-def _signal_and_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--signal",
-        choices=[Signal.LCA.value, Signal.DIRECT.value],
-        default=Signal.LCA.value,
-        help="which Electricity Maps column to read (default: lca)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _backtest(args: argparse.Namespace) -> int:
@@ -319,26 +310,6 @@ def _spot_note(row: Mapping[str, object]) -> str:
 
 
 # -- argument types: each raises ArgumentTypeError, which argparse prints on one line ---------
-
-
-def _duration(*, positive: bool = False) -> Callable[[str], float]:
-    def duration(text: str) -> float:
-        try:
-            seconds = parse_duration_s(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        if positive and seconds <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0, e.g. 4h")
-        return seconds
-
-    return duration
-
-
-def _instant(text: str) -> datetime:
-    try:
-        return parse_utc_instant(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _number(low: float, high: float) -> Callable[[str], float]:

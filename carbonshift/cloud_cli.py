@@ -8,8 +8,8 @@ import argparse
 
 from carbonshift.adhoc import ReapRequest, TrainRequest, adhoc_job, training_config
 from carbonshift.catalog import default_catalog
+from carbonshift.cli_args import duration
 from carbonshift.project import run_project_module
-from carbonshift.units import parse_duration_s
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,14 +65,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     reap.set_defaults(run=_reap)
 
 
-def _stale_after(text: str) -> float:
-    try:
-        seconds = parse_duration_s(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0, e.g. 15m")
-    return seconds
+_stale_after = duration(positive=True, example="15m")
 
 
 def _train(args: argparse.Namespace) -> int:

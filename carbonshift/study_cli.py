@@ -14,8 +14,8 @@ from typing import Any
 
 from carbonshift import baseline, report
 from carbonshift.catalog import default_catalog
-from carbonshift.series import Signal
-from carbonshift.units import DURATION_HELP, INSTANT_HELP, parse_duration_s, parse_utc_instant
+from carbonshift.cli_args import duration, instant, signal_and_json
+from carbonshift.units import DURATION_HELP, INSTANT_HELP
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,15 +48,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=Path,
         help="folder of CSV traces named by zone (default: the bundled 2023 traces)",
     )
-    bl.add_argument("--since", type=_instant, help=f"history from: {INSTANT_HELP}")
-    bl.add_argument("--until", type=_instant, help="history until (exclusive), same form")
+    bl.add_argument("--since", type=instant, help=f"history from: {INSTANT_HELP}")
+    bl.add_argument("--until", type=instant, help="history until (exclusive), same form")
     bl.add_argument(
         "--local-time",
         action="store_true",
         help="hours of day in each region's local time (default UTC)",
     )
     bl.add_argument("--chart", type=Path, metavar="FILE", help="write the heat-map (SVG) here")
-    _signal_and_json(bl)
+    signal_and_json(bl)
     bl.set_defaults(run=_baseline)
 
     rp = sub.add_parser(
@@ -70,8 +70,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=float,
         help=f"the last DAYS up to --until (default {report.DEFAULT_DAYS})",
     )
-    rp.add_argument("--since", type=_instant, help=f"period from: {INSTANT_HELP}")
-    rp.add_argument("--until", type=_instant, help="period until (exclusive; default now)")
+    rp.add_argument("--since", type=instant, help=f"period from: {INSTANT_HELP}")
+    rp.add_argument("--until", type=instant, help="period until (exclusive; default now)")
     rp.add_argument(
         "--traces",
         type=Path,
@@ -87,16 +87,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     rp.add_argument("--json", action="store_true", help="print one JSON object")
     rp.set_defaults(run=_report)
-
-
-def _signal_and_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--signal",
-        choices=[Signal.LCA.value, Signal.DIRECT.value],
-        default=Signal.LCA.value,
-        help="which Electricity Maps column to read (default: lca)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _baseline(args: argparse.Namespace) -> int:
@@ -153,14 +143,7 @@ def _kwh(text: str) -> float:
     return value
 
 
-def _duration(text: str) -> float:
-    try:
-        seconds = parse_duration_s(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0, e.g. 4h")
-    return seconds
+_duration = duration(positive=True)
 
 
 def _segment(text: str) -> tuple[float, float]:
@@ -177,10 +160,3 @@ def _segment(text: str) -> tuple[float, float]:
             f"{text[:40]!r}: the power after ':' is watts, 0 or more, e.g. 2h:8000"
         )
     return duration_s, power_w
-
-
-def _instant(text: str) -> datetime:
-    try:
-        return parse_utc_instant(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
