@@ -362,21 +362,39 @@ def settle(segment: Segment, actuals: Actuals, now: datetime) -> LedgerRecord:
     )
 
 
+def replay_profile(record: LedgerRecord) -> list[EnergyStep] | None:
+    """What a counterfactual of the record replays: its metered energy per interval; a record
+    without one (written before profiles were kept): its energy spread evenly over its run.
+    None when neither exists (energy but no duration): nothing can be replayed."""
+    if any(step.energy_kwh > 0 for step in record.profile) or record.energy_kwh == 0:
+        return list(record.profile)
+    duration_s = (record.ended_at - record.started_at).total_seconds()
+    if duration_s <= 0:
+        return None
+    return [EnergyStep(offset_s=0.0, duration_s=duration_s, energy_kwh=record.energy_kwh)]
+
+
 def complete(record: LedgerRecord, actuals: Actuals, now: datetime) -> LedgerRecord:
     """The record with its pending counterfactuals worked out where actuals now exist (a report
-    calls this; a record without a profile or a plan time stays as it is)."""
-    if not any(c.pending for c in record.counterfactuals) or record.planned_at is None:
+    calls this) from `replay_profile`; a record with nothing to replay or without a plan time
+    stays as it is."""
+    profile = replay_profile(record)
+    if (
+        not any(c.pending for c in record.counterfactuals)
+        or record.planned_at is None
+        or profile is None
+    ):
         return record
     done: list[Counterfactual] = []
     for c in record.counterfactuals:
         if not c.pending:
             done.append(c)
         elif c.kind == "run-now-home":
-            done.append(run_now_home(record.profile, c.region, c.start, actuals, now))
+            done.append(run_now_home(profile, c.region, c.start, actuals, now))
         else:
             done.append(
                 best_in_hindsight(
-                    record.profile,
+                    profile,
                     record.candidate_regions,
                     (record.planned_at, record.deadline or record.ended_at),
                     actuals,

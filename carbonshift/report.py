@@ -346,7 +346,7 @@ def _headline(t: Totals, actuals: str) -> list[str]:
         lines.append(
             f"- Completed by this report: {_n(t.completed, 'run-now counterfactual')} pending in "
             f"the ledger, from the recorded actual intensity in `{actuals}` (the segment's "
-            "energy spread evenly over its run)."
+            "metered energy per interval; spread evenly over its run where the record has none)."
         )
     if t.pending:
         lines.append(

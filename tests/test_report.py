@@ -18,7 +18,7 @@ from carbonshift import report
 from carbonshift.checkpoint import LocalStore
 from carbonshift.checkpoint.store import open_store
 from carbonshift.cli import main
-from carbonshift.ledger import Counterfactual, LedgerRecord, append, parse
+from carbonshift.ledger import Counterfactual, EnergyStep, LedgerRecord, append, parse
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)
@@ -260,3 +260,69 @@ def test_the_cli_completes_with_traces(
                  "--traces", str(traces), "--json"]) == 0
     totals = json.loads(capsys.readouterr().out)["totals"][0]
     assert (totals["completed_segments"], totals["pending_segments"]) == (1, 0)
+
+
+def profiled(run_id: str = "p1") -> LedgerRecord:
+    """2 kWh over 05:00-07:00 on 2026-11-28, all of it in the first hour (the second idle);
+    its run-now counterfactual (Virginia, from 05:00) pending."""
+    started = datetime(2026, 11, 28, 5, tzinfo=UTC)
+    return LedgerRecord(
+        run_id=run_id, job="p", job_id=run_id, outcome="completed", region=LONDON,
+        instance_type="g5.xlarge", submitted_at=started, planned_at=started,
+        started_at=started, ended_at=started + timedelta(hours=2), energy_kwh=2.0,
+        energy_measured=True, emissions_kg=0.2, mean_g_per_kwh=100, signal="lca",
+        home_region=VIRGINIA, counterfactuals=[Counterfactual(
+            kind="run-now-home", region=VIRGINIA, start=started, pending=True)],
+        profile=[EnergyStep(offset_s=0, duration_s=1800, energy_kwh=1.5),
+                 EnergyStep(offset_s=1800, duration_s=1800, energy_kwh=0.5),
+                 EnergyStep(offset_s=3600, duration_s=3600, energy_kwh=0.0)])
+
+
+def stepped_trace(folder: Path) -> Path:
+    """Virginia's actuals: 100 g/kWh 05:00-06:00, 500 g/kWh 06:00-07:00 on 2026-11-28."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["2026-11-28T04:00Z,900", "2026-11-28T05:00Z,100", "2026-11-28T06:00Z,500",
+            "2026-11-28T07:00Z,900"]
+    (folder / "US-MIDA-PJM_actual.csv").write_text("timestamp,g_per_kwh\n" + "\n".join(rows))
+    return folder
+
+
+def test_traces_complete_a_run_now_with_the_records_energy_profile(tmp_path: Path) -> None:
+    """All 2 kWh fell in the first hour (100 g/kWh): 0.2 kg. Spread flat over both hours it
+    would be 1 kWh x 100 + 1 kWh x 500 = 0.6 kg, which is not what the run drew."""
+    store = LocalStore(tmp_path / "s")
+    append(store, profiled())
+    traces = stepped_trace(tmp_path / "t")
+    r = report.load(str(store.root), *report.period(NOW, None, None, None), traces)
+    assert r.segments[0].run_now_kg == pytest.approx(0.2)
+
+
+def test_the_settle_path_and_the_traces_path_agree(tmp_path: Path) -> None:
+    """The report flow settles from the providers (accounting.complete, the record's profile);
+    `--traces` completes from recorded traces: the same record, the same actuals, one figure."""
+    from carbonshift.traces import read_trace
+
+    traces = stepped_trace(tmp_path / "t")
+    (path,) = traces.iterdir()
+    series = read_trace(path, signal="lca")
+    store = LocalStore(tmp_path / "s")
+    append(store, profiled())
+    period = report.period(NOW, None, None, None)
+    by_traces = report.load(str(store.root), *period, traces).segments[0].run_now_kg
+    settled = report.load(str(store.root), *period, settle=lambda region, a, b: series, now=NOW)
+    assert settled.segments[0].run_now_kg == pytest.approx(0.2) == by_traces
+
+
+def test_a_record_without_a_profile_is_settled_flat_not_at_zero(tmp_path: Path) -> None:
+    """An older record has no profile: its energy spread evenly, 1 kWh x 100 + 1 kWh x 500."""
+    from carbonshift.traces import read_trace
+
+    (path,) = stepped_trace(tmp_path / "t").iterdir()
+    series = read_trace(path, signal="lca")
+    store = LocalStore(tmp_path / "s")
+    append(store, profiled().model_copy(update={"profile": []}))
+    period = report.period(NOW, None, None, None)
+    settled = report.load(str(store.root), *period, settle=lambda region, a, b: series, now=NOW)
+    assert settled.segments[0].run_now_kg == pytest.approx(0.6)
+    by_traces = report.load(str(store.root), *period, tmp_path / "t").segments[0].run_now_kg
+    assert by_traces == pytest.approx(0.6)
