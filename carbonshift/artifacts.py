@@ -345,12 +345,20 @@ def _usd(usd: float | None) -> str:
 
 
 def _intensity_used(record: LedgerRecord) -> str:
-    actual = record.intervals - record.intervals_on_forecast
-    text = f"actual for {actual} of {record.intervals} intervals"
+    """Counted over the intervals that drew energy (an idle one is charged no intensity), and
+    what stood in where actuals were missing: the forecast, or the fallback."""
+    forecast, fallback = record.intervals_on_forecast, record.intervals_on_fallback
+    actual = max(record.intervals - forecast - fallback, 0)
+    text = f"actual for {actual} of {record.intervals} intervals that drew energy"
+    stood_in = [f"{forecast} on the forecast"] if forecast else []
+    if fallback:
+        stood_in.append(
+            f"{fallback} on the fallback (the region's annual mean, no forecast either)"
+        )
     if not record.estimated:
-        return text
+        return "; ".join([text, ", ".join(stood_in)]) if stood_in else text
     spans = ", ".join(f"{_when(e.start)}-{e.end:%H:%M} UTC ({e.source})" for e in record.estimated)
-    return f"{text}; {record.intervals_on_forecast} on the forecast: {spans}"
+    return f"{text}; {', '.join(stood_in) or 'not counted'}: {spans}"
 
 
 def svg_data_url(svg: str) -> str:

@@ -107,9 +107,14 @@ class LedgerRecord(BaseModel):
     mean_g_per_kwh: float = Field(ge=0)
     signal: str = Field(description="lca or direct: the intensity's kind (never mixed in one sum)")
     intervals_on_forecast: int = Field(
-        default=0, ge=0, description="intervals with no actual intensity: the forecast was used"
+        default=0, ge=0, description="of `intervals`, those charged the forecast (no actuals)"
     )
-    intervals: int = Field(default=0, ge=0)
+    intervals: int = Field(
+        default=0,
+        ge=0,
+        description="metered intervals that drew energy, each charged one intensity: actual, "
+        "`intervals_on_forecast` or `intervals_on_fallback`",
+    )
     counterfactuals: list[Counterfactual] = Field(default_factory=list)
     avoided_marginal_kg: float | None = Field(
         default=None, description="a MOER-based avoided-emissions estimate, shown apart"
@@ -139,6 +144,12 @@ class LedgerRecord(BaseModel):
         default_factory=list,
         description="energy per interval: what a report replays to "
         "complete a pending counterfactual",
+    )
+    intervals_on_fallback: int = Field(
+        default=0,
+        ge=0,
+        description="of `intervals`, those charged the fallback: the run region's annual mean, "
+        "as neither actuals nor a forecast covered them",
     )
 
     def key(self) -> str:

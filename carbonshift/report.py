@@ -121,6 +121,9 @@ class Totals:
     captured_kg: float  # saved, over the same segments
     avoided_marginal_kg: float | None
     delays_s: tuple[float, ...]  # per job: its earliest start in the group minus submission
+    intervals: int = 0  # metered intervals that drew energy, each charged one intensity
+    on_forecast: int = 0  # of them, charged the forecast (no actuals)
+    on_fallback: int = 0  # charged the region's annual mean (no forecast either)
 
     @property
     def saved_kg(self) -> float:
@@ -166,6 +169,9 @@ def totals(key: str, signal: str, group: Sequence[Segment]) -> Totals:
         if all(m is None for m in marginal)
         else math.fsum(m for m in marginal if m is not None),
         delays_s=tuple(first_delay.values()),
+        intervals=sum(s.record.intervals for s in group),
+        on_forecast=sum(s.record.intervals_on_forecast for s in group),
+        on_fallback=sum(s.record.intervals_on_fallback for s in group),
     )
 
 
@@ -374,6 +380,13 @@ def _headline(t: Totals, actuals: str) -> list[str]:
         f"- Delay per job: median {_delay(t.delay(50))}, p90 {_delay(t.delay(90))}, "
         f"max {_delay(t.delay(100))} ({_n(len(t.delays_s), 'job')})."
     )
+    if t.on_forecast or t.on_fallback:
+        actual = max(t.intervals - t.on_forecast - t.on_fallback, 0)
+        lines.append(
+            f"- Intensity: actual for {actual} of {t.intervals} metered intervals that drew "
+            f"energy; {t.on_forecast} on the forecast, {t.on_fallback} on the fallback (the "
+            "region's annual mean, no forecast either): those intervals' emissions are estimates."
+        )
     if t.avoided_marginal_kg is not None:
         lines.append(
             f"- Avoided emissions, marginal (MOER) estimate, shown apart and not added: "
@@ -385,7 +398,8 @@ def _headline(t: Totals, actuals: str) -> list[str]:
 CSV_COLUMNS = (
     "run_id", "job", "job_id", "previous_run_id", "outcome", "region", "instance_type",
     "submitted_at", "started_at", "ended_at", "delay_s", "energy_kwh", "energy_measured",
-    "pue", "emissions_kg", "mean_g_per_kwh", "signal", "intervals_on_forecast",
+    "pue", "emissions_kg", "mean_g_per_kwh", "signal", "intervals", "intervals_on_forecast",
+    "intervals_on_fallback",
     "run_now_kg", "run_now_pending", "run_now_completed", "best_in_hindsight_kg", "saved_kg",
     "possible_kg", "avoided_marginal_kg", "cost_usd",
 )  # fmt: skip
@@ -405,7 +419,8 @@ def rows(report: Report) -> list[dict[str, Any]]:
             "delay_s": r.delay_s, "energy_kwh": r.energy_kwh,
             "energy_measured": r.energy_measured, "pue": r.pue, "emissions_kg": r.emissions_kg,
             "mean_g_per_kwh": r.mean_g_per_kwh, "signal": r.signal,
-            "intervals_on_forecast": r.intervals_on_forecast, "run_now_kg": s.run_now_kg,
+            "intervals": r.intervals, "intervals_on_forecast": r.intervals_on_forecast,
+            "intervals_on_fallback": r.intervals_on_fallback, "run_now_kg": s.run_now_kg,
             "run_now_pending": s.run_now_pending, "run_now_completed": s.run_now_completed,
             "best_in_hindsight_kg": s.best_kg,
             "saved_kg": _clean(s.saved_kg), "possible_kg": _clean(s.possible_kg),
@@ -511,6 +526,8 @@ def as_json(report: Report) -> dict[str, Any]:
             "captured_kg": t.captured_kg, "share_of_possible": t.share_of_possible,
             "delay_median_s": t.delay(50), "delay_p90_s": t.delay(90),
             "delay_max_s": t.delay(100), "avoided_marginal_kg": t.avoided_marginal_kg,
+            "intervals": t.intervals, "intervals_on_forecast": t.on_forecast,
+            "intervals_on_fallback": t.on_fallback,
         }  # fmt: skip
 
     return {

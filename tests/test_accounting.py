@@ -342,7 +342,8 @@ def test_a_run_on_the_fallback_only_takes_the_baselines_signal() -> None:
     samples = [Sample(S, 0.0), Sample(S + 3600, KWH)]
     acc = account(samples, None, None, None, 0, 300)
     record = settle(segment(samples, acc, home_signal="lca"), actuals_from({}), LATER)
-    assert record.signal == "lca" and record.intervals_on_forecast == 1
+    assert record.signal == "lca" and record.intervals_on_fallback == 1
+    assert record.intervals_on_forecast == 0 and record.intervals == 1
     assert all(c.pending for c in record.counterfactuals)
 
 
@@ -425,3 +426,18 @@ def test_best_in_hindsight_leaves_out_a_region_on_another_signal() -> None:
                              LATER)
     # east's 10 g/kWh of MOER would win a mixed minimum; on one signal, west is the best.
     assert best.signal == WEST.signal.value and best.region == "west"
+
+
+def test_interval_counts_skip_idle_intervals_and_name_the_fallback() -> None:
+    """Four 15-minute intervals: 1 kWh on actuals, an idle one (0 kWh: charged nothing), 1 kWh
+    on the forecast only, 1 kWh on neither (the fallback, the region's annual mean)."""
+    samples = [Sample(S + 900 * i, e * KWH) for i, e in enumerate([0, 1, 1, 2, 3])]
+    actual = series_at([100.0], step_min=15, zone="west")
+    forecast = series_at([200.0] * 3, step_min=15, zone="west")
+    acc = account(samples, actual, forecast, None, 0, 999)
+    record = settle(segment(samples, acc), actuals_from({}), T0 + timedelta(hours=1))
+    # charged intervals: 3 = 1 actual + 1 forecast + 1 fallback; the idle one is none of them
+    assert (record.intervals, record.intervals_on_forecast, record.intervals_on_fallback) == (
+        3, 1, 1)
+    assert [e.source for e in record.estimated] == ["forecast", "fallback"]
+    assert record.emissions_kg == pytest.approx(0.1 + 0.2 + 0.999)

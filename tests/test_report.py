@@ -326,3 +326,22 @@ def test_a_record_without_a_profile_is_settled_flat_not_at_zero(tmp_path: Path) 
     assert settled.segments[0].run_now_kg == pytest.approx(0.6)
     by_traces = report.load(str(store.root), *period, tmp_path / "t").segments[0].run_now_kg
     assert by_traces == pytest.approx(0.6)
+
+
+def test_intervals_stood_in_for_are_counted_and_named(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    counted = {"intervals": 10, "intervals_on_forecast": 2, "intervals_on_fallback": 3}
+    append(store, record("x", "x", LONDON, NOW - timedelta(days=1), 1.0).model_copy(
+        update=counted))
+    append(store, record("y", "y", LONDON, NOW - timedelta(days=1), 1.0).model_copy(
+        update={"intervals": 4}))
+    r = report.load(str(store.root), NOW - timedelta(days=2), NOW)
+    (t,) = r.overall()
+    assert (t.intervals, t.on_forecast, t.on_fallback) == (14, 2, 3)
+    assert ("- Intensity: actual for 9 of 14 metered intervals that drew energy; 2 on the "
+            "forecast, 3 on the fallback (the region's annual mean, no forecast either)"
+            in report.markdown(r))
+    row = next(csv.DictReader(io.StringIO(report.csv_text(r))))
+    assert (row["intervals"], row["intervals_on_forecast"], row["intervals_on_fallback"]) == (
+        "10", "2", "3")
+    assert report.as_json(r)["totals"][0]["intervals_on_fallback"] == 3
