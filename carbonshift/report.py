@@ -38,6 +38,7 @@ class ReportError(ValueError):
     """The period or the options cannot make a report; one line naming the option and the fix."""
 
 
+LOCATION_BASED = ("lca", "direct")
 MAX_DAYS = 3650  # ten years: the ledger is listed one day folder at a time
 
 
@@ -499,16 +500,19 @@ def daily(report: Report, signal: str) -> tuple[list[date], list[float], list[fl
 
 
 def chart_svg(report: Report) -> str:
-    from carbonshift.study_charts import report_chart_svg  # matplotlib: only when drawn
+    """Emitted and run-now kg per day, one panel per signal (as the totals are per signal)."""
+    from carbonshift.study_charts import Panel, report_chart_svg  # matplotlib: only when drawn
 
-    signal = report.overall()[0].signal if not report.empty else "lca"
-    span, emitted, run_now = daily(report, signal)
+    signals = list(dict.fromkeys(t.signal for t in report.overall())) or ["lca"]
+    panels = []
+    for signal in signals:
+        _, emitted, run_now = daily(report, signal)
+        kind = "location-based" if signal in LOCATION_BASED else "marginal, shown apart"
+        panels.append(Panel(f"{signal} intensity ({kind})", emitted, run_now))
     return report_chart_svg(
-        span,
-        emitted,
-        run_now,
-        title=f"kg CO2 per day, {signal} intensity, "
-        f"{report.since:%Y-%m-%d} to {report.until:%Y-%m-%d}",
+        days(report),
+        panels,
+        title=f"kg CO2 per day, {report.since:%Y-%m-%d} to {report.until:%Y-%m-%d}",
     )
 
 

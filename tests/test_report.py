@@ -345,3 +345,20 @@ def test_intervals_stood_in_for_are_counted_and_named(tmp_path: Path) -> None:
     assert (row["intervals"], row["intervals_on_forecast"], row["intervals_on_fallback"]) == (
         "10", "2", "3")
     assert report.as_json(r)["totals"][0]["intervals_on_fallback"] == 3
+
+
+def test_the_chart_draws_each_signal_in_its_own_panel(tmp_path: Path) -> None:
+    """A ledger on two signals: one labelled panel per signal, as the tables keep them apart,
+    each with its own days' figures (never one bar summing kg of both)."""
+    import re
+
+    store = LocalStore(tmp_path / "s")
+    append(store, record("x", "x", LONDON, NOW - timedelta(days=1), 1.0, signal="lca",
+                         run_now=2.0))
+    append(store, record("y", "y", LONDON, NOW - timedelta(days=1), 3.0, signal="moer"))
+    r = report.load(str(store.root), NOW - timedelta(days=2), NOW)
+    svg = report.chart_svg(r)
+    assert len(re.findall(r'<g id="axes_\d+">', svg)) == 2
+    assert "lca intensity (location-based)" in svg and "moer intensity" in svg
+    assert report.daily(r, "lca")[1][-2] == 1.0 and report.daily(r, "moer")[1][-2] == 3.0
+    assert svg == report.chart_svg(r)  # deterministic
