@@ -497,14 +497,18 @@ def restate(
     store: ObjectStore, run_id: str, outcome: Outcome, around: datetime, days: int = 2
 ) -> LedgerRecord | None:
     """Rewrite a segment's recorded outcome (a re-plan that could not be scheduled makes a
-    'rescheduled' segment 'stopped'); the record, or None when none ended near `around`."""
+    'rescheduled' segment 'stopped'), in place; the record, or None when none ended near
+    `around`. A flow run retried has a record per attempt: the latest is the one re-planned."""
     found = [
-        r
-        for r in ledger.read(store, around - timedelta(days=days), around + timedelta(days=1))
+        (key, r)
+        for key, r in ledger.entries(
+            store, around - timedelta(days=days), around + timedelta(days=1)
+        )
         if r.run_id == run_id
     ]
     if not found:
         return None
-    record = found[-1].model_copy(update={"outcome": outcome})
-    ledger.append(store, record)
+    key, last = found[-1]
+    record = last.model_copy(update={"outcome": outcome})
+    ledger.rewrite(store, key, record)
     return record

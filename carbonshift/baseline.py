@@ -142,17 +142,23 @@ def profile_from(
 
 
 def find_record(store: ObjectStore, run_id: str) -> LedgerRecord:
-    """The ledger record of one run, wherever its day folder is."""
-    wanted = f"/{run_id}.jsonl"
+    """The ledger record of one run, wherever its day folder is; of a flow run retried (a
+    record per attempt), the latest attempt."""
+    found: list[LedgerRecord] = []
     for key in store.list(FOLDER):
-        if key.endswith(wanted):
-            for record in parse(store.get(key).decode(), f"{store.uri}/{key}"):
-                if record.run_id == run_id:
-                    return record
-    raise BaselineError(
-        f"--ledger-record {run_id!r}: no such run in {store.uri}/{FOLDER}: check the run id and "
-        "--store"
-    )
+        name = key.rpartition("/")[2]
+        if name.startswith(f"{run_id}.") and name.endswith(".jsonl"):
+            found += [
+                r
+                for r in parse(store.get(key).decode(), f"{store.uri}/{key}")
+                if r.run_id == run_id
+            ]
+    if not found:
+        raise BaselineError(
+            f"--ledger-record {run_id!r}: no such run in {store.uri}/{FOLDER}: check the run id "
+            "and --store"
+        )
+    return max(found, key=lambda r: (r.started_at, r.ended_at))
 
 
 def history(

@@ -27,7 +27,7 @@ from carbonshift.baseline import completed_run_now
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import ObjectStore
 from carbonshift.checkpoint.store import open_store
-from carbonshift.ledger import LedgerRecord, append, read
+from carbonshift.ledger import LedgerRecord, entries, rewrite
 from carbonshift.units import format_duration, parse_utc_instant
 
 DEFAULT_DAYS = 14
@@ -229,9 +229,11 @@ def load(
     whose actuals now exist are worked out and written back to the ledger first, so the
     records are settled once and every later report reads them done."""
     store, _ = open_store(store_uri, field="store (--store)", create=False)
-    records = read(store, since, until)
+    found = entries(store, since, until)
+    records = [r for _, r in found]
     if settle is not None:
-        records = [_settled(store, r, settle, now or datetime.now(UTC)) for r in records]
+        at = now or datetime.now(UTC)
+        records = [_settled(store, key, r, settle, at) for key, r in found]
     completed = completed_run_now(records, actuals, default_catalog()) if actuals else {}
     return build(records, since, until, store.uri, completed, str(actuals or ""))
 
@@ -579,9 +581,9 @@ def write(report: Report, folder: Path) -> list[Path]:
 
 
 def _settled(
-    store: ObjectStore, record: LedgerRecord, settle: Actuals, now: datetime
+    store: ObjectStore, key: str, record: LedgerRecord, settle: Actuals, now: datetime
 ) -> LedgerRecord:
     done = complete(record, settle, now)
     if done != record:
-        append(store, done)  # the same key: the record, now with its counterfactuals
+        rewrite(store, key, done)  # where it was read: the record, now with its counterfactuals
     return done

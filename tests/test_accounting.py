@@ -441,3 +441,22 @@ def test_interval_counts_skip_idle_intervals_and_name_the_fallback() -> None:
         3, 1, 1)
     assert [e.source for e in record.estimated] == ["forecast", "fallback"]
     assert record.emissions_kg == pytest.approx(0.1 + 0.2 + 0.999)
+
+
+def test_restate_rewrites_the_latest_attempt_in_place(tmp_path: Path) -> None:
+    from carbonshift import ledger
+    from carbonshift.accounting import restate
+    from carbonshift.checkpoint import LocalStore
+
+    samples = [Sample(S + 7200 + 900 * i, i * 0.5 * KWH) for i in range(5)]
+    record = settle(segment(samples, account(samples, WEST, None, None, 0, 999),
+                            outcome="rescheduled"), actuals_from({}), LATER)
+    earlier = record.model_copy(update={"started_at": T0, "ended_at": T0 + timedelta(hours=1),
+                                         "outcome": "failed"})
+    store = LocalStore(tmp_path)
+    store.put(record.legacy_key(), record.line().encode())  # an older writer's key
+    ledger.append(store, earlier)  # the flow run's first attempt
+    assert restate(store, "run-2", "stopped", T0 + timedelta(hours=4)) is not None
+    found = ledger.entries(store, T0, T0 + timedelta(days=1))
+    assert [(k, r.outcome) for k, r in found] == [
+        (earlier.key(), "failed"), (record.legacy_key(), "stopped")]

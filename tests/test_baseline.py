@@ -297,3 +297,19 @@ def test_a_ledger_record_with_a_metered_profile_gives_that_profile() -> None:
         (1800, pytest.approx(3000)), (1800, 0.0), (3600, pytest.approx(500))]
     assert p.energy_kwh == pytest.approx(2.0) and p.duration_s == 7200
     assert p.source == "ledger record run-9 (its metered profile)"
+
+
+def test_a_retried_runs_latest_attempt_is_studied(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    first = LedgerRecord(
+        run_id="run-7", job="nightly", job_id="run-7", outcome="failed", region=LONDON,
+        instance_type="g5.xlarge", started_at=datetime(2026, 5, 1, 8, tzinfo=UTC),
+        ended_at=datetime(2026, 5, 1, 9, tzinfo=UTC), energy_kwh=0.5, energy_measured=True,
+        emissions_kg=0.05, mean_g_per_kwh=100, signal="lca")
+    second = first.model_copy(update={
+        "outcome": "completed", "started_at": datetime(2026, 5, 1, 10, tzinfo=UTC),
+        "ended_at": datetime(2026, 5, 1, 12, tzinfo=UTC), "energy_kwh": 1.0})
+    append(store, second)
+    append(store, first)
+    append(store, first.model_copy(update={"run_id": "run-77"}))  # a prefix of no concern
+    assert baseline.find_record(store, "run-7") == second

@@ -362,3 +362,53 @@ def test_the_chart_draws_each_signal_in_its_own_panel(tmp_path: Path) -> None:
     assert "lca intensity (location-based)" in svg and "moer intensity" in svg
     assert report.daily(r, "lca")[1][-2] == 1.0 and report.daily(r, "moer")[1][-2] == 3.0
     assert svg == report.chart_svg(r)  # deterministic
+
+
+def attempt(started: datetime, kg: float) -> LedgerRecord:
+    """One attempt of flow run `retried` (a retried flow run keeps its id), one hour long."""
+    return record("retried", "r", LONDON, started + timedelta(hours=2), kg).model_copy(
+        update={"started_at": started, "ended_at": started + timedelta(hours=1)})
+
+
+def test_both_attempts_of_a_retried_flow_run_are_kept_and_counted(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    first = attempt(NOW - timedelta(hours=6), 1.0)  # failed after an hour: it drew energy
+    second = attempt(NOW - timedelta(hours=4), 2.0)
+    assert append(store, first) != append(store, second)
+    r = report.load(str(store.root), NOW - timedelta(days=1), NOW)
+    assert [s.record.emissions_kg for s in r.segments] == [1.0, 2.0]
+    (t,) = r.overall()
+    assert (t.segments, t.emissions_kg, t.energy_kwh) == (2, 3.0, 20.0)
+
+
+def test_a_task_retry_writing_the_same_segment_again_is_one_record(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    segment = attempt(NOW - timedelta(hours=6), 1.0)
+    key = append(store, segment)
+    # settled later: the same segment, now with a figure, rewrites the same object
+    assert append(store, segment.model_copy(update={"cost_usd": 3.0})) == key
+    assert key == f"ledger/v1/{NOW:%Y-%m-%d}/retried.20261130T030000.000000Z.jsonl"
+    (only,) = report.load(str(store.root), NOW - timedelta(days=1), NOW).segments
+    assert only.record.cost_usd == 3.0
+
+
+def test_records_under_the_older_key_are_read_and_settled_in_place(tmp_path: Path) -> None:
+    """`ledger/v1/<day>/<run id>.jsonl`, written before the start was in the key: read, and
+    rewritten where it is (never copied under the new key, which would count it twice)."""
+    from carbonshift.ledger import entries, read
+    from carbonshift.traces import read_trace
+
+    store = LocalStore(tmp_path / "s")
+    old = profiled()
+    store.put(old.legacy_key(), old.line().encode())
+    period = report.period(NOW, None, None, None)
+    (path,) = stepped_trace(tmp_path / "t").iterdir()
+    series = read_trace(path, signal="lca")
+    settled = report.load(str(store.root), *period, settle=lambda region, a, b: series, now=NOW)
+    assert settled.segments[0].run_now_kg == pytest.approx(0.2)
+    assert [k for k, _ in entries(store, *period)] == [old.legacy_key()]
+    (back,) = read(store, *period)
+    assert not back.counterfactuals[0].pending  # settled in place
+    # the same segment under both keys (an older writer and a newer one): counted once
+    append(store, back)
+    assert [k for k, _ in entries(store, *period)] == [back.key()]
