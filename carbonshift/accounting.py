@@ -49,6 +49,12 @@ Outcome = Literal["completed", "stopped", "rescheduled", "failed"]
 GRID_S = 900  # candidate starts of the best slot in hindsight: every 15 minutes
 # Below this a difference in kg is rounding, not a saving (a microgram of CO2).
 EPS_KG = 1e-9
+# Embodied emissions per GPU-hour: BLOOM's final training, 11.2 t CO2eq embodied (A100 GPUs and
+# their HPE Apollo servers, amortised over their service life) over its 1,082,990 A100 GPU-hours
+# (Luccioni, Viguier, Ligozat, JMLR 24(253), 2023; docs/energy.md). An average of one cluster,
+# not the instance's own hardware: shown apart as an estimate, never added to the operational kg.
+EMBODIED_KG_PER_GPU_HOUR = 11_200 / 1_082_990
+EMBODIED_SOURCE = "Luccioni et al. 2023 (BLOOM: 11.2 t CO2eq over 1,082,990 A100 GPU-hours)"
 
 
 def profile_of(samples: Sequence[Sample]) -> list[EnergyStep]:
@@ -303,6 +309,7 @@ class Segment:
     pue: float
     planned_cost_usd_per_s: float
     annual_mean_g_per_kwh: float  # the run region's (life-cycle): location-based on moer
+    gpus: int | None = None  # the instance's GPU count (None: unknown, no embodied figure)
     steps_done: int = 0
     total_steps: int = 0
     stopped_reason: str | None = None
@@ -335,6 +342,7 @@ def settle(segment: Segment, actuals: Actuals, now: datetime) -> LedgerRecord:
     else:
         emissions_kg, location_signal = acc.emissions_kg, signal
         mean = acc.emissions_kg * scoring.G_PER_KG / acc.energy_kwh if acc.energy_kwh > 0 else 0.0
+    gpu_hours = None if s.gpus is None else s.gpus * max(0.0, end_s - start_s) / 3600
     avoided = None
     if marginal and run_now.emissions_kg is not None:
         avoided = run_now.emissions_kg - acc.emissions_kg
@@ -379,6 +387,8 @@ def settle(segment: Segment, actuals: Actuals, now: datetime) -> LedgerRecord:
         candidate_regions=list(s.candidate_regions),
         profile=profile,
         intervals_on_fallback=on_fallback,
+        gpu_hours=gpu_hours,
+        embodied_kg=None if gpu_hours is None else gpu_hours * EMBODIED_KG_PER_GPU_HOUR,
     )
 
 
@@ -462,6 +472,7 @@ def segment_of(
     options = [placement.slot, *placement.alternatives]
     slot = next((o for o in options if o.region == report.region), placement.slot)
     region = catalog.regions.get(report.region)
+    instance = catalog.instance_types.get(slot.instance_type)
     pue = report.pue
     if pue is None and region is not None:
         pue = catalog.pue.get(region.provider, 1.0)
@@ -487,6 +498,7 @@ def segment_of(
         pue=max(1.0, pue or 1.0),
         planned_cost_usd_per_s=slot.cost_usd / slot.duration_s if slot.duration_s > 0 else 0.0,
         annual_mean_g_per_kwh=region.annual_mean_g_per_kwh if region is not None else 0.0,
+        gpus=instance.gpu_count if instance is not None else None,
         steps_done=o.step if o is not None else 0,
         total_steps=o.total_steps if o is not None else 0,
         stopped_reason=None if o is None or o.completed else o.stopped_reason,

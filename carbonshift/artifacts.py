@@ -278,6 +278,11 @@ def emissions_markdown(
         else f"{f.saved_kg:.4f} kg CO2"
         + ("" if f.savings_fraction is None else f" ({f.savings_fraction:.1%})")
     )
+    if record.embodied_kg is not None:
+        lines.append(
+            f"| embodied emissions, manufacturing (apart, not added) | {record.embodied_kg:.4f} "
+            "kg CO2e |"
+        )
     lines += [
         f"| saved against starting at submission, {kind} | {saved} |",
         f"| share of possible savings{' (marginal)' if f.marginal else ''} | {_share(f)} |",
@@ -299,6 +304,8 @@ def emissions_markdown(
             else "."
         ),
     ]
+    if record.embodied_kg is not None:
+        lines += ["", _embodied(record.embodied_kg, record.gpu_hours or 0.0)]
     if record.avoided_marginal_kg is not None:
         lines += [
             "",
@@ -322,6 +329,16 @@ def emissions_markdown(
     if stopped_by is not None:
         lines += ["", f"Stopped by the monitor: {stopped_by}."]
     return "\n".join(lines) + "\n"
+
+
+def _embodied(kg: float, gpu_hours: float) -> str:
+    from carbonshift.accounting import EMBODIED_KG_PER_GPU_HOUR, EMBODIED_SOURCE
+
+    return (
+        f"Embodied emissions (hardware manufacturing, an estimate shown apart, never added to "
+        f"the emissions above): {kg:.4f} kg CO2e, {gpu_hours:.2f} GPU-hours x "
+        f"{EMBODIED_KG_PER_GPU_HOUR * 1000:.1f} g CO2e per GPU-hour ({EMBODIED_SOURCE})."
+    )
 
 
 def _kg(kg: float | None) -> str:

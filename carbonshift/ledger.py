@@ -149,6 +149,15 @@ class LedgerRecord(BaseModel):
         description="energy per interval: what a report replays to "
         "complete a pending counterfactual",
     )
+    gpu_hours: float | None = Field(
+        default=None, ge=0, description="GPUs x hours run: what embodied emissions are per"
+    )
+    embodied_kg: float | None = Field(
+        default=None,
+        ge=0,
+        description="the hardware's manufacturing emissions amortised over its GPU-hours (a "
+        "cited average, see docs/energy.md): shown apart, never added to `emissions_kg`",
+    )
     intervals_on_fallback: int = Field(
         default=0,
         ge=0,

@@ -125,6 +125,9 @@ class Totals:
     intervals: int = 0  # metered intervals that drew energy, each charged one intensity
     on_forecast: int = 0  # of them, charged the forecast (no actuals)
     on_fallback: int = 0  # charged the region's annual mean (no forecast either)
+    embodied_kg: float | None = None  # over the segments that have a figure; never added
+    gpu_hours: float = 0.0  # of those segments
+    embodied_segments: int = 0
 
     @property
     def saved_kg(self) -> float:
@@ -146,6 +149,7 @@ def totals(key: str, signal: str, group: Sequence[Segment]) -> Totals:
     compared = [s for s in group if s.run_now_kg is not None]
     both = [s for s in group if s.possible_kg is not None]
     marginal = [s.record.avoided_marginal_kg for s in group]
+    embodied = [s.record for s in group if s.record.embodied_kg is not None]
     first_delay: dict[str, float] = {}
     for s in group:
         job = s.record.job_id
@@ -173,6 +177,9 @@ def totals(key: str, signal: str, group: Sequence[Segment]) -> Totals:
         intervals=sum(s.record.intervals for s in group),
         on_forecast=sum(s.record.intervals_on_forecast for s in group),
         on_fallback=sum(s.record.intervals_on_fallback for s in group),
+        embodied_kg=None if not embodied else math.fsum(r.embodied_kg or 0.0 for r in embodied),
+        gpu_hours=math.fsum(r.gpu_hours or 0.0 for r in embodied),
+        embodied_segments=len(embodied),
     )
 
 
@@ -390,6 +397,15 @@ def _headline(t: Totals, actuals: str) -> list[str]:
             f"energy; {t.on_forecast} on the forecast, {t.on_fallback} on the fallback (the "
             "region's annual mean, no forecast either): those intervals' emissions are estimates."
         )
+    if t.embodied_kg is not None:
+        from carbonshift.accounting import EMBODIED_KG_PER_GPU_HOUR, EMBODIED_SOURCE
+
+        lines.append(
+            f"- Embodied emissions (hardware manufacturing, an estimate shown apart, not added): "
+            f"{t.embodied_kg:.3f} kg CO2e over {t.gpu_hours:.1f} GPU-hours of "
+            f"{t.embodied_segments} of {_n(t.segments, 'segment')}, at "
+            f"{EMBODIED_KG_PER_GPU_HOUR * 1000:.1f} g CO2e per GPU-hour ({EMBODIED_SOURCE})."
+        )
     if t.avoided_marginal_kg is not None:
         lines.append(
             f"- Avoided emissions, marginal (MOER) estimate, shown apart and not added: "
@@ -404,7 +420,7 @@ CSV_COLUMNS = (
     "pue", "emissions_kg", "mean_g_per_kwh", "signal", "intervals", "intervals_on_forecast",
     "intervals_on_fallback",
     "run_now_kg", "run_now_pending", "run_now_completed", "best_in_hindsight_kg", "saved_kg",
-    "possible_kg", "avoided_marginal_kg", "cost_usd",
+    "possible_kg", "avoided_marginal_kg", "cost_usd", "gpu_hours", "embodied_kg",
 )  # fmt: skip
 
 
@@ -428,6 +444,7 @@ def rows(report: Report) -> list[dict[str, Any]]:
             "best_in_hindsight_kg": s.best_kg,
             "saved_kg": _clean(s.saved_kg), "possible_kg": _clean(s.possible_kg),
             "avoided_marginal_kg": r.avoided_marginal_kg, "cost_usd": r.cost_usd,
+            "gpu_hours": r.gpu_hours, "embodied_kg": r.embodied_kg,
         })  # fmt: skip
     return out
 
@@ -450,6 +467,7 @@ def job_rows(report: Report) -> list[dict[str, Any]]:
             "share_of_possible_pct": rounded(_times_100(t.share_of_possible), 1),
             "delay": _delay(t.delay(0)),
             "pending": t.pending,
+            "embodied_kg_apart": rounded(t.embodied_kg, 4),
         }
         for t in report.by_job()
     ]
@@ -533,7 +551,8 @@ def as_json(report: Report) -> dict[str, Any]:
             "delay_median_s": t.delay(50), "delay_p90_s": t.delay(90),
             "delay_max_s": t.delay(100), "avoided_marginal_kg": t.avoided_marginal_kg,
             "intervals": t.intervals, "intervals_on_forecast": t.on_forecast,
-            "intervals_on_fallback": t.on_fallback,
+            "intervals_on_fallback": t.on_fallback, "embodied_kg": t.embodied_kg,
+            "gpu_hours": t.gpu_hours,
         }  # fmt: skip
 
     return {

@@ -460,3 +460,20 @@ def test_restate_rewrites_the_latest_attempt_in_place(tmp_path: Path) -> None:
     found = ledger.entries(store, T0, T0 + timedelta(days=1))
     assert [(k, r.outcome) for k, r in found] == [
         (earlier.key(), "failed"), (record.legacy_key(), "stopped")]
+
+
+def test_embodied_emissions_per_gpu_hour_are_apart_from_the_operational() -> None:
+    """4 GPUs for one hour: 4 GPU-hours x 11,200 kg / 1,082,990 GPU-hours (BLOOM's figures)."""
+    from carbonshift.accounting import EMBODIED_KG_PER_GPU_HOUR
+
+    samples = [Sample(S + 7200 + 900 * i, i * 0.5 * KWH) for i in range(5)]
+    acc = account(samples, WEST, None, None, 0, 999)
+    fetch = actuals_from({"east": EAST, "west": WEST})
+    record = settle(segment(samples, acc, gpus=4), fetch, LATER)
+    assert abs(EMBODIED_KG_PER_GPU_HOUR - 0.010342) < 1e-6
+    assert record.gpu_hours == pytest.approx(4.0)
+    assert record.embodied_kg == pytest.approx(4 * 11_200 / 1_082_990)
+    assert record.emissions_kg == pytest.approx(0.2)  # operational only: nothing added
+    assert figures(record).saved_kg == pytest.approx(0.4)
+    unknown = settle(segment(samples, acc), fetch, LATER)  # GPU count unknown: no figure
+    assert unknown.embodied_kg is None and unknown.gpu_hours is None

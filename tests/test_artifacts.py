@@ -189,3 +189,13 @@ def test_emissions_markdown_counts_intervals_and_names_what_stood_in() -> None:
     assert ("actual for 2 of 5 intervals that drew energy; 1 on the forecast, 2 on the fallback "
             "(the region's annual mean, no forecast either): 2020-01-01 01:40-01:45 UTC "
             "(forecast), 2020-01-01 01:50-02:00 UTC (fallback)") in text
+
+
+def test_emissions_markdown_shows_embodied_emissions_apart() -> None:
+    text = emissions_markdown(emissions_record(gpu_hours=2.0, embodied_kg=0.0207), "m", None,
+                              None)
+    assert "| embodied emissions, manufacturing (apart, not added) | 0.0207 kg CO2e |" in text
+    assert "| emissions, location-based (lca) | 0.0390 kg CO2 |" in text  # not added to
+    assert ("2.00 GPU-hours x 10.3 g CO2e per GPU-hour (Luccioni et al. 2023 (BLOOM: 11.2 t "
+            "CO2eq over 1,082,990 A100 GPU-hours))") in text
+    assert "embodied" not in emissions_markdown(emissions_record(), "m", None, None)

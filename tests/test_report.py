@@ -412,3 +412,19 @@ def test_records_under_the_older_key_are_read_and_settled_in_place(tmp_path: Pat
     # the same segment under both keys (an older writer and a newer one): counted once
     append(store, back)
     assert [k for k, _ in entries(store, *period)] == [back.key()]
+
+
+def test_embodied_emissions_are_totalled_apart(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    append(store, record("x", "x", LONDON, NOW - timedelta(days=1), 1.0).model_copy(
+        update={"gpu_hours": 8.0, "embodied_kg": 0.08}))
+    append(store, record("y", "y", LONDON, NOW - timedelta(days=1), 2.0))  # no figure
+    r = report.load(str(store.root), NOW - timedelta(days=2), NOW)
+    (t,) = r.overall()
+    assert t.emissions_kg == 3.0  # operational only
+    assert (t.embodied_kg, t.gpu_hours, t.embodied_segments) == (0.08, 8.0, 1)
+    assert ("- Embodied emissions (hardware manufacturing, an estimate shown apart, not added): "
+            "0.080 kg CO2e over 8.0 GPU-hours of 1 of 2 segments") in report.markdown(r)
+    rows = list(csv.DictReader(io.StringIO(report.csv_text(r))))
+    assert [row["embodied_kg"] for row in rows] == ["0.08", ""]
+    assert report.as_json(r)["totals"][0]["embodied_kg"] == 0.08
