@@ -49,6 +49,12 @@ Outcome = Literal["completed", "stopped", "rescheduled", "failed"]
 GRID_S = 900  # candidate starts of the best slot in hindsight: every 15 minutes
 # Below this a difference in kg is rounding, not a saving (a microgram of CO2).
 EPS_KG = 1e-9
+# Embodied emissions per GPU-hour: BLOOM's final training, 11.2 t CO2eq embodied (A100 GPUs and
+# their HPE Apollo servers, amortised over their service life) over its 1,082,990 A100 GPU-hours
+# (Luccioni, Viguier, Ligozat, JMLR 24(253), 2023; docs/energy.md). An average of one cluster,
+# not the instance's own hardware: shown apart as an estimate, never added to the operational kg.
+EMBODIED_KG_PER_GPU_HOUR = 11_200 / 1_082_990
+EMBODIED_SOURCE = "Luccioni et al. 2023 (BLOOM: 11.2 t CO2eq over 1,082,990 A100 GPU-hours)"
 
 
 def profile_of(samples: Sequence[Sample]) -> list[EnergyStep]:
@@ -65,6 +71,24 @@ def profile_of(samples: Sequence[Sample]) -> list[EnergyStep]:
         for a, b in zip(samples, samples[1:], strict=False)
         if b.at_s > a.at_s
     ]
+
+
+def interval_counts(
+    profile: Sequence[EnergyStep], start_s: float, estimated: Sequence[tuple[float, float, str]]
+) -> tuple[int, int, int]:
+    """(charged, on the forecast, on the fallback): the metered intervals that drew energy,
+    each charged one intensity (an idle one is charged none, so it is in no count), and which
+    of them the `estimated` spans say had no actual intensity."""
+    charged = forecast = fallback = 0
+    for step in profile:
+        if step.energy_kwh <= 0:
+            continue
+        charged += 1
+        mid_s = start_s + step.offset_s + step.duration_s / 2  # spans end on sample times
+        source = next((w for a, b, w in estimated if a <= mid_s < b), "actual")
+        forecast += source == "forecast"
+        fallback += source == "fallback"
+    return charged, forecast, fallback
 
 
 def length_s(profile: Sequence[EnergyStep]) -> float:
@@ -285,6 +309,7 @@ class Segment:
     pue: float
     planned_cost_usd_per_s: float
     annual_mean_g_per_kwh: float  # the run region's (life-cycle): location-based on moer
+    gpus: int | None = None  # the instance's GPU count (None: unknown, no embodied figure)
     steps_done: int = 0
     total_steps: int = 0
     stopped_reason: str | None = None
@@ -298,6 +323,7 @@ def settle(segment: Segment, actuals: Actuals, now: datetime) -> LedgerRecord:
     end_s = s.samples[-1].at_s if s.samples else start_s
     started = datetime.fromtimestamp(start_s, UTC)
     profile = profile_of(s.samples)
+    charged, on_forecast, on_fallback = interval_counts(profile, start_s, acc.estimated)
     signal = acc.signal or s.home_signal
     marginal = signal == Signal.MOER.value
     run_now = run_now_home(profile, s.home_region, s.planned_at, actuals, now)
@@ -316,6 +342,7 @@ def settle(segment: Segment, actuals: Actuals, now: datetime) -> LedgerRecord:
     else:
         emissions_kg, location_signal = acc.emissions_kg, signal
         mean = acc.emissions_kg * scoring.G_PER_KG / acc.energy_kwh if acc.energy_kwh > 0 else 0.0
+    gpu_hours = None if s.gpus is None else s.gpus * max(0.0, end_s - start_s) / 3600
     avoided = None
     if marginal and run_now.emissions_kg is not None:
         avoided = run_now.emissions_kg - acc.emissions_kg
@@ -340,8 +367,8 @@ def settle(segment: Segment, actuals: Actuals, now: datetime) -> LedgerRecord:
         emissions_kg=emissions_kg,
         mean_g_per_kwh=mean,
         signal=location_signal,
-        intervals_on_forecast=acc.intervals_on_forecast,
-        intervals=acc.intervals,
+        intervals_on_forecast=on_forecast,
+        intervals=charged,
         counterfactuals=[run_now, best],
         avoided_marginal_kg=avoided,
         delay_s=max(0.0, start_s - s.submitted_at.timestamp()),
@@ -359,24 +386,45 @@ def settle(segment: Segment, actuals: Actuals, now: datetime) -> LedgerRecord:
         deadline=s.deadline,
         candidate_regions=list(s.candidate_regions),
         profile=profile,
+        intervals_on_fallback=on_fallback,
+        gpu_hours=gpu_hours,
+        embodied_kg=None if gpu_hours is None else gpu_hours * EMBODIED_KG_PER_GPU_HOUR,
     )
+
+
+def replay_profile(record: LedgerRecord) -> list[EnergyStep] | None:
+    """What a counterfactual of the record replays: its metered energy per interval; a record
+    without one (written before profiles were kept): its energy spread evenly over its run.
+    None when neither exists (energy but no duration): nothing can be replayed."""
+    if any(step.energy_kwh > 0 for step in record.profile) or record.energy_kwh == 0:
+        return list(record.profile)
+    duration_s = (record.ended_at - record.started_at).total_seconds()
+    if duration_s <= 0:
+        return None
+    return [EnergyStep(offset_s=0.0, duration_s=duration_s, energy_kwh=record.energy_kwh)]
 
 
 def complete(record: LedgerRecord, actuals: Actuals, now: datetime) -> LedgerRecord:
     """The record with its pending counterfactuals worked out where actuals now exist (a report
-    calls this; a record without a profile or a plan time stays as it is)."""
-    if not any(c.pending for c in record.counterfactuals) or record.planned_at is None:
+    calls this) from `replay_profile`; a record with nothing to replay or without a plan time
+    stays as it is."""
+    profile = replay_profile(record)
+    if (
+        not any(c.pending for c in record.counterfactuals)
+        or record.planned_at is None
+        or profile is None
+    ):
         return record
     done: list[Counterfactual] = []
     for c in record.counterfactuals:
         if not c.pending:
             done.append(c)
         elif c.kind == "run-now-home":
-            done.append(run_now_home(record.profile, c.region, c.start, actuals, now))
+            done.append(run_now_home(profile, c.region, c.start, actuals, now))
         else:
             done.append(
                 best_in_hindsight(
-                    record.profile,
+                    profile,
                     record.candidate_regions,
                     (record.planned_at, record.deadline or record.ended_at),
                     actuals,
@@ -424,6 +472,7 @@ def segment_of(
     options = [placement.slot, *placement.alternatives]
     slot = next((o for o in options if o.region == report.region), placement.slot)
     region = catalog.regions.get(report.region)
+    instance = catalog.instance_types.get(slot.instance_type)
     pue = report.pue
     if pue is None and region is not None:
         pue = catalog.pue.get(region.provider, 1.0)
@@ -449,6 +498,7 @@ def segment_of(
         pue=max(1.0, pue or 1.0),
         planned_cost_usd_per_s=slot.cost_usd / slot.duration_s if slot.duration_s > 0 else 0.0,
         annual_mean_g_per_kwh=region.annual_mean_g_per_kwh if region is not None else 0.0,
+        gpus=instance.gpu_count if instance is not None else None,
         steps_done=o.step if o is not None else 0,
         total_steps=o.total_steps if o is not None else 0,
         stopped_reason=None if o is None or o.completed else o.stopped_reason,
@@ -459,14 +509,18 @@ def restate(
     store: ObjectStore, run_id: str, outcome: Outcome, around: datetime, days: int = 2
 ) -> LedgerRecord | None:
     """Rewrite a segment's recorded outcome (a re-plan that could not be scheduled makes a
-    'rescheduled' segment 'stopped'); the record, or None when none ended near `around`."""
+    'rescheduled' segment 'stopped'), in place; the record, or None when none ended near
+    `around`. A flow run retried has a record per attempt: the latest is the one re-planned."""
     found = [
-        r
-        for r in ledger.read(store, around - timedelta(days=days), around + timedelta(days=1))
+        (key, r)
+        for key, r in ledger.entries(
+            store, around - timedelta(days=days), around + timedelta(days=1)
+        )
         if r.run_id == run_id
     ]
     if not found:
         return None
-    record = found[-1].model_copy(update={"outcome": outcome})
-    ledger.append(store, record)
+    key, last = found[-1]
+    record = last.model_copy(update={"outcome": outcome})
+    ledger.rewrite(store, key, record)
     return record

@@ -278,6 +278,11 @@ def emissions_markdown(
         else f"{f.saved_kg:.4f} kg CO2"
         + ("" if f.savings_fraction is None else f" ({f.savings_fraction:.1%})")
     )
+    if record.embodied_kg is not None:
+        lines.append(
+            f"| embodied emissions, manufacturing (apart, not added) | {record.embodied_kg:.4f} "
+            "kg CO2e |"
+        )
     lines += [
         f"| saved against starting at submission, {kind} | {saved} |",
         f"| share of possible savings{' (marginal)' if f.marginal else ''} | {_share(f)} |",
@@ -299,6 +304,8 @@ def emissions_markdown(
             else "."
         ),
     ]
+    if record.embodied_kg is not None:
+        lines += ["", _embodied(record.embodied_kg, record.gpu_hours or 0.0)]
     if record.avoided_marginal_kg is not None:
         lines += [
             "",
@@ -324,6 +331,16 @@ def emissions_markdown(
     return "\n".join(lines) + "\n"
 
 
+def _embodied(kg: float, gpu_hours: float) -> str:
+    from carbonshift.accounting import EMBODIED_KG_PER_GPU_HOUR, EMBODIED_SOURCE
+
+    return (
+        f"Embodied emissions (hardware manufacturing, an estimate shown apart, never added to "
+        f"the emissions above): {kg:.4f} kg CO2e, {gpu_hours:.2f} GPU-hours x "
+        f"{EMBODIED_KG_PER_GPU_HOUR * 1000:.1f} g CO2e per GPU-hour ({EMBODIED_SOURCE})."
+    )
+
+
 def _kg(kg: float | None) -> str:
     return "pending" if kg is None else f"{kg:.4f} kg CO2"
 
@@ -345,12 +362,20 @@ def _usd(usd: float | None) -> str:
 
 
 def _intensity_used(record: LedgerRecord) -> str:
-    actual = record.intervals - record.intervals_on_forecast
-    text = f"actual for {actual} of {record.intervals} intervals"
+    """Counted over the intervals that drew energy (an idle one is charged no intensity), and
+    what stood in where actuals were missing: the forecast, or the fallback."""
+    forecast, fallback = record.intervals_on_forecast, record.intervals_on_fallback
+    actual = max(record.intervals - forecast - fallback, 0)
+    text = f"actual for {actual} of {record.intervals} intervals that drew energy"
+    stood_in = [f"{forecast} on the forecast"] if forecast else []
+    if fallback:
+        stood_in.append(
+            f"{fallback} on the fallback (the region's annual mean, no forecast either)"
+        )
     if not record.estimated:
-        return text
+        return "; ".join([text, ", ".join(stood_in)]) if stood_in else text
     spans = ", ".join(f"{_when(e.start)}-{e.end:%H:%M} UTC ({e.source})" for e in record.estimated)
-    return f"{text}; {record.intervals_on_forecast} on the forecast: {spans}"
+    return f"{text}; {', '.join(stood_in) or 'not counted'}: {spans}"
 
 
 def svg_data_url(svg: str) -> str:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from carbonshift.catalog import Catalog, Region
 from carbonshift.checkpoint import ObjectStore
 from carbonshift.checkpoint.store import open_store
-from carbonshift.ledger import FOLDER, Counterfactual, LedgerRecord, parse
+from carbonshift.ledger import FOLDER, Counterfactual, EnergyStep, LedgerRecord, parse
 from carbonshift.series import FloatArray, IntArray, IntensitySeries, Signal, common_signal
 from carbonshift.traces import bundled_traces_dir, join, read_trace, traces_in
 from carbonshift.units import MAX_DURATION_S, format_duration, from_epoch_s, parse_utc_instant
@@ -77,7 +77,14 @@ class EnergyProfile(BaseModel):
 
     @classmethod
     def of_record(cls, record: LedgerRecord) -> EnergyProfile:
-        """The record's energy spread evenly over its run (the ledger keeps no power trace)."""
+        """The record's metered energy per interval (`profile`), a gap between intervals at
+        zero power; a record without one (written before profiles were kept): its energy
+        spread evenly over its run."""
+        if any(step.energy_kwh > 0 for step in record.profile):
+            return cls(
+                segments=_segments(record.profile),
+                source=f"ledger record {record.run_id} (its metered profile)",
+            )
         duration_s = (record.ended_at - record.started_at).total_seconds()
         if duration_s <= 0:
             raise BaselineError(
@@ -85,6 +92,19 @@ class EnergyProfile(BaseModel):
                 "profile: give --energy-kwh and --duration instead"
             )
         return cls.flat(record.energy_kwh, duration_s, f"ledger record {record.run_id}")
+
+
+def _segments(steps: Sequence[EnergyStep]) -> tuple[Segment, ...]:
+    parts: list[Segment] = []
+    at_s = 0.0
+    for step in sorted(steps, key=lambda x: x.offset_s):
+        if step.offset_s > at_s:  # an interval not metered: nothing drawn then
+            parts.append(Segment(duration_s=step.offset_s - at_s, power_w=0.0))
+        parts.append(
+            Segment(duration_s=step.duration_s, power_w=step.energy_kwh * 3.6e6 / step.duration_s)
+        )
+        at_s = max(at_s, step.offset_s + step.duration_s)
+    return tuple(parts)
 
 
 def profile_from(
@@ -122,17 +142,23 @@ def profile_from(
 
 
 def find_record(store: ObjectStore, run_id: str) -> LedgerRecord:
-    """The ledger record of one run, wherever its day folder is."""
-    wanted = f"/{run_id}.jsonl"
+    """The ledger record of one run, wherever its day folder is; of a flow run retried (a
+    record per attempt), the latest attempt."""
+    found: list[LedgerRecord] = []
     for key in store.list(FOLDER):
-        if key.endswith(wanted):
-            for record in parse(store.get(key).decode(), f"{store.uri}/{key}"):
-                if record.run_id == run_id:
-                    return record
-    raise BaselineError(
-        f"--ledger-record {run_id!r}: no such run in {store.uri}/{FOLDER}: check the run id and "
-        "--store"
-    )
+        name = key.rpartition("/")[2]
+        if name.startswith(f"{run_id}.") and name.endswith(".jsonl"):
+            found += [
+                r
+                for r in parse(store.get(key).decode(), f"{store.uri}/{key}")
+                if r.run_id == run_id
+            ]
+    if not found:
+        raise BaselineError(
+            f"--ledger-record {run_id!r}: no such run in {store.uri}/{FOLDER}: check the run id "
+            "and --store"
+        )
+    return max(found, key=lambda r: (r.started_at, r.ended_at))
 
 
 def history(
@@ -490,9 +516,10 @@ def completed_run_now(
     records: Sequence[LedgerRecord], folder: Path, catalog: Catalog
 ) -> dict[str, float]:
     """Pending run-now counterfactuals completed from recorded actual intensity: each record's
-    energy (flat over its run, the ledger keeps no power trace) started at the counterfactual's
-    start in its region, on the traces in `folder`; by run id. A record whose region's trace,
-    of the record's signal, does not cover that window stays pending."""
+    energy profile (`EnergyProfile.of_record`: its metered intervals, else flat over its run)
+    started at the counterfactual's start in its region, on the traces in `folder`; by run id.
+    A record whose region's trace, of the record's signal, does not cover that window stays
+    pending."""
     wanted = [r for r in records if _pending_run_now(r) is not None]
     by_signal: dict[str, dict[str, IntensitySeries]] = {}
     done: dict[str, float] = {}

@@ -1,8 +1,12 @@
 """The run ledger: one record per run segment (a run that completed, stopped, or was rescheduled),
 in the object store next to the checkpoints, for reports a team can audit.
 
-Layout: `<store>/ledger/v1/<YYYY-MM-DD of the segment's end>/<run id>.jsonl`, each object one JSON
-line (`LedgerRecord`). One object per segment, not one shared file: concurrent runs on several
+Layout: `<store>/ledger/v1/<YYYY-MM-DD of the segment's end>/<run id>.<start>.jsonl`, each object
+one JSON line (`LedgerRecord`); `<start>` is the segment's first sample (`20261128T050000.000000Z`).
+The start tells apart two attempts of one flow run (a retried flow run keeps its run id, and both
+attempts drew energy), while a task retry writing the same segment again rewrites the same
+object. Objects named `<run id>.jsonl` (before the start was in the key) are read as well, and
+rewritten where they are. One object per segment, not one shared file: concurrent runs on several
 machines would race on appends to a shared object, and an object store has no append. Reading
 the ledger lists a period's day folders and concatenates the lines, which is the JSON-lines file
 the schema describes (`carbonshift report` also writes it out as one file).
@@ -107,9 +111,14 @@ class LedgerRecord(BaseModel):
     mean_g_per_kwh: float = Field(ge=0)
     signal: str = Field(description="lca or direct: the intensity's kind (never mixed in one sum)")
     intervals_on_forecast: int = Field(
-        default=0, ge=0, description="intervals with no actual intensity: the forecast was used"
+        default=0, ge=0, description="of `intervals`, those charged the forecast (no actuals)"
     )
-    intervals: int = Field(default=0, ge=0)
+    intervals: int = Field(
+        default=0,
+        ge=0,
+        description="metered intervals that drew energy, each charged one intensity: actual, "
+        "`intervals_on_forecast` or `intervals_on_fallback`",
+    )
     counterfactuals: list[Counterfactual] = Field(default_factory=list)
     avoided_marginal_kg: float | None = Field(
         default=None, description="a MOER-based avoided-emissions estimate, shown apart"
@@ -140,8 +149,30 @@ class LedgerRecord(BaseModel):
         description="energy per interval: what a report replays to "
         "complete a pending counterfactual",
     )
+    gpu_hours: float | None = Field(
+        default=None, ge=0, description="GPUs x hours run: what embodied emissions are per"
+    )
+    embodied_kg: float | None = Field(
+        default=None,
+        ge=0,
+        description="the hardware's manufacturing emissions amortised over its GPU-hours (a "
+        "cited average, see docs/energy.md): shown apart, never added to `emissions_kg`",
+    )
+    intervals_on_fallback: int = Field(
+        default=0,
+        ge=0,
+        description="of `intervals`, those charged the fallback: the run region's annual mean, "
+        "as neither actuals nor a forecast covered them",
+    )
 
     def key(self) -> str:
+        """Where the segment lives: one object per (run id, start), in its end's day folder."""
+        day = f"{self.ended_at.astimezone(UTC):%Y-%m-%d}"
+        start = f"{self.started_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
+        return f"{FOLDER}/{day}/{self.run_id}.{start}.jsonl"
+
+    def legacy_key(self) -> str:
+        """The key before the start was in it: read, and rewritten in place, never written new."""
         return f"{FOLDER}/{self.ended_at.astimezone(UTC):%Y-%m-%d}/{self.run_id}.jsonl"
 
     def line(self) -> str:
@@ -153,9 +184,14 @@ class LedgerError(ValueError):
 
 
 def append(store: ObjectStore, record: LedgerRecord) -> str:
-    """Write the segment's record (idempotent per run id: a retried task rewrites the same
-    object); its key."""
-    key = record.key()
+    """Write the segment's record (idempotent per segment: a retried task rewrites the same
+    object; another attempt of the same flow run, starting later, gets its own); its key."""
+    return rewrite(store, record.key(), record)
+
+
+def rewrite(store: ObjectStore, key: str, record: LedgerRecord) -> str:
+    """Write a record back where it was read from (`entries`): settling or restating an older
+    record must not leave a second copy of it under today's key."""
     store.put(key, record.line().encode())
     return key
 
@@ -190,13 +226,25 @@ def _days(since: date, until: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
-def read(store: ObjectStore, since: datetime, until: datetime) -> list[LedgerRecord]:
-    """Every segment that ended in [since, until), oldest first."""
-    found: list[LedgerRecord] = []
+def entries(store: ObjectStore, since: datetime, until: datetime) -> list[tuple[str, LedgerRecord]]:
+    """Every segment that ended in [since, until) with the key it was read from, oldest first.
+    A segment (run id and start) found under both its key and its legacy one is taken once,
+    from its key."""
+    found: dict[tuple[str, datetime], tuple[str, LedgerRecord]] = {}
     for day in _days(since.astimezone(UTC).date(), until.astimezone(UTC).date()):
         for key in sorted(store.list(f"{FOLDER}/{day:%Y-%m-%d}")):
-            if key.endswith(".jsonl"):
-                found += parse(store.get(key).decode(), f"{store.uri}/{key}")
+            if not key.endswith(".jsonl"):
+                continue
+            for record in parse(store.get(key).decode(), f"{store.uri}/{key}"):
+                segment = (record.run_id, record.started_at)
+                if segment not in found or key == record.key():
+                    found[segment] = (key, record)
     return sorted(
-        (r for r in found if since <= r.ended_at < until), key=lambda r: (r.ended_at, r.run_id)
+        ((k, r) for k, r in found.values() if since <= r.ended_at < until),
+        key=lambda kr: (kr[1].ended_at, kr[1].run_id, kr[1].started_at),
     )
+
+
+def read(store: ObjectStore, since: datetime, until: datetime) -> list[LedgerRecord]:
+    """Every segment that ended in [since, until), oldest first."""
+    return [record for _, record in entries(store, since, until)]

@@ -27,7 +27,7 @@ from carbonshift.baseline import completed_run_now
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import ObjectStore
 from carbonshift.checkpoint.store import open_store
-from carbonshift.ledger import LedgerRecord, append, read
+from carbonshift.ledger import LedgerRecord, entries, rewrite
 from carbonshift.units import format_duration, parse_utc_instant
 
 DEFAULT_DAYS = 14
@@ -38,6 +38,7 @@ class ReportError(ValueError):
     """The period or the options cannot make a report; one line naming the option and the fix."""
 
 
+LOCATION_BASED = ("lca", "direct")
 MAX_DAYS = 3650  # ten years: the ledger is listed one day folder at a time
 
 
@@ -121,6 +122,12 @@ class Totals:
     captured_kg: float  # saved, over the same segments
     avoided_marginal_kg: float | None
     delays_s: tuple[float, ...]  # per job: its earliest start in the group minus submission
+    intervals: int = 0  # metered intervals that drew energy, each charged one intensity
+    on_forecast: int = 0  # of them, charged the forecast (no actuals)
+    on_fallback: int = 0  # charged the region's annual mean (no forecast either)
+    embodied_kg: float | None = None  # over the segments that have a figure; never added
+    gpu_hours: float = 0.0  # of those segments
+    embodied_segments: int = 0
 
     @property
     def saved_kg(self) -> float:
@@ -142,6 +149,7 @@ def totals(key: str, signal: str, group: Sequence[Segment]) -> Totals:
     compared = [s for s in group if s.run_now_kg is not None]
     both = [s for s in group if s.possible_kg is not None]
     marginal = [s.record.avoided_marginal_kg for s in group]
+    embodied = [s.record for s in group if s.record.embodied_kg is not None]
     first_delay: dict[str, float] = {}
     for s in group:
         job = s.record.job_id
@@ -166,6 +174,12 @@ def totals(key: str, signal: str, group: Sequence[Segment]) -> Totals:
         if all(m is None for m in marginal)
         else math.fsum(m for m in marginal if m is not None),
         delays_s=tuple(first_delay.values()),
+        intervals=sum(s.record.intervals for s in group),
+        on_forecast=sum(s.record.intervals_on_forecast for s in group),
+        on_fallback=sum(s.record.intervals_on_fallback for s in group),
+        embodied_kg=None if not embodied else math.fsum(r.embodied_kg or 0.0 for r in embodied),
+        gpu_hours=math.fsum(r.gpu_hours or 0.0 for r in embodied),
+        embodied_segments=len(embodied),
     )
 
 
@@ -222,9 +236,11 @@ def load(
     whose actuals now exist are worked out and written back to the ledger first, so the
     records are settled once and every later report reads them done."""
     store, _ = open_store(store_uri, field="store (--store)", create=False)
-    records = read(store, since, until)
+    found = entries(store, since, until)
+    records = [r for _, r in found]
     if settle is not None:
-        records = [_settled(store, r, settle, now or datetime.now(UTC)) for r in records]
+        at = now or datetime.now(UTC)
+        records = [_settled(store, key, r, settle, at) for key, r in found]
     completed = completed_run_now(records, actuals, default_catalog()) if actuals else {}
     return build(records, since, until, store.uri, completed, str(actuals or ""))
 
@@ -346,7 +362,7 @@ def _headline(t: Totals, actuals: str) -> list[str]:
         lines.append(
             f"- Completed by this report: {_n(t.completed, 'run-now counterfactual')} pending in "
             f"the ledger, from the recorded actual intensity in `{actuals}` (the segment's "
-            "energy spread evenly over its run)."
+            "metered energy per interval; spread evenly over its run where the record has none)."
         )
     if t.pending:
         lines.append(
@@ -374,6 +390,22 @@ def _headline(t: Totals, actuals: str) -> list[str]:
         f"- Delay per job: median {_delay(t.delay(50))}, p90 {_delay(t.delay(90))}, "
         f"max {_delay(t.delay(100))} ({_n(len(t.delays_s), 'job')})."
     )
+    if t.on_forecast or t.on_fallback:
+        actual = max(t.intervals - t.on_forecast - t.on_fallback, 0)
+        lines.append(
+            f"- Intensity: actual for {actual} of {t.intervals} metered intervals that drew "
+            f"energy; {t.on_forecast} on the forecast, {t.on_fallback} on the fallback (the "
+            "region's annual mean, no forecast either): those intervals' emissions are estimates."
+        )
+    if t.embodied_kg is not None:
+        from carbonshift.accounting import EMBODIED_KG_PER_GPU_HOUR, EMBODIED_SOURCE
+
+        lines.append(
+            f"- Embodied emissions (hardware manufacturing, an estimate shown apart, not added): "
+            f"{t.embodied_kg:.3f} kg CO2e over {t.gpu_hours:.1f} GPU-hours of "
+            f"{t.embodied_segments} of {_n(t.segments, 'segment')}, at "
+            f"{EMBODIED_KG_PER_GPU_HOUR * 1000:.1f} g CO2e per GPU-hour ({EMBODIED_SOURCE})."
+        )
     if t.avoided_marginal_kg is not None:
         lines.append(
             f"- Avoided emissions, marginal (MOER) estimate, shown apart and not added: "
@@ -385,9 +417,10 @@ def _headline(t: Totals, actuals: str) -> list[str]:
 CSV_COLUMNS = (
     "run_id", "job", "job_id", "previous_run_id", "outcome", "region", "instance_type",
     "submitted_at", "started_at", "ended_at", "delay_s", "energy_kwh", "energy_measured",
-    "pue", "emissions_kg", "mean_g_per_kwh", "signal", "intervals_on_forecast",
+    "pue", "emissions_kg", "mean_g_per_kwh", "signal", "intervals", "intervals_on_forecast",
+    "intervals_on_fallback",
     "run_now_kg", "run_now_pending", "run_now_completed", "best_in_hindsight_kg", "saved_kg",
-    "possible_kg", "avoided_marginal_kg", "cost_usd",
+    "possible_kg", "avoided_marginal_kg", "cost_usd", "gpu_hours", "embodied_kg",
 )  # fmt: skip
 
 
@@ -405,11 +438,13 @@ def rows(report: Report) -> list[dict[str, Any]]:
             "delay_s": r.delay_s, "energy_kwh": r.energy_kwh,
             "energy_measured": r.energy_measured, "pue": r.pue, "emissions_kg": r.emissions_kg,
             "mean_g_per_kwh": r.mean_g_per_kwh, "signal": r.signal,
-            "intervals_on_forecast": r.intervals_on_forecast, "run_now_kg": s.run_now_kg,
+            "intervals": r.intervals, "intervals_on_forecast": r.intervals_on_forecast,
+            "intervals_on_fallback": r.intervals_on_fallback, "run_now_kg": s.run_now_kg,
             "run_now_pending": s.run_now_pending, "run_now_completed": s.run_now_completed,
             "best_in_hindsight_kg": s.best_kg,
             "saved_kg": _clean(s.saved_kg), "possible_kg": _clean(s.possible_kg),
             "avoided_marginal_kg": r.avoided_marginal_kg, "cost_usd": r.cost_usd,
+            "gpu_hours": r.gpu_hours, "embodied_kg": r.embodied_kg,
         })  # fmt: skip
     return out
 
@@ -432,6 +467,7 @@ def job_rows(report: Report) -> list[dict[str, Any]]:
             "share_of_possible_pct": rounded(_times_100(t.share_of_possible), 1),
             "delay": _delay(t.delay(0)),
             "pending": t.pending,
+            "embodied_kg_apart": rounded(t.embodied_kg, 4),
         }
         for t in report.by_job()
     ]
@@ -484,16 +520,19 @@ def daily(report: Report, signal: str) -> tuple[list[date], list[float], list[fl
 
 
 def chart_svg(report: Report) -> str:
-    from carbonshift.study_charts import report_chart_svg  # matplotlib: only when drawn
+    """Emitted and run-now kg per day, one panel per signal (as the totals are per signal)."""
+    from carbonshift.study_charts import Panel, report_chart_svg  # matplotlib: only when drawn
 
-    signal = report.overall()[0].signal if not report.empty else "lca"
-    span, emitted, run_now = daily(report, signal)
+    signals = list(dict.fromkeys(t.signal for t in report.overall())) or ["lca"]
+    panels = []
+    for signal in signals:
+        _, emitted, run_now = daily(report, signal)
+        kind = "location-based" if signal in LOCATION_BASED else "marginal, shown apart"
+        panels.append(Panel(f"{signal} intensity ({kind})", emitted, run_now))
     return report_chart_svg(
-        span,
-        emitted,
-        run_now,
-        title=f"kg CO2 per day, {signal} intensity, "
-        f"{report.since:%Y-%m-%d} to {report.until:%Y-%m-%d}",
+        days(report),
+        panels,
+        title=f"kg CO2 per day, {report.since:%Y-%m-%d} to {report.until:%Y-%m-%d}",
     )
 
 
@@ -511,6 +550,9 @@ def as_json(report: Report) -> dict[str, Any]:
             "captured_kg": t.captured_kg, "share_of_possible": t.share_of_possible,
             "delay_median_s": t.delay(50), "delay_p90_s": t.delay(90),
             "delay_max_s": t.delay(100), "avoided_marginal_kg": t.avoided_marginal_kg,
+            "intervals": t.intervals, "intervals_on_forecast": t.on_forecast,
+            "intervals_on_fallback": t.on_fallback, "embodied_kg": t.embodied_kg,
+            "gpu_hours": t.gpu_hours,
         }  # fmt: skip
 
     return {
@@ -558,9 +600,9 @@ def write(report: Report, folder: Path) -> list[Path]:
 
 
 def _settled(
-    store: ObjectStore, record: LedgerRecord, settle: Actuals, now: datetime
+    store: ObjectStore, key: str, record: LedgerRecord, settle: Actuals, now: datetime
 ) -> LedgerRecord:
     done = complete(record, settle, now)
     if done != record:
-        append(store, done)  # the same key: the record, now with its counterfactuals
+        rewrite(store, key, done)  # where it was read: the record, now with its counterfactuals
     return done

@@ -1,5 +1,6 @@
 """The studies' charts as SVG (matplotlib's Figure API, no pyplot state): the baseline heat-map
-of emissions by hour of day x region, and the report's emissions per day against run-now.
+of emissions by hour of day x region, and the report's emissions per day against run-now (one
+panel per signal).
 
 The output is deterministic (a fixed `svg.hashsalt`, no date in the metadata) so that the same
 figures give the same bytes, and text stays text (`svg.fonttype: none`): labels are searchable
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -84,37 +86,44 @@ def baseline_heatmap_svg(s: BaselineStudy) -> str:
     return _svg(fig)
 
 
-def report_chart_svg(
-    days: Sequence[date],
-    emitted_kg: Sequence[float],
-    run_now_kg: Sequence[float | None],
-    *,
-    title: str,
-) -> str:
-    """Emitted kg per day (bars, by the day a segment ended) and what the same runs would have
-    emitted started at once in their home region (dots; only days where every run-now figure
-    is known)."""
+@dataclass(frozen=True)
+class Panel:
+    """One signal's daily figures in the report chart: kg of different signals are never drawn
+    on one axis, as the report's tables never sum them."""
+
+    label: str  # e.g. "lca intensity (location-based)"
+    emitted_kg: Sequence[float]
+    run_now_kg: Sequence[float | None]
+
+
+def report_chart_svg(days: Sequence[date], panels: Sequence[Panel], *, title: str) -> str:
+    """One panel per signal, stacked on the same days: emitted kg per day (bars, by the day a
+    segment ended) and what the same runs would have emitted started at once in their home
+    region (dots; only days where every run-now figure is known)."""
     with matplotlib.rc_context(RC):
-        fig = Figure(figsize=(9, 3.6))
-        ax = fig.add_subplot()
+        fig = Figure(figsize=(9, 0.6 + 3.0 * max(len(panels), 1)))
+        axes = fig.subplots(max(len(panels), 1), 1, sharex=True, squeeze=False)[:, 0]
         x = np.arange(len(days))
-        ax.bar(x, emitted_kg, color="#1b9e77", label="emitted (actual intensity)")
-        known = [(i, v) for i, v in enumerate(run_now_kg) if v is not None]
-        if known:
-            ax.plot(
-                [i for i, _ in known],
-                [v for _, v in known],
-                "o",
-                color="#d95f02",
-                label="run now, home region",
-            )
+        for ax, panel in zip(axes, panels, strict=False):
+            ax.bar(x, panel.emitted_kg, color="#1b9e77", label="emitted (actual intensity)")
+            known = [(i, v) for i, v in enumerate(panel.run_now_kg) if v is not None]
+            if known:
+                ax.plot(
+                    [i for i, _ in known],
+                    [v for _, v in known],
+                    "o",
+                    color="#d95f02",
+                    label="run now, home region",
+                )
+            ax.set_ylabel("kg CO2")
+            ax.set_ylim(bottom=0)
+            ax.grid(axis="y", color="#dddddd")
+            ax.set_axisbelow(True)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # off the bars
+            ax.set_title(panel.label, loc="left", fontsize=9)
         step = max(1, len(days) // 14)
-        ax.set_xticks(x[::step], [f"{d:%m-%d}" for d in days][::step])
-        ax.set_xlabel("day the run segment ended (UTC)")
-        ax.set_ylabel("kg CO2")
-        ax.set_ylim(bottom=0)
-        ax.grid(axis="y", color="#dddddd")
-        ax.set_axisbelow(True)
-        ax.legend(loc="upper left", frameon=False)
-        ax.set_title(title)
+        last = axes[-1]
+        last.set_xticks(x[::step], [f"{d:%m-%d}" for d in days][::step])
+        last.set_xlabel("day the run segment ended (UTC)")
+        fig.suptitle(title)
     return _svg(fig)

@@ -342,7 +342,8 @@ def test_a_run_on_the_fallback_only_takes_the_baselines_signal() -> None:
     samples = [Sample(S, 0.0), Sample(S + 3600, KWH)]
     acc = account(samples, None, None, None, 0, 300)
     record = settle(segment(samples, acc, home_signal="lca"), actuals_from({}), LATER)
-    assert record.signal == "lca" and record.intervals_on_forecast == 1
+    assert record.signal == "lca" and record.intervals_on_fallback == 1
+    assert record.intervals_on_forecast == 0 and record.intervals == 1
     assert all(c.pending for c in record.counterfactuals)
 
 
@@ -425,3 +426,54 @@ def test_best_in_hindsight_leaves_out_a_region_on_another_signal() -> None:
                              LATER)
     # east's 10 g/kWh of MOER would win a mixed minimum; on one signal, west is the best.
     assert best.signal == WEST.signal.value and best.region == "west"
+
+
+def test_interval_counts_skip_idle_intervals_and_name_the_fallback() -> None:
+    """Four 15-minute intervals: 1 kWh on actuals, an idle one (0 kWh: charged nothing), 1 kWh
+    on the forecast only, 1 kWh on neither (the fallback, the region's annual mean)."""
+    samples = [Sample(S + 900 * i, e * KWH) for i, e in enumerate([0, 1, 1, 2, 3])]
+    actual = series_at([100.0], step_min=15, zone="west")
+    forecast = series_at([200.0] * 3, step_min=15, zone="west")
+    acc = account(samples, actual, forecast, None, 0, 999)
+    record = settle(segment(samples, acc), actuals_from({}), T0 + timedelta(hours=1))
+    # charged intervals: 3 = 1 actual + 1 forecast + 1 fallback; the idle one is none of them
+    assert (record.intervals, record.intervals_on_forecast, record.intervals_on_fallback) == (
+        3, 1, 1)
+    assert [e.source for e in record.estimated] == ["forecast", "fallback"]
+    assert record.emissions_kg == pytest.approx(0.1 + 0.2 + 0.999)
+
+
+def test_restate_rewrites_the_latest_attempt_in_place(tmp_path: Path) -> None:
+    from carbonshift import ledger
+    from carbonshift.accounting import restate
+    from carbonshift.checkpoint import LocalStore
+
+    samples = [Sample(S + 7200 + 900 * i, i * 0.5 * KWH) for i in range(5)]
+    record = settle(segment(samples, account(samples, WEST, None, None, 0, 999),
+                            outcome="rescheduled"), actuals_from({}), LATER)
+    earlier = record.model_copy(update={"started_at": T0, "ended_at": T0 + timedelta(hours=1),
+                                         "outcome": "failed"})
+    store = LocalStore(tmp_path)
+    store.put(record.legacy_key(), record.line().encode())  # an older writer's key
+    ledger.append(store, earlier)  # the flow run's first attempt
+    assert restate(store, "run-2", "stopped", T0 + timedelta(hours=4)) is not None
+    found = ledger.entries(store, T0, T0 + timedelta(days=1))
+    assert [(k, r.outcome) for k, r in found] == [
+        (earlier.key(), "failed"), (record.legacy_key(), "stopped")]
+
+
+def test_embodied_emissions_per_gpu_hour_are_apart_from_the_operational() -> None:
+    """4 GPUs for one hour: 4 GPU-hours x 11,200 kg / 1,082,990 GPU-hours (BLOOM's figures)."""
+    from carbonshift.accounting import EMBODIED_KG_PER_GPU_HOUR
+
+    samples = [Sample(S + 7200 + 900 * i, i * 0.5 * KWH) for i in range(5)]
+    acc = account(samples, WEST, None, None, 0, 999)
+    fetch = actuals_from({"east": EAST, "west": WEST})
+    record = settle(segment(samples, acc, gpus=4), fetch, LATER)
+    assert abs(EMBODIED_KG_PER_GPU_HOUR - 0.010342) < 1e-6
+    assert record.gpu_hours == pytest.approx(4.0)
+    assert record.embodied_kg == pytest.approx(4 * 11_200 / 1_082_990)
+    assert record.emissions_kg == pytest.approx(0.2)  # operational only: nothing added
+    assert figures(record).saved_kg == pytest.approx(0.4)
+    unknown = settle(segment(samples, acc), fetch, LATER)  # GPU count unknown: no figure
+    assert unknown.embodied_kg is None and unknown.gpu_hours is None

@@ -146,7 +146,7 @@ def test_emissions_markdown() -> None:
             in text)
     assert "| share of possible savings | 15% |" in text  # 0.006 of a possible 0.040
     assert "| delay against submission | 1 h 30 min |" in text
-    assert "actual for 4 of 6 intervals; 2 on the forecast" in text
+    assert "actual for 4 of 6 intervals that drew energy; 2 on the forecast" in text
     assert "step 1200/3000 (stop requested)" in text
     snapshot("emissions_markdown.md", text)
     done = TrainingOutcome(True, 3000, 3000, "file:///c/ckpt-000000003000")
@@ -176,3 +176,26 @@ def test_emissions_markdown_pending_and_marginal() -> None:
     assert "| emissions, location-based (lca) | 0.0390 kg CO2 |" in text
     assert "avoided-emissions estimate (marginal, MOER) | 0.2000 kg CO2 (40.0%) |" in text
     assert "never added to it" in text
+
+
+def test_emissions_markdown_counts_intervals_and_names_what_stood_in() -> None:
+    record = emissions_record(
+        intervals=5, intervals_on_forecast=1, intervals_on_fallback=2,
+        estimated=[Estimated(start=T0 + timedelta(minutes=100), end=T0 + timedelta(minutes=105),
+                             source="forecast"),
+                   Estimated(start=T0 + timedelta(minutes=110), end=T0 + timedelta(minutes=120),
+                             source="fallback")])
+    text = emissions_markdown(record, "m", None, None)
+    assert ("actual for 2 of 5 intervals that drew energy; 1 on the forecast, 2 on the fallback "
+            "(the region's annual mean, no forecast either): 2020-01-01 01:40-01:45 UTC "
+            "(forecast), 2020-01-01 01:50-02:00 UTC (fallback)") in text
+
+
+def test_emissions_markdown_shows_embodied_emissions_apart() -> None:
+    text = emissions_markdown(emissions_record(gpu_hours=2.0, embodied_kg=0.0207), "m", None,
+                              None)
+    assert "| embodied emissions, manufacturing (apart, not added) | 0.0207 kg CO2e |" in text
+    assert "| emissions, location-based (lca) | 0.0390 kg CO2 |" in text  # not added to
+    assert ("2.00 GPU-hours x 10.3 g CO2e per GPU-hour (Luccioni et al. 2023 (BLOOM: 11.2 t "
+            "CO2eq over 1,082,990 A100 GPU-hours))") in text
+    assert "embodied" not in emissions_markdown(emissions_record(), "m", None, None)

@@ -279,3 +279,37 @@ def test_naive_since_and_until_are_utc(tmp_path: Path, catalog: Catalog) -> None
     s = two_region_study(tmp_path, catalog, since=datetime(2023, 1, 2, 2),
                          until=datetime(2023, 1, 2, 5))
     assert [datetime.fromtimestamp(int(t), UTC).hour for t in s.starts_s] == [2, 3]
+
+
+def test_a_ledger_record_with_a_metered_profile_gives_that_profile() -> None:
+    """1.5 kWh in 30 min (3 kW), nothing metered for 30 min (a gap: 0 W), 0.5 kWh in 60 min."""
+    from carbonshift.ledger import EnergyStep
+
+    record = LedgerRecord(
+        run_id="run-9", job="nightly", job_id="run-9", outcome="completed", region=LONDON,
+        instance_type="g5.xlarge", started_at=datetime(2026, 5, 1, 8, tzinfo=UTC),
+        ended_at=datetime(2026, 5, 1, 10, tzinfo=UTC), energy_kwh=2.0, energy_measured=True,
+        emissions_kg=0.1, mean_g_per_kwh=50, signal="lca",
+        profile=[EnergyStep(offset_s=0, duration_s=1800, energy_kwh=1.5),
+                 EnergyStep(offset_s=3600, duration_s=3600, energy_kwh=0.5)])
+    p = EnergyProfile.of_record(record)
+    assert [(s.duration_s, s.power_w) for s in p.segments] == [
+        (1800, pytest.approx(3000)), (1800, 0.0), (3600, pytest.approx(500))]
+    assert p.energy_kwh == pytest.approx(2.0) and p.duration_s == 7200
+    assert p.source == "ledger record run-9 (its metered profile)"
+
+
+def test_a_retried_runs_latest_attempt_is_studied(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    first = LedgerRecord(
+        run_id="run-7", job="nightly", job_id="run-7", outcome="failed", region=LONDON,
+        instance_type="g5.xlarge", started_at=datetime(2026, 5, 1, 8, tzinfo=UTC),
+        ended_at=datetime(2026, 5, 1, 9, tzinfo=UTC), energy_kwh=0.5, energy_measured=True,
+        emissions_kg=0.05, mean_g_per_kwh=100, signal="lca")
+    second = first.model_copy(update={
+        "outcome": "completed", "started_at": datetime(2026, 5, 1, 10, tzinfo=UTC),
+        "ended_at": datetime(2026, 5, 1, 12, tzinfo=UTC), "energy_kwh": 1.0})
+    append(store, second)
+    append(store, first)
+    append(store, first.model_copy(update={"run_id": "run-77"}))  # a prefix of no concern
+    assert baseline.find_record(store, "run-7") == second

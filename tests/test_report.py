@@ -18,7 +18,7 @@ from carbonshift import report
 from carbonshift.checkpoint import LocalStore
 from carbonshift.checkpoint.store import open_store
 from carbonshift.cli import main
-from carbonshift.ledger import Counterfactual, LedgerRecord, append, parse
+from carbonshift.ledger import Counterfactual, EnergyStep, LedgerRecord, append, parse
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)
@@ -260,3 +260,171 @@ def test_the_cli_completes_with_traces(
                  "--traces", str(traces), "--json"]) == 0
     totals = json.loads(capsys.readouterr().out)["totals"][0]
     assert (totals["completed_segments"], totals["pending_segments"]) == (1, 0)
+
+
+def profiled(run_id: str = "p1") -> LedgerRecord:
+    """2 kWh over 05:00-07:00 on 2026-11-28, all of it in the first hour (the second idle);
+    its run-now counterfactual (Virginia, from 05:00) pending."""
+    started = datetime(2026, 11, 28, 5, tzinfo=UTC)
+    return LedgerRecord(
+        run_id=run_id, job="p", job_id=run_id, outcome="completed", region=LONDON,
+        instance_type="g5.xlarge", submitted_at=started, planned_at=started,
+        started_at=started, ended_at=started + timedelta(hours=2), energy_kwh=2.0,
+        energy_measured=True, emissions_kg=0.2, mean_g_per_kwh=100, signal="lca",
+        home_region=VIRGINIA, counterfactuals=[Counterfactual(
+            kind="run-now-home", region=VIRGINIA, start=started, pending=True)],
+        profile=[EnergyStep(offset_s=0, duration_s=1800, energy_kwh=1.5),
+                 EnergyStep(offset_s=1800, duration_s=1800, energy_kwh=0.5),
+                 EnergyStep(offset_s=3600, duration_s=3600, energy_kwh=0.0)])
+
+
+def stepped_trace(folder: Path) -> Path:
+    """Virginia's actuals: 100 g/kWh 05:00-06:00, 500 g/kWh 06:00-07:00 on 2026-11-28."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["2026-11-28T04:00Z,900", "2026-11-28T05:00Z,100", "2026-11-28T06:00Z,500",
+            "2026-11-28T07:00Z,900"]
+    (folder / "US-MIDA-PJM_actual.csv").write_text("timestamp,g_per_kwh\n" + "\n".join(rows))
+    return folder
+
+
+def test_traces_complete_a_run_now_with_the_records_energy_profile(tmp_path: Path) -> None:
+    """All 2 kWh fell in the first hour (100 g/kWh): 0.2 kg. Spread flat over both hours it
+    would be 1 kWh x 100 + 1 kWh x 500 = 0.6 kg, which is not what the run drew."""
+    store = LocalStore(tmp_path / "s")
+    append(store, profiled())
+    traces = stepped_trace(tmp_path / "t")
+    r = report.load(str(store.root), *report.period(NOW, None, None, None), traces)
+    assert r.segments[0].run_now_kg == pytest.approx(0.2)
+
+
+def test_the_settle_path_and_the_traces_path_agree(tmp_path: Path) -> None:
+    """The report flow settles from the providers (accounting.complete, the record's profile);
+    `--traces` completes from recorded traces: the same record, the same actuals, one figure."""
+    from carbonshift.traces import read_trace
+
+    traces = stepped_trace(tmp_path / "t")
+    (path,) = traces.iterdir()
+    series = read_trace(path, signal="lca")
+    store = LocalStore(tmp_path / "s")
+    append(store, profiled())
+    period = report.period(NOW, None, None, None)
+    by_traces = report.load(str(store.root), *period, traces).segments[0].run_now_kg
+    settled = report.load(str(store.root), *period, settle=lambda region, a, b: series, now=NOW)
+    assert settled.segments[0].run_now_kg == pytest.approx(0.2) == by_traces
+
+
+def test_a_record_without_a_profile_is_settled_flat_not_at_zero(tmp_path: Path) -> None:
+    """An older record has no profile: its energy spread evenly, 1 kWh x 100 + 1 kWh x 500."""
+    from carbonshift.traces import read_trace
+
+    (path,) = stepped_trace(tmp_path / "t").iterdir()
+    series = read_trace(path, signal="lca")
+    store = LocalStore(tmp_path / "s")
+    append(store, profiled().model_copy(update={"profile": []}))
+    period = report.period(NOW, None, None, None)
+    settled = report.load(str(store.root), *period, settle=lambda region, a, b: series, now=NOW)
+    assert settled.segments[0].run_now_kg == pytest.approx(0.6)
+    by_traces = report.load(str(store.root), *period, tmp_path / "t").segments[0].run_now_kg
+    assert by_traces == pytest.approx(0.6)
+
+
+def test_intervals_stood_in_for_are_counted_and_named(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    counted = {"intervals": 10, "intervals_on_forecast": 2, "intervals_on_fallback": 3}
+    append(store, record("x", "x", LONDON, NOW - timedelta(days=1), 1.0).model_copy(
+        update=counted))
+    append(store, record("y", "y", LONDON, NOW - timedelta(days=1), 1.0).model_copy(
+        update={"intervals": 4}))
+    r = report.load(str(store.root), NOW - timedelta(days=2), NOW)
+    (t,) = r.overall()
+    assert (t.intervals, t.on_forecast, t.on_fallback) == (14, 2, 3)
+    assert ("- Intensity: actual for 9 of 14 metered intervals that drew energy; 2 on the "
+            "forecast, 3 on the fallback (the region's annual mean, no forecast either)"
+            in report.markdown(r))
+    row = next(csv.DictReader(io.StringIO(report.csv_text(r))))
+    assert (row["intervals"], row["intervals_on_forecast"], row["intervals_on_fallback"]) == (
+        "10", "2", "3")
+    assert report.as_json(r)["totals"][0]["intervals_on_fallback"] == 3
+
+
+def test_the_chart_draws_each_signal_in_its_own_panel(tmp_path: Path) -> None:
+    """A ledger on two signals: one labelled panel per signal, as the tables keep them apart,
+    each with its own days' figures (never one bar summing kg of both)."""
+    import re
+
+    store = LocalStore(tmp_path / "s")
+    append(store, record("x", "x", LONDON, NOW - timedelta(days=1), 1.0, signal="lca",
+                         run_now=2.0))
+    append(store, record("y", "y", LONDON, NOW - timedelta(days=1), 3.0, signal="moer"))
+    r = report.load(str(store.root), NOW - timedelta(days=2), NOW)
+    svg = report.chart_svg(r)
+    assert len(re.findall(r'<g id="axes_\d+">', svg)) == 2
+    assert "lca intensity (location-based)" in svg and "moer intensity" in svg
+    assert report.daily(r, "lca")[1][-2] == 1.0 and report.daily(r, "moer")[1][-2] == 3.0
+    assert svg == report.chart_svg(r)  # deterministic
+
+
+def attempt(started: datetime, kg: float) -> LedgerRecord:
+    """One attempt of flow run `retried` (a retried flow run keeps its id), one hour long."""
+    return record("retried", "r", LONDON, started + timedelta(hours=2), kg).model_copy(
+        update={"started_at": started, "ended_at": started + timedelta(hours=1)})
+
+
+def test_both_attempts_of_a_retried_flow_run_are_kept_and_counted(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    first = attempt(NOW - timedelta(hours=6), 1.0)  # failed after an hour: it drew energy
+    second = attempt(NOW - timedelta(hours=4), 2.0)
+    assert append(store, first) != append(store, second)
+    r = report.load(str(store.root), NOW - timedelta(days=1), NOW)
+    assert [s.record.emissions_kg for s in r.segments] == [1.0, 2.0]
+    (t,) = r.overall()
+    assert (t.segments, t.emissions_kg, t.energy_kwh) == (2, 3.0, 20.0)
+
+
+def test_a_task_retry_writing_the_same_segment_again_is_one_record(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    segment = attempt(NOW - timedelta(hours=6), 1.0)
+    key = append(store, segment)
+    # settled later: the same segment, now with a figure, rewrites the same object
+    assert append(store, segment.model_copy(update={"cost_usd": 3.0})) == key
+    assert key == f"ledger/v1/{NOW:%Y-%m-%d}/retried.20261130T030000.000000Z.jsonl"
+    (only,) = report.load(str(store.root), NOW - timedelta(days=1), NOW).segments
+    assert only.record.cost_usd == 3.0
+
+
+def test_records_under_the_older_key_are_read_and_settled_in_place(tmp_path: Path) -> None:
+    """`ledger/v1/<day>/<run id>.jsonl`, written before the start was in the key: read, and
+    rewritten where it is (never copied under the new key, which would count it twice)."""
+    from carbonshift.ledger import entries, read
+    from carbonshift.traces import read_trace
+
+    store = LocalStore(tmp_path / "s")
+    old = profiled()
+    store.put(old.legacy_key(), old.line().encode())
+    period = report.period(NOW, None, None, None)
+    (path,) = stepped_trace(tmp_path / "t").iterdir()
+    series = read_trace(path, signal="lca")
+    settled = report.load(str(store.root), *period, settle=lambda region, a, b: series, now=NOW)
+    assert settled.segments[0].run_now_kg == pytest.approx(0.2)
+    assert [k for k, _ in entries(store, *period)] == [old.legacy_key()]
+    (back,) = read(store, *period)
+    assert not back.counterfactuals[0].pending  # settled in place
+    # the same segment under both keys (an older writer and a newer one): counted once
+    append(store, back)
+    assert [k for k, _ in entries(store, *period)] == [back.key()]
+
+
+def test_embodied_emissions_are_totalled_apart(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    append(store, record("x", "x", LONDON, NOW - timedelta(days=1), 1.0).model_copy(
+        update={"gpu_hours": 8.0, "embodied_kg": 0.08}))
+    append(store, record("y", "y", LONDON, NOW - timedelta(days=1), 2.0))  # no figure
+    r = report.load(str(store.root), NOW - timedelta(days=2), NOW)
+    (t,) = r.overall()
+    assert t.emissions_kg == 3.0  # operational only
+    assert (t.embodied_kg, t.gpu_hours, t.embodied_segments) == (0.08, 8.0, 1)
+    assert ("- Embodied emissions (hardware manufacturing, an estimate shown apart, not added): "
+            "0.080 kg CO2e over 8.0 GPU-hours of 1 of 2 segments") in report.markdown(r)
+    rows = list(csv.DictReader(io.StringIO(report.csv_text(r))))
+    assert [row["embodied_kg"] for row in rows] == ["0.08", ""]
+    assert report.as_json(r)["totals"][0]["embodied_kg"] == 0.08
