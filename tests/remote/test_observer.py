@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from carbonshift.checkpoint import CheckpointManager, LocalStore
+from carbonshift.energy import Sample
 from carbonshift.remote import HEARTBEAT_LOST, RemoteRunFailed, RemoteTrainer, spec_for
 from carbonshift.remote.protocol import (
     HEARTBEAT,
@@ -208,3 +209,22 @@ def test_the_last_heartbeat_and_the_status_read_together_end_on_the_statuss_ener
     assert trainer(ctx).completed
     assert trainer.meter.read_j() == 300.0 and seen == [Progress(100, 100)]
     assert [s.energy_j for s in trainer.samples()] == [290.0, 300.0]
+
+
+def test_a_status_stamped_with_the_last_heartbeats_time_still_counts_its_energy(
+        store: LocalStore) -> None:
+    trainer, ctx, vm, clock, _ = setup(store)
+
+    def the_end() -> None:
+        vm.beat(100, energy_j=290.0, at_s=T0 + 1000)
+        vm.status("completed", 100, energy_j=300.0)  # at T0 + 1000 too: the same instant
+
+    clock.at(5, lambda: vm.beat(50, energy_j=100.0, at_s=T0 + 500))
+    clock.at(10, the_end)
+    assert trainer(ctx).completed
+    assert [s.energy_j for s in trainer.samples()] == [100.0, 300.0]
+    # On the flow's clock (the VM's reads 1000 s ahead here), the final reading is the run's
+    # last sample: all 300 J in the window.
+    samples = trainer.meter.samples_between(T0, T0 + 20)
+    assert samples[-1] == Sample(T0 + 20, 300.0) and samples[0] == Sample(T0, 0.0)
+    assert trainer.meter.pue == trainer.spec.meter.pue
