@@ -14,11 +14,13 @@ import threading
 from dataclasses import dataclass, field
 
 from carbonshift.checkpoint import CheckpointManager, ObjectStore, open_store
-from carbonshift.energy import Sample
+from carbonshift.energy import J_PER_KWH, Sample
+from carbonshift.meters.nvml import DeviceEnergy
 from carbonshift.remote.protocol import (
     HEARTBEAT,
     SPEC,
     STATUS,
+    DeviceReading,
     Heartbeat,
     ProtocolError,
     RunSpec,
@@ -51,11 +53,31 @@ class RemoteMeter:
         self.readings: list[Reading] = []
         self._delay_s = delay_s  # the flow's polling delay: see carbonshift.remote.timeline
         self._energy_j = 0.0
+        self._devices: list[DeviceReading] = []
 
-    def update(self, energy_j: float, label: str) -> None:
+    def update(
+        self, energy_j: float, label: str, devices: list[DeviceReading] | None = None
+    ) -> None:
         self._energy_j, self.label = energy_j, f"{label} (on the instance)"
+        self._devices = list(devices or [])
 
-    def record(self, vm_at_s: float, seen_s: float, energy_j: float, label: str) -> None:
+    def devices(self) -> list[DeviceEnergy]:
+        """Each GPU's energy (before PUE, since the VM's agent started) as the latest heartbeat
+        or status reported it; none when the VM sends only its total (an older agent, or no
+        NVML there)."""
+        return [
+            DeviceEnergy(d.index, d.uuid, d.name, d.method, d.energy_kwh * J_PER_KWH)
+            for d in self._devices
+        ]
+
+    def record(
+        self,
+        vm_at_s: float,
+        seen_s: float,
+        energy_j: float,
+        label: str,
+        devices: list[DeviceReading] | None = None,
+    ) -> None:
         """A reading of the VM's; one at or before the newest (a status written in the same
         instant as the last heartbeat, a VM clock that stepped back) replaces its energy."""
         last = self.readings[-1] if self.readings else None
@@ -63,7 +85,7 @@ class RemoteMeter:
             self.readings.append(Reading(vm_at_s, seen_s, energy_j))
         else:
             self.readings[-1] = Reading(last.vm_at_s, last.seen_s, max(energy_j, last.energy_j))
-        self.update(energy_j, label)
+        self.update(energy_j, label, devices)
 
     def read_j(self) -> float:
         return self._energy_j
@@ -171,7 +193,9 @@ class RemoteTrainer:
         fresh = self._heartbeat(ctx, beat, seen_s)
         if status is not None and status.attempt == self.spec.attempt:  # after the last beat
             self._status = status
-            self.meter.record(status.at_s, seen_s, status.energy_j, status.meter_label)
+            self.meter.record(
+                status.at_s, seen_s, status.energy_j, status.meter_label, status.devices
+            )
         return fresh
 
     def _heartbeat(self, ctx: TrainingContext, beat: Heartbeat | None, seen_s: float) -> bool:
@@ -180,7 +204,7 @@ class RemoteTrainer:
             return False
         self._last = (beat.seq, beat.at_s)
         self._notice = beat.notice or self._notice
-        self.meter.record(beat.at_s, seen_s, beat.energy_j, beat.meter_label)
+        self.meter.record(beat.at_s, seen_s, beat.energy_j, beat.meter_label, beat.devices)
         if ctx.on_progress is not None and beat.total_steps:
             # The Supervisor takes the first report for the resume point: give it the VM's.
             first = beat.first_step if self._forwarded == 0 else None

@@ -236,6 +236,7 @@ class Supervisor:
         timed = getattr(self.meter, "samples_between", None)
         if callable(timed):  # a remote meter: the VM's readings, on this clock (see the meter)
             samples = timed(samples[0].at_s, samples[-1].at_s)
+            first_devices = None  # they count from the VM's agent's start, as its samples do
         accounting = self._account(placement, samples)
         return RunReport(
             job=job.name,

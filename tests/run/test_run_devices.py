@@ -13,10 +13,13 @@ from carbonshift.energy import EnergyMeter, EstimateMeter
 from carbonshift.meters import close_meter
 from carbonshift.meters.nvml import DeviceEnergy as GpuEnergy
 from carbonshift.meters.nvml import MeterError
+from carbonshift.remote.observer import RemoteMeter
+from carbonshift.remote.protocol import DeviceReading
 from carbonshift.run import RunReport, Supervisor, run_meter
 from carbonshift.run.supervisor import _pue, devices_of
+from carbonshift.training import TrainingContext, TrainingOutcome
 from tests.fakes.nvml import FakeGpu, FakeNvml
-from tests.run.fakes import FakeClock, placement
+from tests.run.fakes import START, FakeClock, placement
 from tests.run.test_supervisor import JOB, Run
 
 
@@ -143,3 +146,27 @@ def test_an_estimates_row_is_before_its_pue_like_the_boards() -> None:
     (row,) = report.devices
     assert report.pue == 1.15
     assert row.energy_kwh * 1.15 == pytest.approx(report.accounting.energy_kwh)
+
+
+def test_a_remote_runs_gpus_are_its_device_rows_and_its_ledgers(catalog: Catalog) -> None:
+    run = Run(actual_g=200.0, trains_for_s=1800.0)
+    meter = RemoteMeter(pue=1.15)
+    gpus = [DeviceReading(index=i, uuid=f"GPU-{i}", name="NVIDIA A10G", energy_kwh=0.1 * (i + 1),
+                          measured=True) for i in range(2)]
+    total_j = 0.3 * 3.6e6 * 1.15  # what the agent sends: the boards' sum x the PUE
+    # The VM's one reading (as the observer records it while the run goes on).
+    original = run.trainer.__call__
+
+    def trainer(ctx: TrainingContext) -> TrainingOutcome:
+        meter.record(START + 1700, START + 1700, total_j, "measured: NVML", gpus)
+        return original(ctx)
+
+    report = Supervisor(run.compute, meter, run.actuals, run.clock, run.rule).run(
+        JOB, run.where, "run-1", run.ctx, trainer)
+    assert [(d.device, d.energy_kwh, d.measured) for d in report.devices] == [
+        ("GPU 0 NVIDIA A10G", pytest.approx(0.1), True),
+        ("GPU 1 NVIDIA A10G", pytest.approx(0.2), True)]
+    assert report.pue == 1.15
+    assert report.accounting.energy_kwh == pytest.approx(0.3 * 1.15)
+    segment = segment_of(report, placement(), catalog, spot=False, outcome="completed")
+    assert segment.devices == report.devices and segment.pue == 1.15
