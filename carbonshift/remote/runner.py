@@ -127,6 +127,7 @@ class Agent:
         if energy_j < self._last_energy_j:
             return self._last_energy_j, self._last_devices
         self._last_energy_j = energy_j
+        self._last_devices = None  # a total without devices: no stale ones beside it
         if devices is not None:
             self._last_devices = [
                 DeviceReading(

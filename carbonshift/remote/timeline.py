@@ -47,9 +47,14 @@ def on_flow_clock(
     window of no length has no interval to hold it)."""
     lag = vm_lag_s(readings, delay_s)
     samples = [Sample(start_s, 0.0)]
-    latest = 0.0
+    latest = restarted_j = previous_j = 0.0
     for r in readings:
-        latest = max(latest, r.energy_j)  # a counter never runs back; a failed read repeats
+        # An agent's energy never falls (a failed read repeats the last): one that does is an
+        # agent started again (the VM booted again), counting from 0 on top of what it had.
+        if r.energy_j < previous_j:
+            restarted_j += previous_j
+        previous_j = r.energy_j
+        latest = restarted_j + r.energy_j
         at = min(max(r.vm_at_s + lag, start_s), end_s)
         if at > samples[-1].at_s:
             samples.append(Sample(at, latest))
