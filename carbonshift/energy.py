@@ -31,10 +31,15 @@ class EnergyMeter(Protocol):
 
 
 class EstimateMeter:
-    """Board power x utilisation x PUE x elapsed time: an estimate, and labelled as one."""
+    """Board power x utilisation x PUE x elapsed time: an estimate, and labelled as one.
+    `pue` is the PUE already in `power_w` (None: not known here), which the run's records
+    then state: it is never applied a second time."""
 
-    def __init__(self, power_w: float, clock: Callable[[], float], label: str) -> None:
+    def __init__(
+        self, power_w: float, clock: Callable[[], float], label: str, pue: float | None = None
+    ) -> None:
         self.power_w = power_w
+        self.pue = pue
         self._clock = clock
         self._t0 = clock()
         self.label = f"estimate: {label}"
@@ -44,11 +49,14 @@ class EstimateMeter:
 
 
 class RaplMeter:
-    """Sum of the CPU packages' RAPL counters (µJ), minding each counter's wrap-around."""
+    """Sum of the CPU packages' RAPL counters (µJ), minding each counter's wrap-around, times
+    the facility's PUE (once, as the NVML meter does: the ledger records the same `pue`)."""
 
-    label = "measured: RAPL (CPU packages)"
-
-    def __init__(self, root: Path = RAPL_ROOT) -> None:
+    def __init__(self, root: Path = RAPL_ROOT, pue: float = 1.0) -> None:
+        if pue < 1.0:
+            raise ValueError(f"pue: {pue!r} is below 1, which no data centre reaches: give >= 1")
+        self.pue = pue
+        self.label = "measured: RAPL (CPU packages)" + (f" x PUE {pue:.2f}" if pue != 1.0 else "")
         self._zones = sorted(
             p for p in root.glob("intel-rapl:*") if ":" in p.name and p.name.count(":") == 1
         )
@@ -70,7 +78,7 @@ class RaplMeter:
                 delta += self._ranges[i]
             self._total_uj += delta
             self._last[i] = now
-        return self._total_uj / 1e6
+        return self._total_uj / 1e6 * self.pue
 
 
 def open_meter(
@@ -87,8 +95,9 @@ def open_meter(
     """The best meter asked for that works here: NVML (the visible GPUs) when `prefer_nvml`,
     then RAPL (a CPU job on this machine) when `prefer_rapl`, else the estimate.
 
-    `pue` scales measured GPU energy to the facility's; `estimate_power_w` is the plan's average
-    power, which has the PUE in it already, so the estimate is not scaled again."""
+    `pue` scales measured energy (GPUs, CPU packages) to the facility's; `estimate_power_w` must
+    have that same PUE in it already (the caller's job), so the estimate is not scaled again and
+    every meter states the one `pue` its energy includes."""
     unavailable = ""
     if prefer_nvml:
         try:
@@ -98,10 +107,10 @@ def open_meter(
             unavailable = f" (NVML unavailable: {e})"
     if prefer_rapl:
         try:
-            return RaplMeter(rapl_root)
+            return RaplMeter(rapl_root, pue=pue)
         except (OSError, ValueError):
             pass
-    return EstimateMeter(estimate_power_w, clock, estimate_label + unavailable)
+    return EstimateMeter(estimate_power_w, clock, estimate_label + unavailable, pue=pue)
 
 
 @dataclass(frozen=True)

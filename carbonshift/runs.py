@@ -17,6 +17,7 @@ from carbonshift.compute import Compute
 from carbonshift.config import TrainingConfig
 from carbonshift.energy import EnergyMeter
 from carbonshift.job import JobSpec
+from carbonshift.meters import close_meter
 from carbonshift.remote import MeterSpec, RemoteCompute, RemoteTrainer, spec_for
 from carbonshift.run import (
     ActualIntensity,
@@ -144,21 +145,27 @@ def _run(inputs: RunInputs, placement: Placement) -> RunReport:
         stop_grace_s = config.compute.remote.stop_grace_s
     else:
         trainer = trainer_for(inputs.job.name, inputs.job.entrypoint)
-        meter, stop_grace_s = run_meter(placement, inputs.clock.now), 120.0
-    supervisor = Supervisor(
-        compute=compute,
-        meter=meter,
-        actuals=inputs.actuals_for(region),
-        clock=inputs.clock,
-        rule=config.monitor,
-        stop_grace_s=stop_grace_s,
-        # A run moved by failover has no forecast of its region: where actuals are missing too,
-        # its own region's annual mean, not the home region's forecast.
-        fallback_g_per_kwh=region.annual_mean_g_per_kwh,
-    )
-    return supervisor.run(
-        inputs.job, placement, inputs.run_id, ctx, trainer, replans=config.replans
-    )
+        # This machine's GPUs through NVML, else the estimate; the plan's power has its
+        # region's provider's PUE in it, which run_meter swaps for this machine's.
+        plan_pue = inputs.catalog.pue.get(region.provider, 1.0)
+        meter, stop_grace_s = run_meter(placement, inputs.clock.now, plan_pue=plan_pue), 120.0
+    try:
+        supervisor = Supervisor(
+            compute=compute,
+            meter=meter,
+            actuals=inputs.actuals_for(region),
+            clock=inputs.clock,
+            rule=config.monitor,
+            stop_grace_s=stop_grace_s,
+            # A run moved by failover has no forecast of its region: where actuals are missing
+            # too, its own region's annual mean, not the home region's forecast.
+            fallback_g_per_kwh=region.annual_mean_g_per_kwh,
+        )
+        return supervisor.run(
+            inputs.job, placement, inputs.run_id, ctx, trainer, replans=config.replans
+        )
+    finally:
+        close_meter(meter)  # NVML's init paired with its shutdown, its polling stopped
 
 
 def _remote_trainer(

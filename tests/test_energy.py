@@ -53,3 +53,24 @@ def test_missing_actuals_use_forecast_then_fallback() -> None:
     result = account(samples, None, forecast, None, shift_s=0, fallback_g_per_kwh=400)
     assert result.emissions_kg == pytest.approx(0.5 * 0.2 + 0.5 * 0.4)
     assert result.intensity_source == "fallback+forecast"
+
+
+def test_rapl_applies_the_pue_once_and_says_so(tmp_path: Path) -> None:
+    zone = tmp_path / "intel-rapl:0"
+    zone.mkdir()
+    (zone / "max_energy_range_uj").write_text("1000000")
+    (zone / "energy_uj").write_text("0")
+    meter = open_meter(1.0, lambda: 0.0, "x", rapl_root=tmp_path, prefer_rapl=True, pue=1.15)
+    assert isinstance(meter, RaplMeter) and meter.pue == 1.15
+    assert meter.label == "measured: RAPL (CPU packages) x PUE 1.15"
+    (zone / "energy_uj").write_text("200000")
+    assert meter.read_j() == pytest.approx(0.2 * 1.15)
+    assert RaplMeter(tmp_path).label == "measured: RAPL (CPU packages)"
+    with pytest.raises(ValueError, match="pue: 0.5 is below 1"):
+        RaplMeter(tmp_path, pue=0.5)
+
+
+def test_the_estimate_states_the_pue_its_power_has_in_it() -> None:
+    meter = open_meter(345.0, lambda: 0.0, "x", pue=1.15)
+    assert isinstance(meter, EstimateMeter) and meter.pue == 1.15 and meter.power_w == 345.0
+    assert EstimateMeter(1.0, lambda: 0.0, "x").pue is None  # not known: the records look it up

@@ -6,6 +6,9 @@ the labelled estimate when NVML is unavailable.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from carbonshift.meters.nvml import (
     DeviceEnergy,
     MeterError,
@@ -24,6 +27,25 @@ def close_meter(meter: object) -> None:
         close()
 
 
+log = logging.getLogger("carbonshift.meters")
+
+
+def read_with_devices(meter: Any) -> tuple[float, list[DeviceEnergy] | None]:
+    """The meter's energy in joules (PUE included) and, where it reads each GPU, their energies
+    (before PUE) from that same reading, so that the devices times the PUE are the total. A
+    meter without devices, or one whose boards cannot be read now: `read_j()` and None."""
+    devices, pue = getattr(meter, "devices", None), getattr(meter, "pue", None)
+    if callable(devices) and isinstance(pue, int | float):
+        try:
+            found: list[DeviceEnergy] = list(devices())
+        except MeterError as e:  # a lost board: the total may still be read
+            log.warning("energy by device unavailable: %s", e)
+        else:
+            if found:
+                return sum(d.energy_j for d in found) * float(pue), found
+    return float(meter.read_j()), None
+
+
 __all__ = [
     "DeviceEnergy",
     "MeterError",
@@ -32,4 +54,5 @@ __all__ = [
     "NvmlMeter",
     "close_meter",
     "load_pynvml",
+    "read_with_devices",
 ]

@@ -14,11 +14,13 @@ import threading
 from dataclasses import dataclass, field
 
 from carbonshift.checkpoint import CheckpointManager, ObjectStore, open_store
-from carbonshift.energy import Sample
+from carbonshift.energy import J_PER_KWH, Sample
+from carbonshift.meters.nvml import DeviceEnergy
 from carbonshift.remote.protocol import (
     HEARTBEAT,
     SPEC,
     STATUS,
+    DeviceReading,
     Heartbeat,
     ProtocolError,
     RunSpec,
@@ -28,6 +30,7 @@ from carbonshift.remote.protocol import (
     read,
     write,
 )
+from carbonshift.remote.timeline import Reading, on_flow_clock
 from carbonshift.run.supervisor import Clock, SystemClock
 from carbonshift.training import Progress, TrainingContext, TrainingOutcome
 
@@ -41,17 +44,56 @@ class RemoteRunFailed(RuntimeError):
 
 
 class RemoteMeter:
-    """The VM's energy as an EnergyMeter: what its latest heartbeat said (0 before the first)."""
+    """The VM's energy as an EnergyMeter: what its latest heartbeat said (0 before the first),
+    each reading kept with the VM's time and the flow's, for `samples_between`."""
 
-    def __init__(self) -> None:
+    def __init__(self, pue: float | None = None, delay_s: float = 5.0) -> None:
         self.label = "remote: no reading yet"
+        self.pue = pue  # the PUE the VM's meter applies (the spec's): the records state it
+        self.readings: list[Reading] = []
+        self._delay_s = delay_s  # the flow's polling delay: see carbonshift.remote.timeline
         self._energy_j = 0.0
+        self._devices: list[DeviceReading] = []
 
-    def update(self, energy_j: float, label: str) -> None:
+    def update(
+        self, energy_j: float, label: str, devices: list[DeviceReading] | None = None
+    ) -> None:
         self._energy_j, self.label = energy_j, f"{label} (on the instance)"
+        self._devices = list(devices or [])
+
+    def devices(self) -> list[DeviceEnergy]:
+        """Each GPU's energy (before PUE, since the VM's agent started) as the latest heartbeat
+        or status reported it; none when the VM sends only its total (an older agent, or no
+        NVML there)."""
+        return [
+            DeviceEnergy(d.index, d.uuid, d.name, d.method, d.energy_kwh * J_PER_KWH)
+            for d in self._devices
+        ]
+
+    def record(
+        self,
+        vm_at_s: float,
+        seen_s: float,
+        energy_j: float,
+        label: str,
+        devices: list[DeviceReading] | None = None,
+    ) -> None:
+        """A reading of the VM's; one at or before the newest (a status written in the same
+        instant as the last heartbeat, a VM clock that stepped back) replaces its energy."""
+        last = self.readings[-1] if self.readings else None
+        if last is None or vm_at_s > last.vm_at_s:
+            self.readings.append(Reading(vm_at_s, seen_s, energy_j))
+        else:
+            self.readings[-1] = Reading(last.vm_at_s, last.seen_s, max(energy_j, last.energy_j))
+        self.update(energy_j, label, devices)
 
     def read_j(self) -> float:
         return self._energy_j
+
+    def samples_between(self, start_s: float, end_s: float) -> list[Sample]:
+        """The VM's readings as the run's samples on the flow's clock, within [start_s, end_s]:
+        each interval's energy is the VM's own, not the heartbeat's arrival's."""
+        return on_flow_clock(self.readings, start_s, end_s, self._delay_s)
 
 
 @dataclass
@@ -71,8 +113,8 @@ class RemoteTrainer:
     def __post_init__(self) -> None:
         self.folder = control_prefix(self.prefix, self.spec.run_id)
         self.manager = self.checkpoints or _manager(self.spec)
-        self.meter = RemoteMeter()
-        self._samples: list[Sample] = []
+        # A reading is seen within one poll of its writing, give or take the store's delay.
+        self.meter = RemoteMeter(pue=self.spec.meter.pue, delay_s=2 * self.poll_s)
         self._last: tuple[int, float] | None = None  # the newest heartbeat's (seq, at_s)
         self._forwarded = 0  # progress reports passed on
         self._lost = False
@@ -104,7 +146,7 @@ class RemoteTrainer:
 
     def samples(self) -> list[Sample]:
         """The VM's energy readings, on the VM's clock."""
-        return list(self._samples)
+        return [Sample(r.vm_at_s, r.energy_j) for r in self.meter.readings]
 
     def __call__(self, ctx: TrainingContext) -> TrainingOutcome:
         if ctx.checkpoints.uri.rstrip("/") != self.manager.uri.rstrip("/"):
@@ -147,19 +189,22 @@ class RemoteTrainer:
         except Exception as e:  # noqa: BLE001 - a store hiccup: the heartbeat timeout decides
             log.warning("remote run %s: could not read its heartbeat: %s", self.spec.run_id, e)
             return False
-        fresh = self._heartbeat(ctx, beat)
+        seen_s = self.clock.now()  # after the reads: no reading is seen before it is written
+        fresh = self._heartbeat(ctx, beat, seen_s)
         if status is not None and status.attempt == self.spec.attempt:  # after the last beat
             self._status = status
-            self._record(status.at_s, status.energy_j, status.meter_label)
+            self.meter.record(
+                status.at_s, seen_s, status.energy_j, status.meter_label, status.devices
+            )
         return fresh
 
-    def _heartbeat(self, ctx: TrainingContext, beat: Heartbeat | None) -> bool:
+    def _heartbeat(self, ctx: TrainingContext, beat: Heartbeat | None, seen_s: float) -> bool:
         # New is different, not greater: a VM that boots again starts counting again.
         if beat is None or beat.attempt != self.spec.attempt or (beat.seq, beat.at_s) == self._last:
             return False
         self._last = (beat.seq, beat.at_s)
         self._notice = beat.notice or self._notice
-        self._record(beat.at_s, beat.energy_j, beat.meter_label)
+        self.meter.record(beat.at_s, seen_s, beat.energy_j, beat.meter_label, beat.devices)
         if ctx.on_progress is not None and beat.total_steps:
             # The Supervisor takes the first report for the resume point: give it the VM's.
             first = beat.first_step if self._forwarded == 0 else None
@@ -168,11 +213,6 @@ class RemoteTrainer:
             ctx.on_progress(Progress(beat.step, beat.total_steps))
             self._forwarded += 1
         return True
-
-    def _record(self, at_s: float, energy_j: float, label: str) -> None:
-        if not self._samples or at_s > self._samples[-1].at_s:
-            self._samples.append(Sample(at_s, energy_j))
-        self.meter.update(energy_j, label)
 
     def _outcome(self, status: Status) -> TrainingOutcome:
         if status.state == "failed":

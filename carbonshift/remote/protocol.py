@@ -129,6 +129,20 @@ class RunSpec(BaseModel):
         return None if uri is None else no_userinfo("checkpoint store", uri)
 
 
+class DeviceReading(BaseModel):
+    """One GPU's energy as the VM's NVML meter read it: the board's, before PUE, since the agent
+    started (the same reading as the message's `energy_j`, which is their sum x the PUE)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    index: int = Field(ge=0, description="NVML's index of the board on the instance")
+    uuid: str = ""
+    name: str = ""
+    energy_kwh: float = Field(ge=0)
+    measured: bool = Field(description="False: an estimate (power limit x utilisation)")
+    method: Literal["counter", "power", "utilisation"] = "counter"
+
+
 class Heartbeat(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
@@ -144,6 +158,10 @@ class Heartbeat(BaseModel):
     notice: str | None = Field(default=None, description="a spot/preemption notice, once seen")
     first_step: int | None = Field(
         default=None, ge=0, description="the run's first progress report: its resume point + 1"
+    )
+    # Optional: a heartbeat or status from an agent that sends only totals still parses.
+    devices: list[DeviceReading] | None = Field(
+        default=None, description="energy by GPU (NVML); None: the instance's total only"
     )
 
 
@@ -161,6 +179,10 @@ class Status(BaseModel):
     error: str | None = None
     energy_j: float = Field(default=0.0, ge=0)
     meter_label: str = ""
+    # Optional: a heartbeat or status from an agent that sends only totals still parses.
+    devices: list[DeviceReading] | None = Field(
+        default=None, description="energy by GPU (NVML); None: the instance's total only"
+    )
 
 
 def write(store: ObjectStore, key: str, model: BaseModel) -> None:

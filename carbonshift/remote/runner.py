@@ -10,11 +10,13 @@ import threading
 from dataclasses import dataclass, field
 
 from carbonshift.checkpoint import CheckpointManager, ObjectStore
-from carbonshift.energy import EnergyMeter
+from carbonshift.energy import J_PER_KWH, EnergyMeter
+from carbonshift.meters import read_with_devices
 from carbonshift.remote.notice import NoticeSource
 from carbonshift.remote.protocol import (
     HEARTBEAT,
     STATUS,
+    DeviceReading,
     Heartbeat,
     RunSpec,
     State,
@@ -43,6 +45,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         self._last_energy_j = 0.0
+        self._last_devices: list[DeviceReading] | None = None
         self._progress = Progress(0, 0)
         self._seq = 0
         self._notice: str | None = None
@@ -112,31 +115,48 @@ class Agent:
             log.warning("could not look for the stop marker: %s", e)
         return None
 
-    def _energy_j(self) -> float:
-        """The meter's reading; after a failed read, the last good one (a counter loses
-        nothing across a missed read, and a heartbeat's energy must never drop)."""
-        last = self._last_energy_j
+    def _reading(self) -> tuple[float, list[DeviceReading] | None]:
+        """The meter's energy and, where it reads each GPU, theirs, from one reading; after a
+        failed read, the last good one (a counter loses nothing across a missed read, and a
+        heartbeat's energy must never drop)."""
         try:
-            reading = max(last, self.meter.read_j())
+            energy_j, devices = read_with_devices(self.meter)
         except Exception as e:  # noqa: BLE001 - a meter that fails reads as nothing more
             log.warning("energy meter %s failed: %s", self.meter.label, e)
-            return last
-        self._last_energy_j = reading
-        return reading
+            return self._last_energy_j, self._last_devices
+        if energy_j < self._last_energy_j:
+            return self._last_energy_j, self._last_devices
+        self._last_energy_j = energy_j
+        self._last_devices = None  # a total without devices: no stale ones beside it
+        if devices is not None:
+            self._last_devices = [
+                DeviceReading(
+                    index=d.index,
+                    uuid=d.uuid,
+                    name=d.name,
+                    energy_kwh=d.energy_j / J_PER_KWH,
+                    measured=d.measured,
+                    method=d.method,
+                )
+                for d in devices
+            ]
+        return energy_j, self._last_devices
 
     def _beat(self, now: float) -> None:
         p = self._progress
+        energy_j, devices = self._reading()
         beat = Heartbeat(
             attempt=self.spec.attempt,
             seq=self._seq,
             at_s=now,
             step=p.step,
             total_steps=p.total_steps,
-            energy_j=self._energy_j(),
+            energy_j=energy_j,
             meter_label=self.meter.label,
             measured=self.meter.label.startswith("measured"),
             notice=self._notice,
             first_step=self._first_step,
+            devices=devices,
         )
         self._seq += 1
         self._put(HEARTBEAT, beat, tries=1)
@@ -153,6 +173,7 @@ class Agent:
             state = "completed" if result.completed else "stopped"
             if not result.completed and self._notice is not None:
                 state = "interrupted"
+        energy_j, devices = self._reading()
         return Status(
             attempt=self.spec.attempt,
             state=state,
@@ -162,8 +183,9 @@ class Agent:
             checkpoint_uri=outcome.checkpoint_uri,
             reason=None if state in ("completed", "failed") else reason or outcome.stopped_reason,
             error=f"{type(result).__name__}: {result}" if state == "failed" else None,
-            energy_j=self._energy_j(),
+            energy_j=energy_j,
             meter_label=self.meter.label,
+            devices=devices,
         )
 
     def _put(self, name: str, model: Heartbeat | Status, tries: int) -> None:

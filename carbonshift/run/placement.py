@@ -3,16 +3,23 @@ touches a Plan's optional fields, so a change to the plan's shape changes only `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from carbonshift import scoring
 from carbonshift.energy import EnergyMeter, open_meter
+from carbonshift.meters.nvml import NvmlLike
 from carbonshift.plan import Explanation, NotRunnable, Plan, PlannedSeries, Slot, runnable
 
-__all__ = ["NotRunnable", "Placement", "placement_of", "run_meter"]
+__all__ = ["LOCAL_PUE", "NotRunnable", "Placement", "placement_of", "run_meter"]
+
+# This machine's PUE: no facility overhead is known for it, so none is added. Its energy, the
+# ledger's `pue` and the table's PUE row all state this one figure.
+LOCAL_PUE = 1.0
+_PUE_IN_LABEL = re.compile(r"PUE \d+(?:\.\d+)?(?: / \d+(?:\.\d+)?)*")
 
 
 class Placement(BaseModel):
@@ -52,8 +59,30 @@ def placement_of(plan: Plan) -> Placement:
     )
 
 
-def run_meter(placement: Placement, clock: Callable[[], float]) -> EnergyMeter:
-    """The run's energy meter: the plan's estimate (the planned instance is not this machine,
-    so RAPL here would measure the wrong hardware)."""
-    label = placement.explanation.energy_estimate.split(" = ")[0]
-    return open_meter(placement.power_w, clock, label, prefer_rapl=False)
+def run_meter(
+    placement: Placement,
+    clock: Callable[[], float],
+    *,
+    plan_pue: float,
+    pue: float = LOCAL_PUE,
+    nvml: NvmlLike | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> EnergyMeter:
+    """A local run's energy meter: NVML for this machine's visible GPUs (their energy counters,
+    else power polling), else the plan's estimate, labelled. RAPL stays opt-in (a GPU job's CPU
+    packages are the small part, and a "measured" label on them would hide the boards).
+
+    PUE is applied once, and it is this machine's `pue`: to the GPUs' energy by the NVML meter,
+    and to the estimate by taking out the `plan_pue` the plan's power was worked out with (the
+    planned region's provider's) and putting `pue` in. The meter states that `pue`, so the
+    run's report, its ledger record and its table agree."""
+    if plan_pue < 1.0 or pue < 1.0:
+        raise ValueError(
+            f"pue: {min(plan_pue, pue)!r} is below 1, which no data centre reaches: give >= 1"
+        )
+    power_w = placement.power_w / plan_pue * pue
+    planned = placement.explanation.energy_estimate.split(" = ")[0]
+    label, found = _PUE_IN_LABEL.subn(f"PUE {pue:.2f}", planned, count=1)
+    if not found:
+        label = f"{planned} x PUE {pue:.2f}"
+    return open_meter(power_w, clock, label, prefer_nvml=True, pue=pue, nvml=nvml, environ=environ)

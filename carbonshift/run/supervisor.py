@@ -8,7 +8,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -18,6 +18,8 @@ from carbonshift.compute import Compute, LaunchRequest
 from carbonshift.energy import J_PER_KWH, Accounting, EnergyMeter, Sample, account
 from carbonshift.job import JobSpec
 from carbonshift.ledger import DeviceEnergy, LedgerRecord
+from carbonshift.meters import read_with_devices
+from carbonshift.meters.nvml import DeviceEnergy as GpuEnergy
 from carbonshift.monitor import Assessment, MonitorRule, RunFacts, Verdict, Watch
 from carbonshift.run.command import Trainer
 from carbonshift.run.grid import ActualIntensity, planned_series
@@ -66,7 +68,7 @@ class RunReport(BaseModel):
     started_step: int = 0  # the step this run resumed from (0 for a fresh run)
     refused: list[str] = []  # planned options refused for capacity before this one
     devices: list[DeviceEnergy] = []  # energy by device, or the instance's total only
-    pue: float | None = None  # the meter's, when it applies one (None: in the estimate)
+    pue: float | None = None  # the PUE in the meter's energy (None: the meter does not say)
     # Set after the run by the step that settles it (carbonshift.accounting.settle).
     ledger: LedgerRecord | None = None
 
@@ -177,6 +179,8 @@ class Supervisor:
         progress = _Progress(context.on_progress)
         training = _TrainerThread(trainer, replace(context, on_progress=progress))
         samples: list[Sample] = []
+        first_devices: list[GpuEnergy] | None = None
+        last_devices: list[GpuEnergy] | None = None
         watch: Watch | None = None
         verdict: Assessment | None = None
         monitor_error: str | None = None
@@ -186,7 +190,8 @@ class Supervisor:
                 job.name, run_id, slot.region, slot.instance_type, spot=job.interruptible
             )
             instance = self.compute.provision(request).handle
-            samples.append(Sample(self.clock.now(), self.meter.read_j()))
+            energy_j, first_devices = read_with_devices(self.meter)
+            samples.append(Sample(self.clock.now(), energy_j))
             started_s = samples[0].at_s
 
             def facts() -> RunFacts:
@@ -218,7 +223,8 @@ class Supervisor:
             if verdict is not None or monitor_error is not None:
                 context.stop.set()
             training.join()
-            samples.append(Sample(self.clock.now(), self.meter.read_j()))
+            energy_j, last_devices = read_with_devices(self.meter)
+            samples.append(Sample(self.clock.now(), energy_j))
         finally:
             if training.alive():  # cancelled or crashed here: ask the trainer to checkpoint
                 context.stop.set()
@@ -227,6 +233,10 @@ class Supervisor:
                 training.done.wait(self.stop_grace_s)
             released = self.compute.release(run_id)
         errors = [e for e in (training.error, monitor_error) if e is not None]
+        timed = getattr(self.meter, "samples_between", None)
+        if callable(timed):  # a remote meter: the VM's readings, on this clock (see the meter)
+            samples = timed(samples[0].at_s, samples[-1].at_s)
+            first_devices = None  # they count from the VM's agent's start, as its samples do
         accounting = self._account(placement, samples)
         return RunReport(
             job=job.name,
@@ -242,7 +252,7 @@ class Supervisor:
             released=released,
             error="; ".join(errors) or None,
             started_step=progress.base,
-            devices=devices_of(self.meter, accounting.energy_kwh),
+            devices=devices_of(self.meter, accounting.energy_kwh, first_devices, last_devices),
             pue=_pue(self.meter),
         )
 
@@ -267,29 +277,42 @@ class Supervisor:
         )
 
 
-def devices_of(meter: EnergyMeter, total_kwh: float) -> list[DeviceEnergy]:
-    """Energy by GPU where the meter reads each one (NVML here, before PUE), else the run's
-    total as one entry: a remote instance reports only its total, an estimate is one figure."""
+def devices_of(
+    meter: EnergyMeter,
+    total_kwh: float,
+    first: Sequence[GpuEnergy] | None = None,
+    last: Sequence[GpuEnergy] | None = None,
+) -> list[DeviceEnergy]:
+    """Energy by GPU over the run (`last` minus `first`, the readings at the run's first and
+    last samples; `last` None: read the meter now), before PUE; else the run's total as one
+    entry, also before PUE where the meter states its PUE: every row is the boards' energy and
+    the total is the rows times the PUE. An instance that reports only its total (an older
+    agent, an estimate) is one row, named so."""
     measured = meter.label.startswith("measured") or "measured:" in meter.label
-    read = getattr(meter, "devices", None)
-    if callable(read):
-        try:
-            return [
-                DeviceEnergy(
-                    device=f"GPU {d.index} {d.name}",
-                    energy_kwh=d.energy_j / J_PER_KWH,
-                    measured=d.measured,
-                    method=f"NVML {d.method}",
-                )
-                for d in read()
-            ]
-        except Exception as e:  # noqa: BLE001 - a lost board still leaves the total
-            log.warning("energy by device unavailable: %s", e)
+    if last is None:
+        read = getattr(meter, "devices", None)
+        if callable(read):
+            try:
+                last = list(read())
+            except Exception as e:  # noqa: BLE001 - a lost board still leaves the total
+                log.warning("energy by device unavailable: %s", e)
+    if last:
+        before = {d.index: d.energy_j for d in first or []}
+        return [
+            DeviceEnergy(
+                device=f"GPU {d.index} {d.name}".rstrip(),
+                energy_kwh=max(d.energy_j - before.get(d.index, 0.0), 0.0) / J_PER_KWH,
+                measured=d.measured,
+                method=f"NVML {d.method}",
+            )
+            for d in last
+        ]
     remote = "(on the instance)" in meter.label
+    pue = _pue(meter)
     return [
         DeviceEnergy(
             device="instance (total only)" if remote else "instance",
-            energy_kwh=total_kwh,
+            energy_kwh=total_kwh / pue if pue else total_kwh,
             measured=measured,
             method=meter.label,
         )

@@ -252,5 +252,38 @@ def test_a_failed_meter_read_repeats_the_last_reading_never_less() -> None:
 
     agent = Agent.__new__(Agent)  # only the meter matters here
     agent.meter = Flaky()
-    agent._last_energy_j = 0.0
-    assert [agent._energy_j() for _ in range(4)] == [5.0, 5.0, 9.0, 9.0]
+    agent._last_energy_j, agent._last_devices = 0.0, None
+    assert [agent._reading() for _ in range(4)] == [(5.0, None), (5.0, None), (9.0, None),
+                                                    (9.0, None)]
+
+
+def test_the_heartbeat_and_the_status_carry_each_gpus_energy_from_one_reading() -> None:
+    from carbonshift.meters.nvml import DeviceEnergy
+    from carbonshift.remote.runner import Agent
+
+    class Gpus:
+        label, pue = "measured: NVML total energy, 2 x H100 x PUE 1.15", 1.15
+
+        def __init__(self) -> None:
+            self.j = [(3.6e6, 1.8e6), (7.2e6, 3.6e6)]
+
+        def devices(self) -> list[DeviceEnergy]:
+            a, b = self.j.pop(0)
+            return [DeviceEnergy(0, "GPU-a", "H100", "counter", a),
+                    DeviceEnergy(1, "GPU-b", "H100", "utilisation", b)]
+
+        def read_j(self) -> float:  # a second, later reading: the agent must not mix them
+            raise AssertionError("the total comes from the devices' reading")
+
+    agent = Agent.__new__(Agent)
+    agent.meter = Gpus()
+    agent._last_energy_j, agent._last_devices = 0.0, None
+    energy_j, devices = agent._reading()
+    assert devices is not None and energy_j == pytest.approx(5.4e6 * 1.15)
+    assert [(d.index, d.uuid, d.energy_kwh, d.measured, d.method) for d in devices] == [
+        (0, "GPU-a", 1.0, True, "counter"), (1, "GPU-b", 0.5, False, "utilisation")]
+    assert sum(d.energy_kwh for d in devices) * 3.6e6 * 1.15 == pytest.approx(energy_j)
+    later = Heartbeat(attempt="a", seq=1, at_s=0.0, energy_j=agent._reading()[0],
+                      devices=agent._last_devices)
+    assert later.devices is not None and later.devices[0].energy_kwh == 2.0
+

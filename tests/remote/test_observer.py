@@ -8,16 +8,22 @@ from pathlib import Path
 import pytest
 
 from carbonshift.checkpoint import CheckpointManager, LocalStore
+from carbonshift.energy import Sample
 from carbonshift.remote import HEARTBEAT_LOST, RemoteRunFailed, RemoteTrainer, spec_for
 from carbonshift.remote.protocol import (
     HEARTBEAT,
     SPEC,
     STATUS,
+    DeviceReading,
+    Heartbeat,
     ProtocolError,
     RunSpec,
+    Status,
     control_prefix,
     join,
+    write,
 )
+from carbonshift.run.supervisor import devices_of
 from carbonshift.training import Progress, TrainingContext
 from tests.remote.fakes import T0, ScriptClock, Vm
 
@@ -208,3 +214,52 @@ def test_the_last_heartbeat_and_the_status_read_together_end_on_the_statuss_ener
     assert trainer(ctx).completed
     assert trainer.meter.read_j() == 300.0 and seen == [Progress(100, 100)]
     assert [s.energy_j for s in trainer.samples()] == [290.0, 300.0]
+
+
+def test_a_status_stamped_with_the_last_heartbeats_time_still_counts_its_energy(
+        store: LocalStore) -> None:
+    trainer, ctx, vm, clock, _ = setup(store)
+
+    def the_end() -> None:
+        vm.beat(100, energy_j=290.0, at_s=T0 + 1000)
+        vm.status("completed", 100, energy_j=300.0)  # at T0 + 1000 too: the same instant
+
+    clock.at(5, lambda: vm.beat(50, energy_j=100.0, at_s=T0 + 500))
+    clock.at(10, the_end)
+    assert trainer(ctx).completed
+    assert [s.energy_j for s in trainer.samples()] == [100.0, 300.0]
+    # On the flow's clock (the VM's reads 1000 s ahead here), the final reading is the run's
+    # last sample: all 300 J in the window.
+    samples = trainer.meter.samples_between(T0, T0 + 20)
+    assert samples[-1] == Sample(T0 + 20, 300.0) and samples[0] == Sample(T0, 0.0)
+    assert trainer.meter.pue == trainer.spec.meter.pue
+
+
+GPUS = [DeviceReading(index=0, uuid="GPU-a", name="NVIDIA H100", energy_kwh=0.25, measured=True),
+        DeviceReading(index=3, uuid="GPU-d", name="NVIDIA H100", energy_kwh=0.5, measured=False,
+                      method="utilisation")]
+
+
+@pytest.mark.parametrize("by_device", [True, False])
+def test_the_vms_energy_by_gpu_reaches_the_runs_device_rows(store: LocalStore,
+                                                            by_device: bool) -> None:
+    trainer, ctx, _, clock, _ = setup(store)
+    folder, attempt = control_prefix(PREFIX, "r1"), trainer.spec.attempt
+    devices = GPUS if by_device else None  # None: an older agent, totals only
+    clock.at(5, lambda: write(store, join(folder, HEARTBEAT), Heartbeat(
+        attempt=attempt, seq=0, at_s=T0 + 5, energy_j=0.5 * 3.6e6, meter_label="measured: NVML",
+        devices=devices and [d.model_copy(update={"energy_kwh": 0.1}) for d in devices])))
+    clock.at(10, lambda: write(store, join(folder, STATUS), Status(
+        attempt=attempt, state="completed", at_s=T0 + 10, step=100, total_steps=100,
+        energy_j=0.75 * 3.6e6, meter_label="measured: NVML", devices=devices)))
+    assert trainer(ctx).completed
+    rows = devices_of(trainer.meter, 0.75)
+    if not by_device:
+        assert trainer.meter.devices() == []
+        assert [(r.device, r.energy_kwh) for r in rows] == [("instance (total only)", 0.75)]
+        return
+    # The status's own reading (not the heartbeat's), each GPU a row as a local run has them.
+    assert [(r.device, r.energy_kwh, r.measured, r.method) for r in rows] == [
+        ("GPU 0 NVIDIA H100", 0.25, True, "NVML counter"),
+        ("GPU 3 NVIDIA H100", 0.5, False, "NVML utilisation")]
+    assert [d.uuid for d in trainer.meter.devices()] == ["GPU-a", "GPU-d"]

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from carbonshift.checkpoint import CheckpointManager, LocalStore
 from carbonshift.remote.protocol import (
+    DeviceReading,
     Heartbeat,
     MeterSpec,
     ProtocolError,
@@ -94,3 +95,20 @@ def test_open_at_splits_a_uri_into_store_and_key(tmp_path: Path) -> None:
     assert store.get(key) == b"{}"
     with pytest.raises(ValueError, match="name an object in a store"):
         open_at("spec.json")
+
+
+def test_energy_by_device_is_optional_so_an_older_agents_messages_still_parse() -> None:
+    old_beat = '{"version": 1, "attempt": "a", "seq": 3, "at_s": 10.0, "energy_j": 5.0}'
+    old_status = '{"version": 1, "attempt": "a", "state": "completed", "at_s": 11.0}'
+    assert Heartbeat.model_validate_json(old_beat).devices is None
+    assert Status.model_validate_json(old_status).devices is None
+    gpus = [DeviceReading(index=0, uuid="GPU-a", name="H100", energy_kwh=1.5, measured=True),
+            DeviceReading(index=1, energy_kwh=0.5, measured=False, method="utilisation")]
+    beat = Heartbeat(attempt="a", seq=1, at_s=1.0, energy_j=7.2e6, devices=gpus)
+    assert Heartbeat.model_validate_json(beat.model_dump_json()) == beat
+    status = Status(attempt="a", state="stopped", at_s=2.0, devices=gpus)
+    assert Status.model_validate_json(status.model_dump_json()).devices == gpus
+    with pytest.raises(ValidationError, match="energy_kwh"):
+        DeviceReading(index=0, energy_kwh=-1.0, measured=True)
+    with pytest.raises(ValidationError, match="method"):
+        DeviceReading(index=0, energy_kwh=1.0, measured=True, method="guess")  # type: ignore[arg-type]

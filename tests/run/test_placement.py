@@ -7,9 +7,13 @@ from datetime import timedelta
 import pytest
 
 from carbonshift.catalog import Catalog
+from carbonshift.energy import EstimateMeter
+from carbonshift.meters import NvmlMeter, close_meter
 from carbonshift.plan import FeasiblePlan, InfeasiblePlan, Plan, SpreadPlan
 from carbonshift.planner import plan_jobs
 from carbonshift.run import NotRunnable, placement_of, run_meter
+from carbonshift.run.placement import LOCAL_PUE
+from tests.fakes.nvml import FakeGpu, FakeNvml
 from tests.helpers import T0, job, series_at
 
 LONDON = "aws:eu-west-2"
@@ -59,10 +63,68 @@ def test_a_spread_of_one_replica_is_its_slot(catalog: Catalog) -> None:
     assert where.slot == p.shards[0] and where.deadline == p.deadline
 
 
-def test_the_run_meter_is_the_plans_estimate(catalog: Catalog) -> None:
+# A local run's meter: this machine's GPUs through NVML, else the plan's estimate; PUE once.
+
+
+def test_a_local_run_on_a_gpu_machine_meters_with_the_nvml_counter(catalog: Catalog) -> None:
     where = placement_of(plan(catalog))
+    now = [0.0]
+    fake = FakeNvml([FakeGpu("GPU-aaaa", energy_mj=lambda t: 5e6 + 300_000.0 * t)],
+                    lambda: now[0])
+    meter = run_meter(where, lambda: now[0], plan_pue=catalog.pue["aws"], nvml=fake, environ={})
+    try:
+        now[0] = 3600.0
+        assert isinstance(meter, NvmlMeter)
+        assert meter.label == ("measured: NVML total energy, 1 x NVIDIA H100 80GB HBM3 (GPU 0) "
+                               "x PUE 1.00")
+        assert meter.pue == LOCAL_PUE == 1.0  # this machine's, not the planned provider's 1.15
+        assert meter.read_j() == pytest.approx(300 * 3600)  # the board's, once, x 1.0
+    finally:
+        close_meter(meter)
+    assert fake.initialised == 0  # NVML shut down
+
+
+def test_without_an_energy_counter_a_local_run_polls_power(catalog: Catalog) -> None:
+    where = placement_of(plan(catalog))
+    now = [0.0]
+    fake = FakeNvml([FakeGpu("GPU-aaaa", power_mw=lambda t: 250_000.0)], lambda: now[0])
+    meter = run_meter(where, lambda: now[0], plan_pue=1.15, nvml=fake, environ={})
+    try:
+        now[0] = 100.0
+        assert isinstance(meter, NvmlMeter) and meter.devices()[0].method == "power"
+        assert meter.label.startswith("measured: NVML power polling")
+        assert meter.read_j() == pytest.approx(250 * 100)
+    finally:
+        close_meter(meter)
+
+
+def test_without_a_gpu_a_local_run_is_the_plans_estimate_on_this_machines_pue(
+        catalog: Catalog) -> None:
+    where = placement_of(plan(catalog))
+    plan_pue = catalog.pue["aws"]
+    assert f"PUE {plan_pue:.2f} x" in where.explanation.energy_estimate
     now = [T0.timestamp()]
-    meter = run_meter(where, lambda: now[0])
+    meter = run_meter(where, lambda: now[0], plan_pue=plan_pue, nvml=FakeNvml([]), environ={})
     now[0] += timedelta(hours=2).total_seconds()
-    assert meter.label == "estimate: " + where.explanation.energy_estimate.split(" = ")[0]
-    assert meter.read_j() == pytest.approx(where.power_w * 7200)
+    assert isinstance(meter, EstimateMeter) and meter.pue == 1.0
+    # The plan's power had the planned provider's PUE in it: taken out, this machine's put in.
+    assert meter.read_j() == pytest.approx(where.power_w / plan_pue * 7200)
+    planned = where.explanation.energy_estimate.split(" = ")[0]
+    assert meter.label == ("estimate: " + planned.replace(f"PUE {plan_pue:.2f}", "PUE 1.00")
+                           + " (NVML unavailable: NVML lists no GPU)")
+
+
+def test_a_configured_local_pue_is_applied_once_to_either_meter(catalog: Catalog) -> None:
+    where = placement_of(plan(catalog))
+    now = [0.0]
+    fake = FakeNvml([FakeGpu("GPU-aaaa", energy_mj=lambda t: 200_000.0 * t)], lambda: now[0])
+    gpu = run_meter(where, lambda: now[0], plan_pue=1.15, pue=1.3, nvml=fake, environ={})
+    estimate = run_meter(where, lambda: now[0], plan_pue=1.15, pue=1.3, nvml=FakeNvml([]),
+                         environ={})
+    now[0] = 10.0
+    assert gpu.read_j() == pytest.approx(200 * 10 * 1.3) and "x PUE 1.30" in gpu.label
+    assert estimate.read_j() == pytest.approx(where.power_w / 1.15 * 1.3 * 10)
+    assert "PUE 1.30" in estimate.label and getattr(estimate, "pue", None) == 1.3
+    close_meter(gpu)
+    with pytest.raises(ValueError, match="pue: 0.9 is below 1"):
+        run_meter(where, lambda: 0.0, plan_pue=0.9, nvml=FakeNvml([]), environ={})
