@@ -136,6 +136,25 @@ def postgres(tmp_dir: Path) -> Iterator[str]:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def create_database(db_url: str, name: str) -> str:
+    """A new empty database `name` on the server of `db_url` (from `postgres`); its URL."""
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    base, _, _ = db_url.rpartition("/")
+
+    async def create() -> None:
+        connection = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    return f"{base}/{name}"
+
+
 def prefect_env(api_url: str, home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a Prefect command talking to `api_url`, with its own PREFECT_HOME."""
     return {
@@ -253,12 +272,18 @@ class Worker:
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
         name: str | None = None,
+        limit: int | None = None,
     ) -> None:
         self.pool = pool
         log = home / "logs" / f"worker-{name or pool}.log"
         cmd = [prefect_exe(), "worker", "start", "--pool", pool, "--type", "process"]
         if name:
             cmd += ["--name", name]
+        if limit is not None:
+            # The pool's limit is checked when a worker asks for runs, not when a run takes its
+            # slot: under load a worker polling every second started 3 runs on a pool limited
+            # to 2. A worker limit holds on its own machine, whatever the server's timing.
+            cmd += ["--limit", str(limit)]
         self.proc, self._out = _spawn(cmd, prefect_env(api_url, home, env), log, cwd)
 
     @property

@@ -72,7 +72,9 @@ class ScaleStack:
             yield
 
     def start_worker(self, pool: str) -> Worker:
-        worker = Worker(self.api_url, pool, self.home, cwd=REPO, env=WORKER_ENV)
+        # One worker per pool here, so its limit is the pool's (see tools.pgstack.Worker).
+        worker = Worker(self.api_url, pool, self.home, cwd=REPO, env=WORKER_ENV,
+                        limit=POOLS.get(pool))
         self.workers[pool] = worker
         return worker
 
@@ -120,14 +122,21 @@ def _deploy(stack: ScaleStack) -> None:
 
 
 @pytest.fixture(scope="session")
-def scale_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleStack]:
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's PostgreSQL server: the URL of its `prefect` database."""
     _require_postgres()
+    with postgres(tmp_path_factory.mktemp("pg")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def scale_stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleStack]:
     from flows.local_stack import crash_zombie_runs
 
     tmp = tmp_path_factory.mktemp("scale")
     home = tmp / "home"
     server_env = {"PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT1S"}
-    with postgres(tmp) as db_url, prefect_server(db_url, home, server_env) as api_url:
+    with prefect_server(pg_url, home, server_env) as api_url:
         stack = ScaleStack(api_url, home, tmp)
         try:
             create_process_pool(api_url, PLANNER_POOL, None, home)

@@ -55,7 +55,7 @@ def test_pool_limits_hold_for_40_runs_at_once(scale_stack: ScaleStack, tmp_path:
             ).id
             for spec, plan, cloud in zip(jobs, plans, clouds, strict=True)
         ]
-    runs = wait_final(scale_stack, ids, timeout_s=300)
+    runs = wait_final(scale_stack, ids, timeout_s=600)
     FIGURES["all_done_s"] = round(time.monotonic() - started, 1)
     assert [r.state_type.value for r in runs] == ["COMPLETED"] * RUNS, [
         (r.name, r.state_name, r.state.message if r.state else None) for r in runs
