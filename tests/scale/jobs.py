@@ -43,5 +43,5 @@ def training_config(tmp: Path, **fields: Any) -> dict[str, Any]:
 
 
 def run_parameters(spec: JobSpec, plan: FeasiblePlan, config: dict[str, Any]) -> dict[str, Any]:
-    return {"job": spec.model_dump(mode="json", by_alias=True), "plan": plan.model_dump(mode="json"),
-            "resume_from": None, "config": config}
+    return {"job": spec.model_dump(mode="json", by_alias=True),
+            "plan": plan.model_dump(mode="json"), "resume_from": None, "config": config}
