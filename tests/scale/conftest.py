@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 POOLS = {"carbonshift-gpu-aws": 2, "carbonshift-gpu-gcp": 3}
 DEPLOYMENTS = {"carbonshift-gpu-aws": "gpu-aws", "carbonshift-gpu-gcp": "gpu-gcp"}
 PLANNER_POOL = "carbonshift-process"
+# The planner's routes (PlanningConfig.routes): each run to its cloud's pool.
+ROUTES = {"aws:*": "train-model/gpu-aws", "gcp:*": "train-model/gpu-gcp"}
 # Prefect sends a flow-run heartbeat every 30 s at the most often; the automation crashes a run
 # that missed one by this much.
 HEARTBEAT_S = 30

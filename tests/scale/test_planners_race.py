@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.scale.conftest import ScaleStack, max_overlap, state_history, wait_final
+from tests.scale.conftest import ROUTES, ScaleStack, max_overlap, state_history, wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 JOBS = 10
@@ -36,7 +36,7 @@ def planner_parameters(tmp: Path, traces: Path) -> dict[str, Any]:
     forecast = {"providers": ["replay"], "traces_dir": str(traces), "replay_as_of_now": False,
                 "cache_dir": str(tmp / f"cache-{traces.name}")}
     return {"jobs": jobs, "queue_file": None,
-            "config": {"forecast": forecast,
+            "config": {"forecast": forecast, "routes": ROUTES,
                        "training": {"checkpoint_store": str(tmp / "ckpt"),
                                     "compute_state_dir": str(tmp / "compute")}}}
 
@@ -76,10 +76,13 @@ def test_two_planners_and_a_rerun_leave_one_scheduled_run_per_job(
         running.append((start, max(s.timestamp for s in states)))
     assert max_overlap(running) == 2, running  # they did plan at the same time
 
+    with scale_stack.client() as client:
+        gpu_aws = client.read_deployment_by_name(ROUTES["aws:*"]).id
     for i in range(JOBS):
         found = scheduled_runs(scale_stack, f"race-{i}")
         assert len(found) == 1, [(r.id, r.expected_start_time) for r in found]
         assert found[0].expected_start_time in (low_a, low_b)
+        assert found[0].deployment_id == gpu_aws  # routed: aws:eu-west-2 -> gpu-aws
 
     with scale_stack.client() as client:
         rerun = client.create_flow_run_from_deployment(

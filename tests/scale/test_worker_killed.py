@@ -13,6 +13,7 @@ import pytest
 
 from carbonshift.config import PlanningConfig, TrainingConfig
 from tests.scale.conftest import (
+    ROUTES,
     ZOMBIE_AFTER_S,
     ScaleStack,
     poll,
@@ -78,8 +79,7 @@ def test_killed_worker_run_is_crashed_released_and_replanned(
     # crashed run's checkpoint, and it completes the job.
     from flows.plan import plan_training
 
-    planning = PlanningConfig.model_validate(
-        {"training_deployment": "train-model/gpu-aws", "training": config})
+    planning = PlanningConfig.model_validate({"routes": ROUTES, "training": config})
     with scale_stack.settings():
         plan_training(jobs=[spec.model_dump(mode="json", by_alias=True)], queue_file=None,
                       config=planning)
@@ -89,7 +89,10 @@ def test_killed_worker_run_is_crashed_released_and_replanned(
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             tags=FlowRunFilterTags(all_=[f"carbonshift-job:{spec.name}"])))
     (new,) = [r for r in runs if r.id != run_id]
-    assert str(new.parameters["resume_from"]).startswith("file://"), new.parameters
+    # Routed to its region's pool, resuming in the crashed run's checkpoint folder.
+    assert new.deployment_id == deployment.id, new
+    assert new.parameters["resume_from"] == f"{tmp_path / 'ckpt'}/{spec.name}/{run_id}", new
+    FIGURES["resume_from"] = new.parameters["resume_from"]
     (done,) = wait_final(scale_stack, [new.id], timeout_s=180)
     assert done.state_type.value == "COMPLETED", done.state
     assert done.state.message == "trained 6 steps"
