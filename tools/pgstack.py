@@ -300,6 +300,7 @@ class Worker:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         self.proc.wait()
+        self._out.close()
         # The flow-run processes are in sessions of their own: not children of ours to reap,
         # so wait until they are gone.
         deadline = time.monotonic() + 5
