@@ -110,6 +110,15 @@ def _parser() -> argparse.ArgumentParser:
         default=600.0,
         help="time to wait (default 600s)",
     )
+    demo.add_argument(
+        "--database",
+        type=database_url,
+        default=None,
+        metavar="URL",
+        help="the database of the demo's Prefect server, e.g. "
+        "postgresql+asyncpg://USER:PASSWORD@HOST:5432/prefect (default: "
+        "PREFECT_API_DATABASE_CONNECTION_URL if set, else a fresh SQLite file)",
+    )
     demo.set_defaults(run=_demo)
 
     pl = sub.add_parser("plan", help="plan a job file against recorded traces at a given moment")
@@ -138,7 +147,22 @@ def _demo(args: argparse.Namespace) -> int:
     argv = ["--timeout", f"{args.timeout:g}"]
     if args.exit:
         argv.append("--exit")
+    if args.database:
+        argv += ["--database", args.database]
     return run_project_module("flows.demo", argv)
+
+
+DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+
+
+def database_url(text: str) -> str:
+    """A Prefect server database URL (the drivers Prefect ships with), else a one-line error."""
+    if not text.startswith(DATABASE_SCHEMES):
+        raise argparse.ArgumentTypeError(
+            "not a Prefect database URL: give postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB "
+            "(or sqlite+aiosqlite:///PATH)"
+        )
+    return text
 
 
 def _backtest(args: argparse.Namespace) -> int:

@@ -2,7 +2,11 @@
 the project's deployments and a worker; then plan the example queue on bundled real traces
 replayed as of now, print the plan, and follow the urgent job's training run.
 
-    python -m flows.demo [--exit] [--timeout 600]
+    python -m flows.demo [--exit] [--timeout 600] [--database URL]
+
+The server's database: `--database` (e.g. postgresql+asyncpg://USER:PASSWORD@HOST:5432/prefect,
+an empty database Prefect migrates at start), else Prefect's own setting
+PREFECT_API_DATABASE_CONNECTION_URL, else a fresh SQLite file under .carbonshift/prefect.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 
 from carbonshift.artifacts import PLAN_TABLE_KEY, artifact_key, rows_as_text
+from carbonshift.cli import database_url
 from carbonshift.job import load_jobs
 from flows.local_stack import LocalStack
 
@@ -57,12 +62,24 @@ def _main(argv: list[str] | None) -> int:
         default=600.0,
         help="seconds to wait for the planner and the urgent run (default 600)",
     )
+    parser.add_argument(
+        "--database",
+        type=database_url,
+        default=None,
+        metavar="URL",
+        help="the server's database (default: PREFECT_API_DATABASE_CONNECTION_URL, else SQLite)",
+    )
     args = parser.parse_args(argv)
     home = Path(os.environ.get("CARBONSHIFT_DEMO_HOME") or PROJECT / ".carbonshift" / "prefect")
     api_url = os.environ.get("PREFECT_API_URL")
+    if api_url and args.database:
+        parser.error(
+            f"--database: PREFECT_API_URL names a running server ({api_url}), which has its own "
+            "database; unset PREFECT_API_URL to start one on --database"
+        )
     if not api_url:
-        shutil.rmtree(home, ignore_errors=True)  # a fresh demo database every time
-    with LocalStack(PROJECT, home, api_url=api_url) as stack:
+        shutil.rmtree(home, ignore_errors=True)  # a fresh demo database every time (SQLite)
+    with LocalStack(PROJECT, home, api_url=api_url, database_url=args.database) as stack:
         print(f"Prefect UI: {stack.ui_url}   (logs in {home / 'logs'})")
         print(
             "Deployed plan-training/daily and train-model/default; worker on carbonshift-process."

@@ -1,4 +1,5 @@
-"""A local Prefect stack for the demo and the end-to-end test: a server on SQLite (or the one
+"""A local Prefect stack for the demo and the end-to-end test: a server on SQLite (or on the
+database at `database_url` / PREFECT_API_DATABASE_CONNECTION_URL, e.g. PostgreSQL; or the server
 at PREFECT_API_URL), the process work pool, the project's deployments and a worker.
 
 Every process it starts, and every process those start (Prefect runs each flow run in a
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -27,9 +29,67 @@ from typing import IO, Any
 import httpx
 
 POOL = "carbonshift-process"
+ZOMBIE_AUTOMATION = "carbonshift: crash zombie flow runs"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 HEALTH_TIMEOUT_S = 120.0
 STOP_GRACE_S = 5.0  # SIGTERM to SIGKILL; Ctrl-C must leave nothing running after 10 s
+
+
+def crash_zombie_runs(within_s: float = 90.0) -> str:
+    """Create (or find) the automation that marks a flow run Crashed when its heartbeats stop:
+    a worker or machine that dies runs no hook and reports nothing, so without it the run
+    stays Running for ever and its job is never re-planned. On the server that the current
+    Prefect settings name (PREFECT_API_URL); returns the automation's id.
+
+    Flow runs send heartbeats only with PREFECT_FLOWS_HEARTBEAT_FREQUENCY set (in the workers'
+    environment; Prefect sends one every 30 s at the most often, whatever is asked), so
+    `within_s` must exceed that frequency, with room for a busy machine. Prefect Cloud has
+    this built in ("Unresponsive run detection"). Prefect's guide: "How to detect and respond
+    to zombie flows"."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    automation = AutomationCore(
+        name=ZOMBIE_AUTOMATION,
+        description="Crash flow runs whose heartbeat stopped (their worker or machine died)",
+        trigger=EventTrigger(
+            # After a heartbeat, expect another (or the run's end) within `within_s`.
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=within_s),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"No heartbeat for {within_s:g} s: the flow run's process is gone",
+            )
+        ],
+    )
+    with get_client(sync_client=True) as client:
+        found = client.read_automations_by_name(ZOMBIE_AUTOMATION)
+        return str(found[0].id if found else client.create_automation(automation))
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit to print: its password replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    user_info, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in user_info:
+        return url
+    return f"{scheme}://{user_info.split(':', 1)[0]}:***@{host}"
 
 
 def free_port() -> int:
@@ -57,9 +117,12 @@ class LocalStack:
         home: Path,
         *,
         api_url: str | None = None,
+        database_url: str | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.project_dir = project_dir
+        # None: Prefect's own setting (the environment's), else SQLite under `home`.
+        self.database_url = database_url
         self.home = home
         self.log = log
         self.api_url = api_url or ""
@@ -78,6 +141,8 @@ class LocalStack:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PWD": str(self.project_dir),
         }
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         return env
 
     def start(self) -> LocalStack:
@@ -207,7 +272,9 @@ class LocalStack:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}/api"
         self.ui_url = f"http://127.0.0.1:{port}"
-        self.log(f"Starting a Prefect server (SQLite in {self.home}) on {self.ui_url} ...")
+        database = self.env.get("PREFECT_API_DATABASE_CONNECTION_URL")
+        where = redact_url(database) if database else f"SQLite in {self.home}"
+        self.log(f"Starting a Prefect server ({where}) on {self.ui_url} ...")
         server = self._spawn(
             "server",
             [
