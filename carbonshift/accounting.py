@@ -73,24 +73,6 @@ def profile_of(samples: Sequence[Sample]) -> list[EnergyStep]:
     ]
 
 
-def interval_counts(
-    profile: Sequence[EnergyStep], start_s: float, estimated: Sequence[tuple[float, float, str]]
-) -> tuple[int, int, int]:
-    """(charged, on the forecast, on the fallback): the metered intervals that drew energy,
-    each charged one intensity (an idle one is charged none, so it is in no count), and which
-    of them the `estimated` spans say had no actual intensity."""
-    charged = forecast = fallback = 0
-    for step in profile:
-        if step.energy_kwh <= 0:
-            continue
-        charged += 1
-        mid_s = start_s + step.offset_s + step.duration_s / 2  # spans end on sample times
-        source = next((w for a, b, w in estimated if a <= mid_s < b), "actual")
-        forecast += source == "forecast"
-        fallback += source == "fallback"
-    return charged, forecast, fallback
-
-
 def length_s(profile: Sequence[EnergyStep]) -> float:
     return max((p.offset_s + p.duration_s for p in profile), default=0.0)
 
@@ -323,7 +305,6 @@ def settle(segment: Segment, actuals: Actuals, now: datetime) -> LedgerRecord:
     end_s = s.samples[-1].at_s if s.samples else start_s
     started = datetime.fromtimestamp(start_s, UTC)
     profile = profile_of(s.samples)
-    charged, on_forecast, on_fallback = interval_counts(profile, start_s, acc.estimated)
     signal = acc.signal or s.home_signal
     marginal = signal == Signal.MOER.value
     run_now = run_now_home(profile, s.home_region, s.planned_at, actuals, now)
@@ -367,8 +348,10 @@ def settle(segment: Segment, actuals: Actuals, now: datetime) -> LedgerRecord:
         emissions_kg=emissions_kg,
         mean_g_per_kwh=mean,
         signal=location_signal,
-        intervals_on_forecast=on_forecast,
-        intervals=charged,
+        # The accounting's counts, as they are: one definition for the run, its record, its
+        # table and the report (see energy.Accounting).
+        intervals_on_forecast=acc.intervals_on_forecast,
+        intervals=acc.intervals,
         counterfactuals=[run_now, best],
         avoided_marginal_kg=avoided,
         delay_s=max(0.0, start_s - s.submitted_at.timestamp()),
@@ -386,7 +369,7 @@ def settle(segment: Segment, actuals: Actuals, now: datetime) -> LedgerRecord:
         deadline=s.deadline,
         candidate_regions=list(s.candidate_regions),
         profile=profile,
-        intervals_on_fallback=on_fallback,
+        intervals_on_fallback=acc.intervals_on_fallback,
         gpu_hours=gpu_hours,
         embodied_kg=None if gpu_hours is None else gpu_hours * EMBODIED_KG_PER_GPU_HOUR,
     )

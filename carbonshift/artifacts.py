@@ -251,12 +251,15 @@ def emissions_markdown(
         "| --- | ---: |",
     ]
     for d in record.devices:
+        # A device row is the hardware's own energy; the facility's overhead is the PUE row,
+        # and the total is the rows times it (carbonshift.run.supervisor.devices_of).
         how = "measured" if d.measured else "estimated"
-        lines.append(f"| energy, {d.device} ({how}) | {d.energy_kwh:.4f} kWh |")
+        what = "board, before PUE" if d.device.startswith("GPU ") else "before PUE"
+        lines.append(f"| energy, {d.device} ({how}; {what}) | {d.energy_kwh:.4f} kWh |")
     measured = "measured" if record.energy_measured else "estimated"
     lines += [
-        f"| energy, total (PUE included) | {record.energy_kwh:.4f} kWh ({measured}) |",
         f"| PUE | {record.pue:.2f} |",
+        f"| energy, total (PUE included) | {record.energy_kwh:.4f} kWh ({measured}) |",
         f"| emissions, location-based ({record.signal}) | {record.emissions_kg:.4f} kg CO2 |",
         f"| mean intensity | {record.mean_g_per_kwh:.0f} g/kWh |",
     ]

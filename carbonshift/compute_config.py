@@ -9,10 +9,11 @@ pass them to `compute_for`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from carbonshift.compute import Compute, LocalCompute
 from carbonshift.remote.bootstrap import BootstrapConfig
@@ -108,6 +109,11 @@ class RemoteTimings(BaseModel):
         return self
 
 
+# A PUE is facility energy over IT energy: never below 1. Above 3 is no data centre's figure
+# (surveys put the average near 1.6, old server rooms near 2.5): a typo, or a percentage.
+MAX_LOCAL_PUE = 3.0
+
+
 class ComputeConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
@@ -124,6 +130,21 @@ class ComputeConfig(BaseModel):
         default_factory=BootstrapConfig, description="what a cloud instance installs and runs"
     )
     remote: RemoteTimings = Field(default_factory=RemoteTimings)
+    local_pue: float = Field(
+        default=1.0,
+        description="this machine's PUE (1.0: no facility overhead known): a local run's GPU "
+        "energy and its estimate are scaled by it, once, and the run's records state it",
+    )
+
+    @field_validator("local_pue")
+    @classmethod
+    def _a_facilitys_pue(cls, pue: float) -> float:
+        if not (math.isfinite(pue) and 1.0 <= pue <= MAX_LOCAL_PUE):
+            raise ValueError(
+                f"compute.local_pue: {pue!r} is no facility's PUE: give a PUE from 1.0 (no "
+                f"overhead) to {MAX_LOCAL_PUE:g}, e.g. 1.2 for an efficient machine room"
+            )
+        return pue
 
     @property
     def remote_runs(self) -> bool:

@@ -123,7 +123,13 @@ class Sample:
 class Accounting:
     """A run's integrated emissions. `signal` is the intensity's kind (lca, direct or moer: a
     moer figure is marginal, never a location-based one); `estimated` lists, merged, the spans
-    whose intervals had no actual intensity and what stood in (forecast or fallback)."""
+    whose intervals had no actual intensity and what stood in (forecast or fallback).
+
+    The interval counts are the one definition the ledger record, the run's table and the
+    report state (they copy these): `intervals` are the metered intervals that drew energy, each
+    charged one intensity (an idle one is charged none, so it is in no count); of them,
+    `intervals_on_forecast` were charged the forecast and `intervals_on_fallback` the fallback
+    (no actual intensity, nor a forecast); the rest were on actuals."""
 
     energy_kwh: float
     emissions_kg: float
@@ -133,6 +139,7 @@ class Accounting:
     signal: str = ""
     intervals_on_forecast: int = 0
     estimated: tuple[tuple[float, float, str], ...] = ()
+    intervals_on_fallback: int = 0
 
     @property
     def savings_kg(self) -> float:
@@ -158,7 +165,7 @@ def account(
     used: set[str] = set()
     signals: set[str] = set()
     estimated: list[tuple[float, float, str]] = []
-    on_forecast = 0
+    charged: list[str] = []  # the source of each interval that drew energy
     for a, b in zip(samples, samples[1:], strict=False):
         kwh = max(b.energy_j - a.energy_j, 0.0) / J_PER_KWH
         if kwh == 0 or b.at_s <= a.at_s:
@@ -167,11 +174,11 @@ def account(
             a.at_s, b.at_s, (actual, "actual"), (planned, "forecast"), fallback_g_per_kwh
         )
         used.add(source)
+        charged.append(source)
         series = actual if source == "actual" else planned if source == "forecast" else None
         if series is not None:
             signals.add(series.signal.value)
         if source != "actual":
-            on_forecast += 1
             if estimated and estimated[-1][1] == a.at_s and estimated[-1][2] == source:
                 estimated[-1] = (estimated[-1][0], b.at_s, source)
             else:
@@ -191,10 +198,11 @@ def account(
         emissions,
         would_be,
         "+".join(sorted(used)) or "none",
-        max(len(samples) - 1, 0),
+        len(charged),
         signal=next(iter(signals), ""),
-        intervals_on_forecast=on_forecast,
+        intervals_on_forecast=charged.count("forecast"),
         estimated=tuple(estimated),
+        intervals_on_fallback=charged.count("fallback"),
     )
 
 

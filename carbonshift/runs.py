@@ -7,7 +7,7 @@ re-plan are the same everywhere. No orchestrator in here: the flow's task calls 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,7 @@ from carbonshift.config import TrainingConfig
 from carbonshift.energy import EnergyMeter
 from carbonshift.job import JobSpec
 from carbonshift.meters import close_meter
+from carbonshift.meters.nvml import NvmlLike
 from carbonshift.remote import MeterSpec, RemoteCompute, RemoteTrainer, spec_for
 from carbonshift.run import (
     ActualIntensity,
@@ -145,10 +146,8 @@ def _run(inputs: RunInputs, placement: Placement) -> RunReport:
         stop_grace_s = config.compute.remote.stop_grace_s
     else:
         trainer = trainer_for(inputs.job.name, inputs.job.entrypoint)
-        # This machine's GPUs through NVML, else the estimate; the plan's power has its
-        # region's provider's PUE in it, which run_meter swaps for this machine's.
-        plan_pue = inputs.catalog.pue.get(region.provider, 1.0)
-        meter, stop_grace_s = run_meter(placement, inputs.clock.now, plan_pue=plan_pue), 120.0
+        meter = local_meter(config, inputs.catalog, placement, inputs.clock.now)
+        stop_grace_s = 120.0
     try:
         supervisor = Supervisor(
             compute=compute,
@@ -166,6 +165,30 @@ def _run(inputs: RunInputs, placement: Placement) -> RunReport:
         )
     finally:
         close_meter(meter)  # NVML's init paired with its shutdown, its polling stopped
+
+
+def local_meter(
+    config: TrainingConfig,
+    catalog: Catalog,
+    placement: Placement,
+    clock: Callable[[], float],
+    *,
+    nvml: NvmlLike | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> EnergyMeter:
+    """A local run's meter: this machine's GPUs through NVML, else the plan's estimate, at this
+    machine's PUE (`compute.local_pue`). The plan's power has its region's provider's PUE in
+    it, which run_meter swaps for this one."""
+    region = catalog.region(placement.slot.region)
+    plan_pue = catalog.pue.get(region.provider, 1.0)
+    return run_meter(
+        placement,
+        clock,
+        plan_pue=plan_pue,
+        pue=config.compute.local_pue,
+        nvml=nvml,
+        environ=environ,
+    )
 
 
 def _remote_trainer(

@@ -75,7 +75,7 @@ def test_missing_actuals_name_the_intervals_on_the_forecast() -> None:
     acc = account(samples, actual, forecast, None, shift_s=0, fallback_g_per_kwh=400)
     # 00:00-00:30 actual (100), 00:30-00:45 forecast (200), 00:45-01:00 fallback (400).
     assert acc.emissions_kg == pytest.approx(0.1 + 0.1 + 0.2 + 0.4)
-    assert acc.intervals == 4 and acc.intervals_on_forecast == 2
+    assert (acc.intervals, acc.intervals_on_forecast, acc.intervals_on_fallback) == (4, 1, 1)
     assert acc.estimated == ((S + 1800, S + 2700, "forecast"), (S + 2700, S + 3600, "fallback"))
     assert acc.intensity_source == "actual+fallback+forecast"
 
@@ -441,6 +441,61 @@ def test_interval_counts_skip_idle_intervals_and_name_the_fallback() -> None:
         3, 1, 1)
     assert [e.source for e in record.estimated] == ["forecast", "fallback"]
     assert record.emissions_kg == pytest.approx(0.1 + 0.2 + 0.999)
+
+
+def test_the_run_its_ledger_record_its_table_and_the_report_count_intervals_alike(
+    tmp_path: Path,
+) -> None:
+    """One definition of the interval counts: the run's accounting, its ledger record, the
+    run's table and the report state the same figures for a run with an idle interval, one on
+    actuals, two on the forecast and one on the fallback."""
+    from carbonshift import report
+    from carbonshift.artifacts import emissions_markdown
+    from carbonshift.checkpoint import LocalStore
+    from carbonshift.ledger import append
+
+    energy = [0, 1, 1, 2, 3, 4]  # kWh at each 15-minute sample: the second interval is idle
+    samples = [Sample(S + 900 * i, e * KWH) for i, e in enumerate(energy)]
+    actual = series_at([100.0], step_min=15, zone="west")  # 00:00-00:15
+    forecast = series_at([200.0] * 4, step_min=15, zone="west")  # to 01:00
+    acc = account(samples, actual, forecast, None, 0, 999)
+    record = settle(segment(samples, acc), actuals_from({}), T0 + timedelta(hours=2))
+    counts = (1 + 2 + 1, 2, 1)  # drew energy: 1 actual + 2 forecast + 1 fallback; idle: none
+    assert (acc.intervals, acc.intervals_on_forecast, acc.intervals_on_fallback) == counts
+    assert (record.intervals, record.intervals_on_forecast, record.intervals_on_fallback) == counts
+    table = emissions_markdown(record, "m", None, None)
+    assert "actual for 1 of 4 intervals that drew energy; 2 on the forecast, 1 on the fallback" in (
+        table
+    )
+    store = LocalStore(tmp_path)
+    append(store, record)
+    (t,) = report.load(str(tmp_path), T0 - timedelta(days=1), T0 + timedelta(days=1)).overall()
+    assert (t.intervals, t.on_forecast, t.on_fallback) == counts
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from([0, 1, 2]), min_size=1, max_size=12), st.integers(0, 12),
+       st.integers(0, 12))
+def test_interval_counts_match_an_independent_count(
+    kwh: list[int], actual_steps: int, forecast_steps: int
+) -> None:
+    """Against a count of the energy deltas: an interval is charged when it drew energy; on
+    actuals where they cover it, else on the forecast where it covers it, else the fallback."""
+    cumulative = [0]
+    for k in kwh:
+        cumulative.append(cumulative[-1] + k)
+    samples = [Sample(S + 900 * i, e * KWH) for i, e in enumerate(cumulative)]
+    actual = series_at([100.0] * actual_steps, step_min=15) if actual_steps else None
+    forecast = series_at([200.0] * forecast_steps, step_min=15) if forecast_steps else None
+    acc = account(samples, actual, forecast, None, 0, 999)
+    drew = [i for i, k in enumerate(kwh) if k > 0]
+    on_forecast = [i for i in drew if actual_steps <= i < forecast_steps]
+    on_fallback = [i for i in drew if i >= max(actual_steps, forecast_steps)]
+    assert (acc.intervals, acc.intervals_on_forecast, acc.intervals_on_fallback) == (
+        len(drew), len(on_forecast), len(on_fallback))
+    record = settle(segment(samples, acc), actuals_from({}), LATER)
+    assert (record.intervals, record.intervals_on_forecast, record.intervals_on_fallback) == (
+        acc.intervals, acc.intervals_on_forecast, acc.intervals_on_fallback)
 
 
 def test_restate_rewrites_the_latest_attempt_in_place(tmp_path: Path) -> None:

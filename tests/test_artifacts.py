@@ -113,15 +113,16 @@ def test_spread_plan_markdown_and_row_say_it_is_not_scheduled(catalog: Catalog) 
 
 
 def emissions_record(**changes: object) -> LedgerRecord:
-    """A rescheduled segment: 0.15 kWh on one estimated instance, two intervals on the forecast,
-    the run-now counterfactual known and the best slot in hindsight too."""
+    """A rescheduled segment: 0.15 kWh (PUE 1.1 included) on one estimated instance, two
+    intervals on the forecast, the run-now counterfactual known and the best slot in hindsight
+    too."""
     fields: dict[str, object] = {
         "run_id": "run-2", "job": "nightly", "job_id": "run-1", "previous_run_id": "run-1",
         "outcome": "rescheduled", "region": "aws:eu-north-1", "instance_type": "g5.xlarge",
         "submitted_at": T0, "planned_at": T0, "started_at": T0 + timedelta(minutes=90),
         "ended_at": T0 + timedelta(minutes=120), "steps_done": 1200, "total_steps": 3000,
         "energy_kwh": 0.15, "energy_measured": False, "pue": 1.1,
-        "devices": [DeviceEnergy(device="instance", energy_kwh=0.15, measured=False,
+        "devices": [DeviceEnergy(device="instance", energy_kwh=0.15 / 1.1, measured=False,
                                  method="estimate: 1 x A10G 300 W")],
         "emissions_kg": 0.039, "mean_g_per_kwh": 260.0, "signal": "lca",
         "intervals": 6, "intervals_on_forecast": 2,
@@ -199,3 +200,18 @@ def test_emissions_markdown_shows_embodied_emissions_apart() -> None:
     assert ("2.00 GPU-hours x 10.3 g CO2e per GPU-hour (Luccioni et al. 2023 (BLOOM: 11.2 t "
             "CO2eq over 1,082,990 A100 GPU-hours))") in text
     assert "embodied" not in emissions_markdown(emissions_record(), "m", None, None)
+
+
+def test_device_rows_are_the_boards_before_pue_and_the_total_is_them_times_the_pue() -> None:
+    gpus = [DeviceEnergy(device=f"GPU {i} NVIDIA H100", energy_kwh=0.4, measured=True,
+                         method="NVML counter") for i in (0, 1)]
+    text = emissions_markdown(emissions_record(devices=gpus, pue=1.25, energy_kwh=1.0,
+                                               energy_measured=True), "m", None, None)
+    rows = [line for line in text.splitlines() if line.startswith("| energy, ") or
+            line.startswith("| PUE ")]
+    assert rows == [
+        "| energy, GPU 0 NVIDIA H100 (measured; board, before PUE) | 0.4000 kWh |",
+        "| energy, GPU 1 NVIDIA H100 (measured; board, before PUE) | 0.4000 kWh |",
+        "| PUE | 1.25 |",
+        "| energy, total (PUE included) | 1.0000 kWh (measured) |",
+    ]  # 2 x 0.4 kWh x 1.25 = 1.0 kWh

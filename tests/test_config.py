@@ -179,3 +179,18 @@ def test_compute_for_routes_by_provider(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert isinstance(cloud.compute_for("aws:eu-west-2"), EmulatedInstances)
     with pytest.raises(ValidationError, match="stop_wait_s"):
         ComputeConfig.model_validate({"remote": {"stop_wait_s": 200, "stop_grace_s": 100}})
+
+
+def test_the_local_pue_defaults_to_none_added_and_takes_a_facilitys() -> None:
+    assert ComputeConfig().local_pue == 1.0  # no facility overhead known for this machine
+    assert TrainingConfig.model_validate({"compute": {"local_pue": 1.4}}).compute.local_pue == 1.4
+    assert ComputeConfig(local_pue=3.0).local_pue == 3.0  # the bound itself is allowed
+
+
+@pytest.mark.parametrize("pue", [0.0, -1.2, 0.95, 3.01, 12.0, float("nan"), float("inf")])
+def test_a_local_pue_outside_what_a_facility_reaches_is_refused_naming_it(pue: float) -> None:
+    with pytest.raises(ValidationError) as error:
+        TrainingConfig.model_validate({"compute": {"local_pue": pue}})
+    (first,) = error.value.errors()
+    assert first["loc"] == ("compute", "local_pue")
+    assert "compute.local_pue" in first["msg"] and "give a PUE from 1.0" in first["msg"]

@@ -97,7 +97,8 @@ def test_trains_watches_and_accounts(deployment: None, tmp_path: Path) -> None:
     assert state.type == StateType.COMPLETED and state.name == "Completed"
     assert LocalCompute(tmp_path / "compute").held() == []  # released
     text = artifact_data("emissions-train-ok")
-    assert "| energy, instance (estimated) |" in text and "estimate: 1 x A10G 300 W" in text
+    assert "| energy, instance (estimated; before PUE) |" in text
+    assert "estimate: 1 x A10G 300 W" in text
     assert "Intensity used: actual" in text
     assert latest_weights(tmp_path / "ckpt", "train-ok")  # the final checkpoint is there
     # The run's ledger record, in the checkpoint store, read back as a report would.

@@ -128,3 +128,27 @@ def test_a_configured_local_pue_is_applied_once_to_either_meter(catalog: Catalog
     close_meter(gpu)
     with pytest.raises(ValueError, match="pue: 0.9 is below 1"):
         run_meter(where, lambda: 0.0, plan_pue=0.9, nvml=FakeNvml([]), environ={})
+
+
+def test_a_local_run_meters_at_the_configured_local_pue(catalog: Catalog) -> None:
+    """runs.local_meter wires `compute.local_pue` to run_meter: the GPUs' energy and the
+    estimate are this machine's at that PUE, never the planned provider's."""
+    from carbonshift.config import TrainingConfig
+    from carbonshift.runs import local_meter
+
+    where = placement_of(plan(catalog))
+    config = TrainingConfig.model_validate({"compute": {"local_pue": 1.4}})
+    now = [0.0]
+    fake = FakeNvml([FakeGpu("GPU-aaaa", energy_mj=lambda t: 100_000.0 * t)], lambda: now[0])
+    gpu = local_meter(config, catalog, where, lambda: now[0], nvml=fake, environ={})
+    estimate = local_meter(config, catalog, where, lambda: now[0], nvml=FakeNvml([]), environ={})
+    now[0] = 10.0
+    try:
+        assert getattr(gpu, "pue", None) == 1.4 and gpu.read_j() == pytest.approx(100 * 10 * 1.4)
+        assert getattr(estimate, "pue", None) == 1.4
+        assert estimate.read_j() == pytest.approx(where.power_w / catalog.pue["aws"] * 1.4 * 10)
+    finally:
+        close_meter(gpu)
+    default = local_meter(TrainingConfig(), catalog, where, lambda: 0.0, nvml=FakeNvml([]),
+                          environ={})
+    assert getattr(default, "pue", None) == LOCAL_PUE
