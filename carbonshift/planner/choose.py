@@ -146,7 +146,8 @@ def ranked_rows(table: RowTable, j: int) -> list[int]:
     """Comparable rows of job j, allowed first, by objective; ties go to the lower emissions (a
     cost objective with a free carbon price ties every region on one instance type), then keep
     the candidate order (home first)."""
-    rows = np.flatnonzero((table.rows.job == j) & table.comparable)
+    mine = table.rows_of(j)
+    rows = mine[table.comparable[mine]]
     objective = np.round(table.objective[rows], OBJECTIVE_DECIMALS)
     emissions = np.round(table.emissions_kg[rows], OBJECTIVE_DECIMALS)
     order = np.lexsort((rows, emissions, objective, ~table.allowed[rows]))
@@ -260,7 +261,7 @@ def explain(
         reason = f"lowest forecast {spec.objective} with a start before the deadline"
     if chosen.coverage < 1.0 and chosen.source != STATIC_SOURCE:
         reason += f"; the forecast covered {chosen.coverage:.0%} of the job's window"
-    rows = np.flatnonzero(table.rows.job == j)
+    rows = table.rows_of(j)
     apart = sorted({table.candidates[i].region.key for i in rows if not table.comparable[i]})
     if apart:
         reason += (
