@@ -20,7 +20,6 @@ from carbonshift.planner.interruptible import Segments, plan_interruptible
 from carbonshift.planner.spread import plan_spread
 from carbonshift.planner.static import DEFAULT_LOCAL_START, static_start_s
 from carbonshift.planner.table import (
-    OBJECTIVE_DECIMALS,
     STATIC_SIGNAL,
     FloatArray,
     RowTable,
@@ -143,15 +142,8 @@ def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySerie
 
 
 def ranked_rows(table: RowTable, j: int) -> list[int]:
-    """Comparable rows of job j, allowed first, by objective; ties go to the lower emissions (a
-    cost objective with a free carbon price ties every region on one instance type), then keep
-    the candidate order (home first)."""
-    mine = table.rows_of(j)
-    rows = mine[table.comparable[mine]]
-    objective = np.round(table.objective[rows], OBJECTIVE_DECIMALS)
-    emissions = np.round(table.emissions_kg[rows], OBJECTIVE_DECIMALS)
-    order = np.lexsort((rows, emissions, objective, ~table.allowed[rows]))
-    return [int(r) for r in rows[order]]
+    """Comparable rows of job j, best first (see RowTable.ranked)."""
+    return table.ranked(j)
 
 
 def _interruptible(

@@ -64,10 +64,57 @@ class RowTable:
         # all jobs, not a scan of every row per job (quadratic on 10,000 jobs).
         return np.searchsorted(self.rows.job, np.arange(len(self.jobs) + 1))
 
+    def ranked(self, j: int) -> list[int]:
+        """Comparable rows of job j, allowed first, by objective; ties go to the lower emissions
+        (a cost objective with a free carbon price ties every region on one instance type), then
+        keep the candidate order (home first)."""
+        return self._ranking[j]
+
+    @cached_property
+    def _ranking(self) -> list[list[int]]:
+        # One sort of every job's rows (job first, then the keys above), not one per job: the
+        # order within a job is the same, since the row index settles every tie.
+        rows = np.flatnonzero(self.comparable)
+        objective = np.round(self.objective[rows], OBJECTIVE_DECIMALS)
+        emissions = np.round(self.emissions_kg[rows], OBJECTIVE_DECIMALS)
+        job = self.rows.job[rows]
+        order = rows[np.lexsort((rows, emissions, objective, ~self.allowed[rows], job))]
+        bounds = np.searchsorted(job, np.arange(len(self.jobs) + 1)).tolist()
+        ranked = order.tolist()
+        return [ranked[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    @cached_property
+    def values(self) -> _Values:
+        """The columns a slot reads, as Python values: one conversion for all rows."""
+        return _Values(
+            start_s=self.starts.start_s.tolist(),
+            mean_g_per_kwh=self.mean_g_per_kwh.tolist(),
+            energy_kwh=self.energy_kwh.tolist(),
+            emissions_kg=self.emissions_kg.tolist(),
+            cost_usd=self.cost_usd.tolist(),
+            objective=self.objective.tolist(),
+            coverage=self.starts.coverage.tolist(),
+            static=self.static.tolist(),
+            region_row=self.rows.region_row.tolist(),
+        )
+
     def signal_of(self, i: int) -> str:
         if self.static[i] or self.grid is None:
             return STATIC_SIGNAL.value
         return self.grid.signal.value
+
+
+@dataclass(frozen=True)
+class _Values:
+    start_s: list[float]
+    mean_g_per_kwh: list[float]
+    energy_kwh: list[float]
+    emissions_kg: list[float]
+    cost_usd: list[float]
+    objective: list[float]
+    coverage: list[float]
+    static: list[bool]
+    region_row: list[int]
 
 
 def planned_series(table: RowTable, i: int, chosen: Slot) -> PlannedSeries | None:
@@ -87,11 +134,12 @@ def planned_series(table: RowTable, i: int, chosen: Slot) -> PlannedSeries | Non
 
 def slot_of(table: RowTable, i: int) -> Slot:
     c = table.candidates[i]
-    start = float(table.starts.start_s[i])
+    v = table.values
+    start = v.start_s[i]
     seg = table.segments.get(i)
     run_s = seg.run_s if seg else c.duration_s
     end = seg.end_s if seg else start + run_s
-    signal = table.signal_of(i)
+    static = v.static[i] or table.grid is None
     return Slot(
         region=c.region.key,
         instance_type=c.instance_type.name,
@@ -99,16 +147,21 @@ def slot_of(table: RowTable, i: int) -> Slot:
         end=from_epoch_s(end),
         segments=[(from_epoch_s(a), from_epoch_s(b)) for a, b in seg.periods] if seg else [],
         duration_s=run_s,
-        mean_g_per_kwh=float(table.mean_g_per_kwh[i]),
-        energy_kwh=float(table.energy_kwh[i]),
-        emissions_kg=float(table.emissions_kg[i]),
-        cost_usd=float(table.cost_usd[i]),
-        objective=float(table.objective[i]),
-        source=_source(table, i),
-        signal=signal,
-        coverage=float(table.starts.coverage[i]),
+        mean_g_per_kwh=v.mean_g_per_kwh[i],
+        energy_kwh=v.energy_kwh[i],
+        emissions_kg=v.emissions_kg[i],
+        cost_usd=v.cost_usd[i],
+        objective=v.objective[i],
+        source=STATIC_SOURCE if static else _grid(table).series[v.region_row[i]].source,
+        signal=STATIC_SIGNAL.value if static else _grid(table).signal.value,
+        coverage=v.coverage[i],
         spot_price=spot_price_label(c),
     )
+
+
+def _grid(table: RowTable) -> ForecastGrid:
+    assert table.grid is not None  # a row with a forecast has a grid
+    return table.grid
 
 
 def spot_price_label(candidate: Candidate) -> str:
@@ -180,9 +233,3 @@ def savings_against(
         return 0.0, 0.0, False, note
     saved = now_home.emissions_kg - emissions_kg
     return saved, scoring.savings_fraction(now_home.emissions_kg, emissions_kg), True, ""
-
-
-def _source(table: RowTable, i: int) -> str:
-    if table.static[i] or table.grid is None:
-        return STATIC_SOURCE
-    return table.grid.series[int(table.rows.region_row[i])].source
