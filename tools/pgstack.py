@@ -155,10 +155,8 @@ def _stop_group(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) ->
     tree = descendants({proc.pid})
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
     tree |= descendants({proc.pid}) if proc.poll() is None else set()
     for pid in [proc.pid, *tree]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
