@@ -42,9 +42,10 @@ def catalog_regions(count: int) -> list[str]:
 
 
 def make_queue(
-    jobs: int, *, regions: int = 20, seed: int = 1, entrypoint: bool = True
+    jobs: int, *, regions: int = 20, seed: int = 1, now: datetime = NOW, entrypoint: bool = True
 ) -> list[dict[str, Any]]:
-    """`jobs` job mappings as a job file holds them under `jobs:`."""
+    """`jobs` job mappings as a job file holds them under `jobs:`; a third start a few hours
+    after `now`, the others when the planner runs."""
     rng = random.Random(seed)
     keys = catalog_regions(regions)
     catalog = default_catalog()
@@ -82,7 +83,7 @@ def make_queue(
             job["within"] = "6h"
             job["urgent"] = True
         if rng.random() < 0.3:
-            start = NOW + timedelta(minutes=30 * rng.randint(0, 12))
+            start = now + timedelta(minutes=30 * rng.randint(0, 12))
             job["earliest_start"] = start.isoformat()
         job["regions"] = chosen
         out.append(job)
