@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -147,9 +148,16 @@ class IntensitySeries:
         return from_epoch_s(self.end_s)
 
     def integral_knots(self) -> tuple[IntArray, FloatArray]:
-        """Grid boundaries and the cumulative integral (g/kWh × s) at each of them."""
+        """Grid boundaries and the cumulative integral (g/kWh × s) at each of them (read-only:
+        computed once per series, which the planner asks for once per job)."""
+        return self._integral
+
+    @cached_property
+    def _integral(self) -> tuple[IntArray, FloatArray]:
         knots = self.start_s + self.step_s * np.arange(len(self) + 1, dtype=np.int64)
         integral = np.concatenate([[0.0], np.cumsum(self.g_per_kwh * self.step_s)])
+        knots.setflags(write=False)
+        integral.setflags(write=False)
         return knots, integral
 
     def covers(self, start_s: float, end_s: float) -> bool:

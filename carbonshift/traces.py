@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
@@ -45,7 +46,13 @@ def read_trace(
         key = (str(path), str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     except (OSError, RuntimeError):
         return _read_trace(path, signal, fill_gaps_up_to)  # which says what is wrong
-    return _read_unchanged(key, path, signal, fill_gaps_up_to)
+    # One reader at a time: the forecast tasks start together, and each parsing every file
+    # at once (under one GIL) cost as much as parsing them all in turn, for every task.
+    with _READING:
+        return _read_unchanged(key, path, signal, fill_gaps_up_to)
+
+
+_READING = threading.Lock()
 
 
 @lru_cache(maxsize=64)

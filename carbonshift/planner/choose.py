@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +17,7 @@ from carbonshift.planner.batch import Rows, Starts, best_starts
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments, plan_interruptible
 from carbonshift.planner.spread import plan_spread
-from carbonshift.planner.static import DEFAULT_LOCAL_START, static_start_s
+from carbonshift.planner.static import DEFAULT_LOCAL_START, static_start_s, zone
 from carbonshift.planner.table import (
     STATIC_SIGNAL,
     FloatArray,
@@ -234,7 +233,7 @@ def explain(
     if spec.urgent:
         reason = f"urgent: starts now in the region with the lowest {spec.objective} now"
     elif chosen.source == STATIC_SOURCE:
-        local = chosen.start.astimezone(ZoneInfo(region.timezone)).time()
+        local = chosen.start.astimezone(zone(region.timezone)).time()
         when = (
             "static default 02:00 local time"
             if local == DEFAULT_LOCAL_START
