@@ -179,15 +179,20 @@ class IntensitySeries:
 
     def slice(self, start_s: float, end_s: float) -> IntensitySeries:
         """The grid points whose intervals overlap `[start_s, end_s)`."""
-        first = max(0, int((start_s - self.start_s) // self.step_s))
-        last = min(len(self), int(-((self.start_s - end_s) // self.step_s)))
-        if last <= first:
-            raise CoverageError(f"{self.zone or self.source}: no data in the requested period")
+        first, last = self.span(start_s, end_s)
         return replace(
             self,
             start_s=self.start_s + first * self.step_s,
             g_per_kwh=self.g_per_kwh[first:last],
         )
+
+    def span(self, start_s: float, end_s: float) -> tuple[int, int]:
+        """The indices `[first, last)` of the grid points `slice` keeps (no series built)."""
+        first = max(0, int((start_s - self.start_s) // self.step_s))
+        last = min(len(self), int(-((self.start_s - end_s) // self.step_s)))
+        if last <= first:
+            raise CoverageError(f"{self.zone or self.source}: no data in the requested period")
+        return first, last
 
     def shifted(self, offset_s: int, source: str | None = None) -> IntensitySeries:
         return replace(self, start_s=self.start_s + offset_s, source=source or self.source)

@@ -122,13 +122,14 @@ def planned_series(table: RowTable, i: int, chosen: Slot) -> PlannedSeries | Non
     row = int(table.rows.region_row[i])
     if table.grid is None or row < 0 or table.static[i]:
         return None
-    part = table.grid.series[row].slice(chosen.start.timestamp(), chosen.end.timestamp())
+    series = table.grid.series[row]
+    first, last = series.span(chosen.start.timestamp(), chosen.end.timestamp())
     return PlannedSeries(
-        start=part.start,
-        step_s=part.step_s,
-        g_per_kwh=part.g_per_kwh.tolist(),
-        signal=part.signal.value,
-        source=part.source,
+        start=from_epoch_s(series.start_s + first * series.step_s),
+        step_s=series.step_s,
+        g_per_kwh=series.g_per_kwh[first:last].tolist(),
+        signal=series.signal.value,
+        source=series.source,
     )
 
 
