@@ -3,14 +3,16 @@ CLI's `plan --json` on 10,000 jobs. Prints one JSON object.
 
 Flow against client: 1,000 jobs over 20 regions (benchmarks/queues.py, seeded, every job
 plannable) are planned and scheduled by `plan-training` (flows/plan.py, `config.schedule` on,
-forecasts replayed from the bundled traces onto today) into `train-model/bench`, a deployment
-with no worker, so every run stays scheduled. Its runs are read back from the server, deleted,
-and the same runs (parameters, start, name, tags, idempotency key) are created again by a plain
-client loop, one `create_flow_run_from_deployment` each. Each side starts from no run of the
-deployment. `flow_s` and `client_s` are their wall times, `ratio` = flow_s / client_s,
-`runs_per_s` the flow's runs per second. `flow_tasks_s` is the server's record of each task of
-the flow run (summed by task name); `flow_untasked_s` is the rest of the flow's wall time (flow
-run set-up and teardown, the plan-made events).
+forecasts replayed from the bundled traces onto today) into `train-model/bench-flow`, a
+deployment with no worker, so every run stays scheduled. The same runs (parameters, start, name,
+tags; the idempotency key with a suffix, since keys are unique per flow) are then created by a
+plain client loop, one `create_flow_run_from_deployment` each, into `train-model/bench-client`:
+each side starts from no run of its deployment, and the server is left SETTLE_S seconds between
+them. `flow_s` and `client_s` are their wall times, `ratio` = flow_s / client_s, `runs_per_s`
+the flow's runs per second. `flow_tasks_s` is the server's record of each task of the flow run
+(summed by task name; the forecast tasks run side by side); `flow_outside_tasks_s` is the flow's
+wall time when no task ran (flow run set-up and teardown, the plan-made events, Prefect's
+handling of task parameters).
 
 `plan --json`: `carbonshift plan --json` on 10,000 jobs (benchmarks/queues.py, seed 1) in a
 subprocess: wall time and peak RSS (`wait4`'s rusage of that process).
@@ -36,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +50,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.queues import make_queue, write_queue  # noqa: E402
 
 PLAN_NOW = "2023-06-01T12:00:00Z"
-DEPLOYMENT = "train-model/bench"
+# One deployment per side, so that each starts from no run and nothing is deleted while the
+# other is timed (a bulk delete queues the server's log clean-up of every run it deletes).
+FLOW_DEPLOYMENT = "bench-flow"
+CLIENT_DEPLOYMENT = "bench-client"
+PROFILED_DEPLOYMENT = "bench-profiled"
+SETTLE_S = 20.0  # the server persists the last side's events and states before the next starts
 TOP = 25
 
 
@@ -144,10 +152,10 @@ def flow_and_client(out: Path, jobs: int, regions: int, profile: bool) -> dict[s
         env = prefect_env(api_url, home)
         for key in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED"):
             os.environ[key] = env[key]
-        return _against(api_url, out, jobs, regions, profile)
+        return _against(out, jobs, regions, profile)
 
 
-def _against(api_url: str, out: Path, jobs: int, regions: int, profile: bool) -> dict[str, Any]:
+def _against(out: Path, jobs: int, regions: int, profile: bool) -> dict[str, Any]:
     # Prefect is imported once its settings point at the benchmark's server.
     from prefect.client.orchestration import get_client
 
@@ -171,38 +179,42 @@ def _against(api_url: str, out: Path, jobs: int, regions: int, profile: bool) ->
     queue = out / f"flow-jobs-{jobs}.yaml"
     queue.write_text(yaml.safe_dump({"jobs": kept[:jobs]}, sort_keys=False), encoding="utf-8")
 
-    deployment_id = train_model.to_deployment(name=DEPLOYMENT.split("/")[1]).apply()
-    config = PlanningConfig(
-        forecast=ForecastConfig(providers=["replay", "static"], cache_dir=str(out / "cache")),
-        training_deployment=DEPLOYMENT,
-        schedule=True,
-    )
+    ids = {
+        name: train_model.to_deployment(name=name).apply()
+        for name in (FLOW_DEPLOYMENT, CLIENT_DEPLOYMENT, PROFILED_DEPLOYMENT)
+    }
 
-    def run_flow() -> Any:
+    def run_flow(deployment: str) -> Any:
+        config = PlanningConfig(
+            forecast=ForecastConfig(providers=["replay", "static"], cache_dir=str(out / "cache")),
+            training_deployment=f"train-model/{deployment}",
+            schedule=True,
+        )
         return plan_training(queue_file=str(queue), config=config, now=now, return_state=True)
 
     with get_client(sync_client=True) as client:
-        client.read_deployment(deployment_id)  # connection made before the clocks start
+        client.read_deployment(ids[FLOW_DEPLOYMENT])  # connection made before the clocks start
         t0 = time.perf_counter()
-        state = run_flow()
+        state = run_flow(FLOW_DEPLOYMENT)
         flow_s = time.perf_counter() - t0
         scheduled = state.result()
-        runs = _runs(client, deployment_id)
-        tasks = _task_times(client, state.state_details.flow_run_id)
-        _delete_runs(api_url, deployment_id)
+        runs = _runs(client, ids[FLOW_DEPLOYMENT])
+        tasks, tasks_wall_s = _task_times(client, state.state_details.flow_run_id)
+        time.sleep(SETTLE_S)
 
         t0 = time.perf_counter()
         for run in runs:
             client.create_flow_run_from_deployment(
-                deployment_id,
+                ids[CLIENT_DEPLOYMENT],
                 parameters=run.parameters,
                 state=_scheduled(run.expected_start_time),
                 name=run.name,
                 tags=run.tags,
-                idempotency_key=run.idempotency_key,
+                # Keys are unique per flow: the flow's runs hold theirs.
+                idempotency_key=f"{run.idempotency_key}-client",
             )
         client_s = time.perf_counter() - t0
-        created = len(_runs(client, deployment_id))
+        created = len(_runs(client, ids[CLIENT_DEPLOYMENT]))
 
         figures: dict[str, Any] = {
             "flow_s": round(flow_s, 2),
@@ -215,11 +227,12 @@ def _against(api_url: str, out: Path, jobs: int, regions: int, profile: bool) ->
             "regions": regions,
             "scheduled_statuses": _count(s.status for s in scheduled),
             "flow_tasks_s": tasks,
-            "flow_untasked_s": round(flow_s - sum(tasks.values()), 2),
+            "flow_outside_tasks_s": round(flow_s - tasks_wall_s, 2),
         }
         if profile:
-            _delete_runs(api_url, deployment_id)
-            figures["flow_profile_top"] = _profiled(run_flow, out / "flow.prof")
+            time.sleep(SETTLE_S)
+            run = partial(run_flow, PROFILED_DEPLOYMENT)
+            figures["flow_profile_top"] = _profiled(run, out / "flow.prof")
     return figures
 
 
@@ -244,32 +257,32 @@ def _runs(client: Any, deployment_id: Any) -> list[Any]:
             return found
 
 
-def _delete_runs(api_url: str, deployment_id: Any) -> None:
-    """Every run of the deployment, 50 at a time (the server's bulk limit)."""
-    import httpx
-
-    body = {"flow_runs": {"deployment_id": {"any_": [str(deployment_id)]}}, "limit": 50}
-    while True:
-        reply = httpx.post(f"{api_url}/flow_runs/bulk_delete", json=body, timeout=60)
-        reply.raise_for_status()
-        if not reply.json()["deleted"]:
-            return
-
-
-def _task_times(client: Any, flow_run_id: Any) -> dict[str, float]:
-    """Seconds per task name (summed over its runs), from the server's task-run records."""
+def _task_times(client: Any, flow_run_id: Any) -> tuple[dict[str, float], float]:
+    """Seconds per task name (summed over its runs), from the server's task-run records, and
+    the time any task was running (their union: the forecast tasks overlap)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     runs = client.read_task_runs(
         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200
     )
     out: dict[str, float] = {}
+    spans = []
     for run in runs:
         if run.start_time and run.end_time:
             name = run.name.rsplit("-", 1)[0]
             seconds = (run.end_time - run.start_time).total_seconds()
             out[name] = round(out.get(name, 0.0) + seconds, 2)
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+            spans.append((run.start_time, run.end_time))
+    busy = 0.0
+    reach = None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            busy += (end - start).total_seconds()
+            reach = end
+        elif end > reach:
+            busy += (end - reach).total_seconds()
+            reach = end
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])), busy
 
 
 def _profiled(run: Callable[[], Any], path: Path) -> list[str]:
