@@ -312,10 +312,15 @@ def _warn(message: str) -> None:
     print(f"carbonshift: warning: {message}", file=sys.stderr)
 
 
+_STRICT = json.JSONEncoder(allow_nan=False)
+
+
 def _strict_json(value: Any) -> str:
     """JSON without NaN or Infinity (which are not JSON): a non-finite figure is a bug, said so."""
     try:
-        return json.dumps(value, allow_nan=False)
+        # What json.dumps(value, allow_nan=False) builds and calls, made once: `plan --json`
+        # encodes one plan record at a time.
+        return _STRICT.encode(value)
     except ValueError:
         raise ValueError(
             "internal error: the result holds a non-finite number; please report it "
