@@ -20,6 +20,13 @@ from carbonshift.training import TrainingOutcome
 
 ScheduleStatus = Literal["scheduled", "unchanged", "replaced", "running", "not-scheduled", "failed"]
 PLAN_TABLE_KEY = "plan-summary"
+# Up to this many plans, each job gets its own explanation artifact (`plan-<job>`) and forecast
+# chart (`plan-chart-<job>`); a bigger queue gets one explanation artifact for all its jobs
+# (PLAN_EXPLANATIONS_KEY) and no charts. At a thousand jobs, per-job artifacts were two API
+# calls and a matplotlib render (~0.15 s) per job, most of a planning run, and tens of MB of
+# charts a day on the server.
+PER_JOB_ARTIFACTS_UP_TO = 100
+PLAN_EXPLANATIONS_KEY = "plan-explanations"
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,17 @@ def plan_rows(
             }
         )
     return rows
+
+
+def plans_markdown(plans: Sequence[Plan], scheduled: Mapping[str, Scheduled]) -> str:
+    """Every job's explanation in one document (a queue of more than PER_JOB_ARTIFACTS_UP_TO
+    jobs): each job's section is what its own `plan-<job>` artifact would hold."""
+    intro = (
+        f"# Plans of {len(plans)} jobs\n\nOne section per job, in queue order; the "
+        f"`{PLAN_TABLE_KEY}` table lists them all. Queues of more than {PER_JOB_ARTIFACTS_UP_TO} "
+        "jobs get this one artifact instead of one explanation and one chart per job.\n"
+    )
+    return "\n".join([intro, *(plan_markdown(p, scheduled.get(p.job)) for p in plans)])
 
 
 def plan_markdown(plan: Plan, scheduled: Scheduled | None, chart_key: str | None = None) -> str:

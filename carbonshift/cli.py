@@ -4,17 +4,18 @@ instance reaper (through the project's flows)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from carbonshift import cloud_cli, forecast_cli, study_cli
-from carbonshift.artifacts import Column, plan_figures, text_table
 from carbonshift.backtest import backtest
 from carbonshift.catalog import Catalog, CatalogError, default_catalog
 from carbonshift.cli_args import duration, instant, signal_and_json
@@ -22,36 +23,52 @@ from carbonshift.job import load_jobs
 from carbonshift.plan import InfeasiblePlan, Plan, plan_record
 from carbonshift.planner import forecasts_for, plan_jobs
 from carbonshift.project import run_project_module
-from carbonshift.providers import ForecastUnavailable, ProviderError
 from carbonshift.series import IntensitySeries, SeriesError
 from carbonshift.traces import bundled_traces_dir, join, read_trace, traces_in
 from carbonshift.units import DURATION_HELP, INSTANT_HELP
+
+if TYPE_CHECKING:
+    from carbonshift.artifacts import Column
 
 MAX_FORECAST_ERROR = 10.0  # 1000% one day ahead: beyond it the noise model overflows
 MAX_THROUGHPUT = 1000.0  # relative to an A100
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    # `plan` is timed on queues of thousands of jobs: its parser alone spares it importing the
+    # cloud, study and forecast commands (over half a second), and parses its arguments alike.
+    parser = _parser(plan_only=given[:1] == ["plan"])
+    args = parser.parse_args(given)
     try:
         code: int = args.run(args)
         return code
-    except (
-        SeriesError,
-        CatalogError,
-        ProviderError,
-        ForecastUnavailable,
-        ValueError,
-        OSError,
-    ) as e:
+    except Exception as e:
+        if not isinstance(e, _user_errors()):
+            raise
         print(f"carbonshift: error: {e}", file=sys.stderr)
         return 2
 
 
-def _parser() -> argparse.ArgumentParser:
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors main reports on one line. The providers (httpx, pandas) are imported only once
+    an error is raised: `plan` never loads them otherwise."""
+    from carbonshift.providers import ForecastUnavailable, ProviderError
+
+    return (SeriesError, CatalogError, ProviderError, ForecastUnavailable, ValueError, OSError)
+
+
+def _parser(*, plan_only: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carbonshift", description=__doc__)
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    if not plan_only:
+        _other_parsers(sub)
+    _plan_parser(sub)
+    return parser
+
+
+def _other_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from carbonshift import cloud_cli, forecast_cli, study_cli
 
     bt = sub.add_parser("backtest", help="compare shifting policies on recorded traces")
     bt.add_argument(
@@ -121,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
 
+
+def _plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pl = sub.add_parser("plan", help="plan a job file against recorded traces at a given moment")
     pl.add_argument(
         "--traces",
@@ -140,7 +159,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     signal_and_json(pl)
     pl.set_defaults(run=_plan)
-    return parser
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -197,6 +215,14 @@ def _backtest(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    # Planning allocates a few objects per candidate and per plan, hundreds of thousands on a big
+    # queue, and frees them in order: the cyclic collector's passes over them cost a third of
+    # the time and found nothing, so it waits until the plans are out.
+    with _collector_paused():
+        return _plan_queue(args)
+
+
+def _plan_queue(args: argparse.Namespace) -> int:
     catalog = default_catalog()
     if args.throughput:
         catalog = catalog.with_throughput(dict(args.throughput))
@@ -211,21 +237,40 @@ def _plan(args: argparse.Namespace) -> int:
     for error in queue.errors:
         print(f"carbonshift: {error}", file=sys.stderr)
     if args.json:
-        print(
-            _strict_json(
-                {
-                    "now": args.now.isoformat(),
-                    "plans": [plan_record(p) for p in plans],
-                    "errors": [
-                        {"job": e.job, "field": e.field, "message": str(e)} for e in queue.errors
-                    ],
-                }
-            )
+        chunks = _plans_json(
+            args.now,
+            plans,
+            [{"job": e.job, "field": e.field, "message": str(e)} for e in queue.errors],
         )
+        sys.stdout.writelines(chunks)
+        sys.stdout.write("\n")
     else:
         print(format_plans(plans))
     bad_specs = queue.errors or any(isinstance(p, InfeasiblePlan) and p.field for p in plans)
     return 1 if bad_specs else 0
+
+
+def _plans_json(now: datetime, plans: Sequence[Plan], errors: list[dict[str, str]]) -> list[str]:
+    """`_strict_json({"now": ..., "plans": [plan records], "errors": errors})` in pieces, one
+    plan record at a time: json.dumps writes a list as its items' texts joined by ", ", so the
+    text is the same, without holding every record (and their joined text) at once. Nothing is
+    printed before every piece is made, so an error still prints no half object."""
+    chunks = [f'{{"now": {_strict_json(now.isoformat())}, "plans": [']
+    for i, plan in enumerate(plans):
+        chunks.append((", " if i else "") + _strict_json(plan_record(plan)))
+    chunks.append(f'], "errors": {_strict_json(errors)}}}')
+    return chunks
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _traces_for_catalog(
@@ -291,10 +336,15 @@ def _warn(message: str) -> None:
     print(f"carbonshift: warning: {message}", file=sys.stderr)
 
 
+_STRICT = json.JSONEncoder(allow_nan=False)
+
+
 def _strict_json(value: Any) -> str:
     """JSON without NaN or Infinity (which are not JSON): a non-finite figure is a bug, said so."""
     try:
-        return json.dumps(value, allow_nan=False)
+        # What json.dumps(value, allow_nan=False) builds and calls, made once: `plan --json`
+        # encodes one plan record at a time.
+        return _STRICT.encode(value)
     except ValueError:
         raise ValueError(
             "internal error: the result holds a non-finite number; please report it "
@@ -302,22 +352,29 @@ def _strict_json(value: Any) -> str:
         ) from None
 
 
-PLAN_COLUMNS = (
-    Column("job", "job", 18),
-    Column("regions", "region", 22),
-    Column("instance_type", "instance", 14),
-    Column("start", "start (UTC)", 17, "%Y-%m-%d %H:%M"),
-    Column("g_per_kwh", "g/kWh", 6, ".0f", right=True),
-    Column("kg_co2", "kg CO2", 8, ".2f", right=True),
-    Column("now_home_kg_co2", "now kg", 8, ".2f", right=True),
-    Column("savings_fraction", "saved", 6, ".0%", right=True, missing="n/a"),
-    Column("cost_usd", "cost $", 8, ".2f", right=True),
-    Column("source", "source", gap="  "),
-)
+@cache
+def _plan_columns() -> tuple[Column, ...]:
+    # The artifacts module (run accounting, the ledger) is imported for the table only.
+    from carbonshift.artifacts import Column
+
+    return (
+        Column("job", "job", 18),
+        Column("regions", "region", 22),
+        Column("instance_type", "instance", 14),
+        Column("start", "start (UTC)", 17, "%Y-%m-%d %H:%M"),
+        Column("g_per_kwh", "g/kWh", 6, ".0f", right=True),
+        Column("kg_co2", "kg CO2", 8, ".2f", right=True),
+        Column("now_home_kg_co2", "now kg", 8, ".2f", right=True),
+        Column("savings_fraction", "saved", 6, ".0%", right=True, missing="n/a"),
+        Column("cost_usd", "cost $", 8, ".2f", right=True),
+        Column("source", "source", gap="  "),
+    )
 
 
 def format_plans(plans: Sequence[Plan]) -> str:
     """The plans as a table, with the same figures as the plan artifact."""
+    from carbonshift.artifacts import plan_figures, text_table
+
     rows: list[Mapping[str, object] | str] = [
         f"{p.job:18s} not scheduled: {p.reason}"
         if isinstance(p, InfeasiblePlan)
@@ -326,7 +383,7 @@ def format_plans(plans: Sequence[Plan]) -> str:
     ]
     # A spot plan says where its price came from under its row: a provider's quote or the
     # catalog's estimate; on-demand rows stay as they were.
-    return text_table(PLAN_COLUMNS, rows, _spot_note)
+    return text_table(_plan_columns(), rows, _spot_note)
 
 
 def _spot_note(row: Mapping[str, object]) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -147,9 +148,16 @@ class IntensitySeries:
         return from_epoch_s(self.end_s)
 
     def integral_knots(self) -> tuple[IntArray, FloatArray]:
-        """Grid boundaries and the cumulative integral (g/kWh × s) at each of them."""
+        """Grid boundaries and the cumulative integral (g/kWh × s) at each of them (read-only:
+        computed once per series, which the planner asks for once per job)."""
+        return self._integral
+
+    @cached_property
+    def _integral(self) -> tuple[IntArray, FloatArray]:
         knots = self.start_s + self.step_s * np.arange(len(self) + 1, dtype=np.int64)
         integral = np.concatenate([[0.0], np.cumsum(self.g_per_kwh * self.step_s)])
+        knots.setflags(write=False)
+        integral.setflags(write=False)
         return knots, integral
 
     def covers(self, start_s: float, end_s: float) -> bool:
@@ -171,15 +179,20 @@ class IntensitySeries:
 
     def slice(self, start_s: float, end_s: float) -> IntensitySeries:
         """The grid points whose intervals overlap `[start_s, end_s)`."""
-        first = max(0, int((start_s - self.start_s) // self.step_s))
-        last = min(len(self), int(-((self.start_s - end_s) // self.step_s)))
-        if last <= first:
-            raise CoverageError(f"{self.zone or self.source}: no data in the requested period")
+        first, last = self.span(start_s, end_s)
         return replace(
             self,
             start_s=self.start_s + first * self.step_s,
             g_per_kwh=self.g_per_kwh[first:last],
         )
+
+    def span(self, start_s: float, end_s: float) -> tuple[int, int]:
+        """The indices `[first, last)` of the grid points `slice` keeps (no series built)."""
+        first = max(0, int((start_s - self.start_s) // self.step_s))
+        last = min(len(self), int(-((self.start_s - end_s) // self.step_s)))
+        if last <= first:
+            raise CoverageError(f"{self.zone or self.source}: no data in the requested period")
+        return first, last
 
     def shifted(self, offset_s: int, source: str | None = None) -> IntensitySeries:
         return replace(self, start_s=self.start_s + offset_s, source=source or self.source)

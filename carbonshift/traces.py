@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -32,8 +34,35 @@ def bundled_traces_dir() -> Path:
 def read_trace(
     path: Path | str, *, signal: Signal | str = Signal.LCA, fill_gaps_up_to: int = 0
 ) -> IntensitySeries:
-    """Read an Electricity Maps export or a generic `timestamp,<value>` CSV, by its header."""
+    """Read an Electricity Maps export or a generic `timestamp,<value>` CSV, by its header.
+
+    A file read before, unchanged since (same size and modification time), is not parsed again:
+    the planning flow's forecast tasks each build a replay provider over the same folder, and
+    a series cannot be changed once built, so one is shared."""
     path = Path(path)
+    try:
+        stat = path.stat()
+        # The name as given too: the series' source and (generic CSVs) zone come from it.
+        key = (str(path), str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    except (OSError, RuntimeError):
+        return _read_trace(path, signal, fill_gaps_up_to)  # which says what is wrong
+    # One reader at a time: the forecast tasks start together, and each parsing every file
+    # at once (under one GIL) cost as much as parsing them all in turn, for every task.
+    with _READING:
+        return _read_unchanged(key, path, signal, fill_gaps_up_to)
+
+
+_READING = threading.Lock()
+
+
+@lru_cache(maxsize=64)
+def _read_unchanged(
+    key: tuple[str, str, int, int], path: Path, signal: Signal | str, fill_gaps_up_to: int
+) -> IntensitySeries:
+    return _read_trace(path, signal, fill_gaps_up_to)
+
+
+def _read_trace(path: Path, signal: Signal | str, fill_gaps_up_to: int) -> IntensitySeries:
     header = _read_csv(path, nrows=0).columns
     if EM_TIME in header:
         return read_electricitymaps_csv(path, signal=signal, fill_gaps_up_to=fill_gaps_up_to)

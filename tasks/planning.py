@@ -12,6 +12,8 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact, c
 from prefect.cache_policies import NO_CACHE
 
 from carbonshift.artifacts import (
+    PER_JOB_ARTIFACTS_UP_TO,
+    PLAN_EXPLANATIONS_KEY,
     PLAN_TABLE_KEY,
     Scheduled,
     alternatives,
@@ -19,6 +21,7 @@ from carbonshift.artifacts import (
     placed,
     plan_markdown,
     plan_rows,
+    plans_markdown,
     svg_data_url,
 )
 from carbonshift.catalog import PriceQuote, Region, default_catalog
@@ -170,6 +173,13 @@ def publish_plan_artifacts(
         key=PLAN_TABLE_KEY,
         description="carbonshift plan: one row per job",
     )
+    if len(plans) > PER_JOB_ARTIFACTS_UP_TO:
+        create_markdown_artifact(
+            plans_markdown(plans, scheduled),
+            key=PLAN_EXPLANATIONS_KEY,
+            description=f"why each slot, {len(plans)} jobs",
+        )
+        return
     regions_of = {j.name: j.regions for j in jobs}
     for plan in plans:
         chart_key = None

@@ -17,6 +17,7 @@ from carbonshift.artifacts import (
     emissions_markdown,
     plan_markdown,
     plan_rows,
+    plans_markdown,
     rows_as_text,
     svg_data_url,
 )
@@ -82,6 +83,19 @@ def test_plan_markdown(plans: tuple[list[Plan], dict[str, object]]) -> None:
     assert "| chosen | aws:eu-west-2 |" in text and "| now, home region | aws:us-east-1 |" in text
     snapshot("plan_markdown.md", text)
     snapshot("plan_markdown_infeasible.md", plan_markdown(plan_list[1], None))
+
+
+def test_one_explanation_artifact_holds_every_job_section(
+    plans: tuple[list[Plan], dict[str, object]],
+) -> None:
+    plan_list, _ = plans
+    done = {"Nightly_Finetune": Scheduled("Nightly_Finetune", "scheduled", "id-1", None, "ok")}
+    text = plans_markdown(plan_list, done)
+    assert text.startswith("# Plans of 2 jobs\n")
+    for plan in plan_list:
+        assert plan_markdown(plan, done.get(plan.job)) in text
+    assert text.index("# Nightly_Finetune") < text.index("# too-late: not scheduled")
+    assert "Forecast chart" not in text  # no per-job charts for a queue this size
 
 
 def test_forecast_chart(plans: tuple[list[Plan], dict[str, object]]) -> None:

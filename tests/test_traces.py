@@ -125,3 +125,22 @@ def test_empty_folder(tmp_path: Path) -> None:
 def test_values_are_float64() -> None:
     s = read_trace(bundled_traces_dir() / "NO_2023_hourly.csv")
     assert s.g_per_kwh.dtype == np.float64
+
+
+def test_an_unchanged_file_is_parsed_once_a_changed_one_again(tmp_path: Path) -> None:
+    path = tmp_path / "GB_test.csv"
+    path.write_text("timestamp,g\n2023-01-01T00:00Z,100\n2023-01-01T01:00Z,200\n")
+    first = read_trace(path)
+    assert read_trace(path) is first
+    assert read_trace(str(path), signal=Signal.DIRECT) is not first  # another signal
+    path.write_text("timestamp,g\n2023-01-01T00:00Z,100\n2023-01-01T01:00Z,30\n")  # another size
+    again = read_trace(path)
+    assert again is not first
+    assert again.g_per_kwh.tolist() == [100.0, 30.0]
+    link = tmp_path / "DE_link.csv"
+    link.symlink_to(path)  # the same file under another name: its own zone and source
+    linked = read_trace(link)
+    assert (linked.zone, linked.source) == ("DE", "replay:csv:DE_link.csv")
+    path.unlink()
+    with pytest.raises(TraceError, match="cannot read it"):
+        read_trace(path)

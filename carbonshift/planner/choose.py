@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -18,9 +17,8 @@ from carbonshift.planner.batch import Rows, Starts, best_starts
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments, plan_interruptible
 from carbonshift.planner.spread import plan_spread
-from carbonshift.planner.static import DEFAULT_LOCAL_START, static_start_s
+from carbonshift.planner.static import DEFAULT_LOCAL_START, static_start_s, zone
 from carbonshift.planner.table import (
-    OBJECTIVE_DECIMALS,
     STATIC_SIGNAL,
     FloatArray,
     RowTable,
@@ -143,14 +141,8 @@ def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySerie
 
 
 def ranked_rows(table: RowTable, j: int) -> list[int]:
-    """Comparable rows of job j, allowed first, by objective; ties go to the lower emissions (a
-    cost objective with a free carbon price ties every region on one instance type), then keep
-    the candidate order (home first)."""
-    rows = np.flatnonzero((table.rows.job == j) & table.comparable)
-    objective = np.round(table.objective[rows], OBJECTIVE_DECIMALS)
-    emissions = np.round(table.emissions_kg[rows], OBJECTIVE_DECIMALS)
-    order = np.lexsort((rows, emissions, objective, ~table.allowed[rows]))
-    return [int(r) for r in rows[order]]
+    """Comparable rows of job j, best first (see RowTable.ranked)."""
+    return table.ranked(j)
 
 
 def _interruptible(
@@ -241,7 +233,7 @@ def explain(
     if spec.urgent:
         reason = f"urgent: starts now in the region with the lowest {spec.objective} now"
     elif chosen.source == STATIC_SOURCE:
-        local = chosen.start.astimezone(ZoneInfo(region.timezone)).time()
+        local = chosen.start.astimezone(zone(region.timezone)).time()
         when = (
             "static default 02:00 local time"
             if local == DEFAULT_LOCAL_START
@@ -260,7 +252,7 @@ def explain(
         reason = f"lowest forecast {spec.objective} with a start before the deadline"
     if chosen.coverage < 1.0 and chosen.source != STATIC_SOURCE:
         reason += f"; the forecast covered {chosen.coverage:.0%} of the job's window"
-    rows = np.flatnonzero(table.rows.job == j)
+    rows = table.rows_of(j)
     apart = sorted({table.candidates[i].region.key for i in rows if not table.comparable[i]})
     if apart:
         reason += (

@@ -33,7 +33,8 @@ def plan_spread(table: RowTable, j: int, catalog: Catalog) -> SpreadPlan | Infea
     spec = job.spec
     k = spec.replicas
     grid = table.grid
-    rows = np.flatnonzero((table.rows.job == j) & (table.rows.region_row >= 0))
+    mine = table.rows_of(j)
+    rows = mine[table.rows.region_row[mine] >= 0]
     best: tuple[float, list[Slot], list[int]] | None = None
     if grid is not None:
         types = sorted({table.candidates[i].instance_type.name for i in rows})

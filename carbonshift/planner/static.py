@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from carbonshift.units import from_epoch_s, to_epoch_s
@@ -22,7 +23,7 @@ def static_start_s(
     Returns the start and whether a 02:00 slot fitted; when none fits, the job starts at once
     (the earliest start), which still meets the deadline.
     """
-    tz = ZoneInfo(timezone)
+    tz = zone(timezone)
     day = from_epoch_s(earliest_s).astimezone(tz).date()
     latest = deadline_s - duration_s
     while True:
@@ -32,3 +33,10 @@ def static_start_s(
         if start >= earliest_s:
             return start, True
         day += timedelta(days=1)
+
+
+@cache
+def zone(name: str) -> ZoneInfo:
+    """`ZoneInfo(name)`, kept: ZoneInfo's own cache holds 8 zones strongly, so planning over the
+    catalog's ~20 read their files again and again (ZoneInfo(name) is the same object)."""
+    return ZoneInfo(name)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -52,10 +53,68 @@ class RowTable:
     job_signal: tuple[str, ...]
     comparable: npt.NDArray[np.bool_]
 
+    def rows_of(self, j: int) -> npt.NDArray[np.int64]:
+        """Job j's rows, in order."""
+        return np.arange(self._bounds[j], self._bounds[j + 1], dtype=np.int64)
+
+    @cached_property
+    def _bounds(self) -> npt.NDArray[np.intp]:
+        # Rows come grouped by job in job order (`evaluate` repeats each job's index over its
+        # candidates): job j's rows start where the index j would be inserted. One search for
+        # all jobs, not a scan of every row per job (quadratic on 10,000 jobs).
+        return np.searchsorted(self.rows.job, np.arange(len(self.jobs) + 1))
+
+    def ranked(self, j: int) -> list[int]:
+        """Comparable rows of job j, allowed first, by objective; ties go to the lower emissions
+        (a cost objective with a free carbon price ties every region on one instance type), then
+        keep the candidate order (home first)."""
+        return self._ranking[j]
+
+    @cached_property
+    def _ranking(self) -> list[list[int]]:
+        # One sort of every job's rows (job first, then the keys above), not one per job: the
+        # order within a job is the same, since the row index settles every tie.
+        rows = np.flatnonzero(self.comparable)
+        objective = np.round(self.objective[rows], OBJECTIVE_DECIMALS)
+        emissions = np.round(self.emissions_kg[rows], OBJECTIVE_DECIMALS)
+        job = self.rows.job[rows]
+        order = rows[np.lexsort((rows, emissions, objective, ~self.allowed[rows], job))]
+        bounds = np.searchsorted(job, np.arange(len(self.jobs) + 1)).tolist()
+        ranked = order.tolist()
+        return [ranked[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    @cached_property
+    def values(self) -> _Values:
+        """The columns a slot reads, as Python values: one conversion for all rows."""
+        return _Values(
+            start_s=self.starts.start_s.tolist(),
+            mean_g_per_kwh=self.mean_g_per_kwh.tolist(),
+            energy_kwh=self.energy_kwh.tolist(),
+            emissions_kg=self.emissions_kg.tolist(),
+            cost_usd=self.cost_usd.tolist(),
+            objective=self.objective.tolist(),
+            coverage=self.starts.coverage.tolist(),
+            static=self.static.tolist(),
+            region_row=self.rows.region_row.tolist(),
+        )
+
     def signal_of(self, i: int) -> str:
         if self.static[i] or self.grid is None:
             return STATIC_SIGNAL.value
         return self.grid.signal.value
+
+
+@dataclass(frozen=True)
+class _Values:
+    start_s: list[float]
+    mean_g_per_kwh: list[float]
+    energy_kwh: list[float]
+    emissions_kg: list[float]
+    cost_usd: list[float]
+    objective: list[float]
+    coverage: list[float]
+    static: list[bool]
+    region_row: list[int]
 
 
 def planned_series(table: RowTable, i: int, chosen: Slot) -> PlannedSeries | None:
@@ -63,23 +122,25 @@ def planned_series(table: RowTable, i: int, chosen: Slot) -> PlannedSeries | Non
     row = int(table.rows.region_row[i])
     if table.grid is None or row < 0 or table.static[i]:
         return None
-    part = table.grid.series[row].slice(chosen.start.timestamp(), chosen.end.timestamp())
+    series = table.grid.series[row]
+    first, last = series.span(chosen.start.timestamp(), chosen.end.timestamp())
     return PlannedSeries(
-        start=part.start,
-        step_s=part.step_s,
-        g_per_kwh=part.g_per_kwh.tolist(),
-        signal=part.signal.value,
-        source=part.source,
+        start=from_epoch_s(series.start_s + first * series.step_s),
+        step_s=series.step_s,
+        g_per_kwh=series.g_per_kwh[first:last].tolist(),
+        signal=series.signal.value,
+        source=series.source,
     )
 
 
 def slot_of(table: RowTable, i: int) -> Slot:
     c = table.candidates[i]
-    start = float(table.starts.start_s[i])
+    v = table.values
+    start = v.start_s[i]
     seg = table.segments.get(i)
     run_s = seg.run_s if seg else c.duration_s
     end = seg.end_s if seg else start + run_s
-    signal = table.signal_of(i)
+    static = v.static[i] or table.grid is None
     return Slot(
         region=c.region.key,
         instance_type=c.instance_type.name,
@@ -87,16 +148,21 @@ def slot_of(table: RowTable, i: int) -> Slot:
         end=from_epoch_s(end),
         segments=[(from_epoch_s(a), from_epoch_s(b)) for a, b in seg.periods] if seg else [],
         duration_s=run_s,
-        mean_g_per_kwh=float(table.mean_g_per_kwh[i]),
-        energy_kwh=float(table.energy_kwh[i]),
-        emissions_kg=float(table.emissions_kg[i]),
-        cost_usd=float(table.cost_usd[i]),
-        objective=float(table.objective[i]),
-        source=_source(table, i),
-        signal=signal,
-        coverage=float(table.starts.coverage[i]),
+        mean_g_per_kwh=v.mean_g_per_kwh[i],
+        energy_kwh=v.energy_kwh[i],
+        emissions_kg=v.emissions_kg[i],
+        cost_usd=v.cost_usd[i],
+        objective=v.objective[i],
+        source=STATIC_SOURCE if static else _grid(table).series[v.region_row[i]].source,
+        signal=STATIC_SIGNAL.value if static else _grid(table).signal.value,
+        coverage=v.coverage[i],
         spot_price=spot_price_label(c),
     )
+
+
+def _grid(table: RowTable) -> ForecastGrid:
+    assert table.grid is not None  # a row with a forecast has a grid
+    return table.grid
 
 
 def spot_price_label(candidate: Candidate) -> str:
@@ -124,7 +190,7 @@ def now_home_slot(table: RowTable, j: int) -> Slot:
     """The home candidate (first region, first instance type) started at the earliest start:
     its forecast over that run, else its annual mean (life-cycle, `signal` says so)."""
     job = table.jobs[j]
-    i = int(np.flatnonzero(table.rows.job == j)[0])
+    i = int(table.rows_of(j)[0])
     c = job.home
     start = job.earliest_s
     source = STATIC_SOURCE
@@ -168,9 +234,3 @@ def savings_against(
         return 0.0, 0.0, False, note
     saved = now_home.emissions_kg - emissions_kg
     return saved, scoring.savings_fraction(now_home.emissions_kg, emissions_kg), True, ""
-
-
-def _source(table: RowTable, i: int) -> str:
-    if table.static[i] or table.grid is None:
-        return STATIC_SOURCE
-    return table.grid.series[int(table.rows.region_row[i])].source

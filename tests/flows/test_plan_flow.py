@@ -119,3 +119,23 @@ def test_bad_job_file_names_job_and_field_and_plans_the_rest(deployment: None,
     assert result["flow-bad"].status == "not-scheduled"
     assert "job 'flow-bad': utilisation:" in result["flow-bad"].note
     assert "utilisation" in artifact("plan-flow-bad").data
+
+
+def test_a_big_queue_gets_one_explanation_artifact(
+    deployment: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.planning
+
+    monkeypatch.setattr(tasks.planning, "PER_JOB_ARTIFACTS_UP_TO", 1)  # "big" is 2 jobs here
+    write_trace(tmp_path, "GB", low_hour=4)
+    quiet = config(tmp_path).model_copy(update={"schedule": False})
+    plan_training(jobs=[job("flow-big-a"), job("flow-big-b", within="10m")], queue_file=None,
+                  config=quiet, now=NOW)
+    text = artifact("plan-explanations").data
+    assert "# flow-big-a" in text and "# flow-big-b: not scheduled" in text
+    rows = {r["job"] for r in json.loads(artifact("plan-summary").data)}
+    assert {"flow-big-a", "flow-big-b"} <= rows
+    with get_client(sync_client=True) as client:
+        per_job = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=["plan-flow-big-a", "plan-chart-flow-big-a", "plan-flow-big-b"])))
+    assert per_job == []
