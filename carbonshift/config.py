@@ -149,6 +149,14 @@ class PlanningConfig(BaseModel):
         "region no pattern matches goes to training_deployment",
     )
     schedule: bool = Field(default=True, description="false: plan and publish artifacts only")
+    schedule_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="training runs created at once: 1 suits a SQLite server (its writes queue "
+        "up); a few suit a PostgreSQL server or Prefect Cloud, where each create waits on the "
+        "network",
+    )
     training: TrainingConfig | None = Field(
         default=None, description="config for the training runs it schedules (default: theirs)"
     )

@@ -13,8 +13,8 @@ every run both created (each reads after its own creates), so any interleaving e
 exactly one scheduled run per job.
 
 Cost: the deployments are read once, the jobs' runs in a few paged queries (by flow name and job
-tags, across every training deployment), then one create per job that needs a run, on a small
-thread pool: about one API call per job."""
+tags, across every training deployment), then one create per job that needs a run (on a small
+thread pool if PlanningConfig.schedule_concurrency says so): about one API call per job."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ JOBS_PER_QUERY = 100
 PAGE = 200  # the server's default cap on one answer
 # How far back a run that ended badly is looked for (a crashed run is re-planned, resuming).
 LOOKBACK = timedelta(days=7)
-CREATE_WORKERS = 4
+CREATE_WORKERS = 1  # PlanningConfig.schedule_concurrency: a SQLite server is slower with more
 
 
 def plan_fingerprint(plan: FeasiblePlan) -> str:
@@ -228,7 +228,12 @@ def schedule_runs(
             training[deployment] = config.training_parameters(deployment)
         wants.append(Want(slot, specs[plan.job], deployment, training[deployment]))
     with _client(None) as client:
-        done = schedule_batch(wants, client, flows=_flows(config.training_deployments()))
+        done = schedule_batch(
+            wants,
+            client,
+            flows=_flows(config.training_deployments()),
+            workers=config.schedule_concurrency,
+        )
     for name, outcome in done.items():
         out[name] = outcome
         log = logger.error if outcome.status == "failed" else logger.info
