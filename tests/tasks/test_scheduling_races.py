@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -323,3 +324,59 @@ def test_a_scheduled_rest_and_a_running_run_are_left_alone(deployments: None) ->
     assert out["alone-running"].status == "running"
     assert [r.id for r in scheduled("alone-rest")] == [rest.id]
     assert scheduled("alone-running") == []
+
+
+def test_the_run_made_again_after_a_crash_resumes_in_the_crashed_runs_folder(
+    deployments: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole path in-process: a run trains to step 1000 and is marked crashed; the planner
+    makes a new run; that run, given what the planner gave it, continues from step 1000 in the
+    crashed run's checkpoint folder (tiny_train's harness resumes from the latest checkpoint)."""
+    from carbonshift.checkpoint import CheckpointManager, LocalStore
+    from carbonshift.config import TrainingConfig
+    from carbonshift.plan import PLANS
+    from flows.train import train_model
+    from tests.flows.test_train_flow import config, job, minute_csv, plan_for
+
+    now = datetime.now(UTC)
+    minute_csv(tmp_path / "fc", now, 200.0)
+    spec_ = job("crash-resume")
+    short = config(tmp_path, tmp_path / "fc")
+    short.options["steps"] = "1000"
+    crashed = train_model(spec_, plan_for(spec_, tmp_path / "fc", now), None, short,
+                          return_state=True)
+    crashed_id = crashed.state_details.flow_run_id
+    assert crashed_id is not None
+    with get_client(sync_client=True) as client:  # the job's run, then its worker died
+        client.update_flow_run(crashed_id, tags=["carbonshift", f"carbonshift-job:{spec_.name}"])
+        client.set_flow_run_state(crashed_id, Crashed(), force=True)
+    folder = tmp_path / "ckpt" / spec_.name
+    first = CheckpointManager(LocalStore(folder), str(crashed_id)).latest()
+    assert first is not None and first.step == 1000
+
+    training = config(tmp_path, tmp_path / "fc").model_dump(mode="json")  # 3000 steps
+    plan = plan_for(spec_, tmp_path / "fc", datetime.now(UTC))
+    (outcome,) = schedule([Want(plan, spec_, DEFAULT, training)]).values()
+    assert outcome.status == "scheduled" and str(crashed_id) in outcome.note
+    (again,) = scheduled(spec_.name)
+    p = again.parameters
+    assert p["resume_from"] == f"{tmp_path / 'ckpt'}/{spec_.name}/{crashed_id}"
+
+    from carbonshift.trainer import Harness
+
+    resumed_at: list[int] = []
+    real_resume = Harness.resume
+
+    def spy(self: Harness) -> int:
+        resumed_at.append(real_resume(self))
+        return resumed_at[-1]
+
+    monkeypatch.setattr(Harness, "resume", spy)
+    state = train_model(JobSpec.model_validate(p["job"]), PLANS.validate_python(p["plan"]),
+                        p["resume_from"], TrainingConfig.model_validate(p["config"]),
+                        return_state=True)
+    assert state.type == StateType.COMPLETED, state.message
+    assert resumed_at == [1000]  # the trainer loaded the crashed run's checkpoint
+    done = CheckpointManager(LocalStore(folder), str(crashed_id)).latest()
+    assert done is not None and done.step == 3000  # continued where the crashed run was
+    assert [d.name for d in folder.iterdir()] == [str(crashed_id)]  # and nowhere else
