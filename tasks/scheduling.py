@@ -292,6 +292,8 @@ def schedule_batch(
         else:
             todo[name] = decided
 
+    labels = _trace_labels()  # read here: the pool's threads do not see the run's context
+
     def create(job: _Job) -> FlowRun | BaseException:
         w = job.want
         try:
@@ -302,7 +304,7 @@ def schedule_batch(
                 name=f"{w.plan.job}-{w.plan.chosen.start:%Y%m%d-%H%M}",
                 tags=["carbonshift", JOB_TAG + w.plan.job],
                 idempotency_key=job.key,
-                labels=_trace_labels(),
+                labels=labels,
             )
         except SCHEDULING_ERRORS as e:
             return e
@@ -369,7 +371,7 @@ def _decide(want: Want, current: list[FlowRun], ended: list[FlowRun]) -> Schedul
         "resume_from": None,
         **({"config": want.training} if want.training else {}),
     }
-    latest = max(ended, key=_order, default=None)
+    latest = max(ended, key=_newest, default=None)
     if latest is not None and _state(latest) in ENDED_BADLY:
         # Its work is not lost: this run continues from its checkpoints (or starts afresh
         # when it saved none).
@@ -399,6 +401,10 @@ def _order(run: FlowRun) -> tuple[bool, float, str]:
     half done), then the newest, then by id, so every planner picks the same one."""
     created = run.created.timestamp() if run.created is not None else 0.0
     return (RESUME_TAG in run.tags, created, str(run.id))
+
+
+def _newest(run: FlowRun) -> tuple[float, str]:
+    return (run.created.timestamp() if run.created is not None else 0.0, str(run.id))
 
 
 _In = TypeVar("_In")
@@ -456,7 +462,10 @@ def _reconcile(
         runs = scheduled.get(name, [])
         mine = job.mine
         assert mine is not None  # every job left to reconcile has its run
-        winner = max(runs, key=_order, default=mine)
+        # Not read back: a worker took it already (or a racing planner removed it for a
+        # greater one, which is then in `runs`). It still outranks what it replaces.
+        view = runs if any(r.id == mine.id for r in runs) else [*runs, mine]
+        winner = max(view, key=_order)
         winners[name] = winner
         doomed += [(name, r) for r in runs if r.id != winner.id]
 
