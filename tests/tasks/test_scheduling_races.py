@@ -201,7 +201,7 @@ def test_forced_interleavings_of_two_planners_end_with_one_run_per_job(
     deployments: None, method: str, nth: int, second_plan: str
 ) -> None:
     tag = f"{method.split('_')[0]}{nth}-{second_plan}"
-    jobs = [spec(f"lock-{tag}-{i}", REGIONS[i % 2]) for i in range(3)]
+    jobs = [spec(f"lock-{tag}-{i}", REGIONS[i % 2]) for i in range(2)]
     schedule(wants(jobs, low_hour=2))
     first = wants(jobs, low_hour=4)
     second = wants(jobs, low_hour=4 if second_plan == "same" else 8)
@@ -250,16 +250,19 @@ class Counting:
         return call
 
 
-def test_scheduling_many_jobs_costs_about_one_call_each(deployments: None) -> None:
-    jobs = [spec(f"bulk-{i}", REGIONS[i % 2]) for i in range(101)]  # two queries' worth
+def test_scheduling_many_jobs_costs_about_one_call_each(
+    deployments: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tasks.scheduling.JOBS_PER_QUERY", 10)  # 21 jobs: three queries each
+    jobs = [spec(f"bulk-{i}", REGIONS[i % 2]) for i in range(21)]
     with get_client(sync_client=True) as client:
         counted = Counting(client)
         out = schedule(wants(jobs, low_hour=6), counted, workers=1)  # type: ignore[arg-type]
     assert {o.status for o in out.values()} == {"scheduled"}
-    assert counted.calls["create_flow_run_from_deployment"] == 101
+    assert counted.calls["create_flow_run_from_deployment"] == 21
     assert counted.calls["read_deployment_by_name"] == 2  # once per pool's deployment
-    assert counted.calls["read_flow_runs"] == 6  # three listings of two chunks of jobs
-    assert sum(counted.calls.values()) == 101 + 8
+    assert counted.calls["read_flow_runs"] == 9  # three listings of three chunks of jobs
+    assert sum(counted.calls.values()) == 21 + 11
     with get_client(sync_client=True) as client:
         runs = list_job_runs(client, ["train-model"], [j.name for j in jobs],
                              [StateType.SCHEDULED])
