@@ -20,6 +20,7 @@ from carbonshift.checkpoint.uri import parse_store_uri
 from carbonshift.compute_config import ComputeConfig
 from carbonshift.monitor import MonitorRule
 from carbonshift.providers.factory import ForecastConfig
+from carbonshift.routing import check_routes, deployments, route
 
 DEFAULT_TRAINING_DEPLOYMENT = "train-model/default"
 
@@ -80,6 +81,16 @@ class TrainingConfig(BaseModel):
         description="deployment that runs the rest after a re-plan (PlanningConfig sets it to "
         "its own when it schedules the run)",
     )
+    routes: dict[str, str] = Field(
+        default_factory=dict,
+        description="region pattern -> deployment for the rest after a re-plan (PlanningConfig "
+        "sets its own routes, with its default deployment as '*'): the rest runs in the pool "
+        "of its region",
+    )
+
+    def deployment_for(self, region: str) -> str:
+        """Where the rest of this run goes when it is re-planned into `region`."""
+        return route(region, self.routes, self.training_deployment)
 
     @model_validator(mode="before")
     @classmethod
@@ -130,17 +141,54 @@ class PlanningConfig(BaseModel):
         pattern=r"^[^/]+/[^/]+$",
         description="deployment that runs each job, as flow-name/deployment-name",
     )
+    routes: dict[str, str] = Field(
+        default_factory=dict,
+        description="region pattern -> training deployment, e.g. {'aws:*': "
+        "'train-model/gpu-aws', 'gcp:europe-*': 'train-model/gpu-gcp-eu'}: each run goes to the "
+        "deployment (work pool) of its chosen region; the most specific pattern wins, and a "
+        "region no pattern matches goes to training_deployment",
+    )
     schedule: bool = Field(default=True, description="false: plan and publish artifacts only")
+    schedule_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="training runs created at once: 1 suits a SQLite server (its writes queue "
+        "up); a few suit a PostgreSQL server or Prefect Cloud, where each create waits on the "
+        "network",
+    )
     training: TrainingConfig | None = Field(
         default=None, description="config for the training runs it schedules (default: theirs)"
     )
 
-    def training_parameters(self) -> dict[str, Any] | None:
-        """The `config` parameter of the training runs it schedules (None: theirs), carrying
-        this `training_deployment`, so that a re-planned rest goes where its run went."""
-        if self.training is None and self.training_deployment == DEFAULT_TRAINING_DEPLOYMENT:
+    @field_validator("routes")
+    @classmethod
+    def _valid_routes(cls, routes: dict[str, str]) -> dict[str, str]:
+        from carbonshift.catalog import default_catalog
+
+        return check_routes(routes, default_catalog().regions)
+
+    def deployment_for(self, region: str) -> str:
+        """The training deployment of a run in `region` (a `provider:name` key)."""
+        return route(region, self.routes, self.training_deployment)
+
+    def training_deployments(self) -> list[str]:
+        """Every deployment a training run may be sent to, the default first."""
+        return deployments(self.routes, self.training_deployment)
+
+    def training_parameters(self, deployment: str | None = None) -> dict[str, Any] | None:
+        """The `config` parameter of a training run sent to `deployment` (default: the
+        default one); None: theirs. It carries that deployment and these routes (with the
+        default as '*'), so that a re-planned rest goes to the pool of its own region."""
+        deployment = deployment or self.training_deployment
+        if (
+            self.training is None
+            and not self.routes
+            and deployment == self.training_deployment == DEFAULT_TRAINING_DEPLOYMENT
+        ):
             return None
+        routes = {**self.routes, "*": self.training_deployment} if self.routes else {}
         training = (self.training or TrainingConfig()).model_copy(
-            update={"training_deployment": self.training_deployment}
+            update={"training_deployment": deployment, "routes": routes}
         )
         return training.model_dump(mode="json")

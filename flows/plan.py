@@ -51,7 +51,8 @@ def plan_training(
     Args:
         jobs: jobs to plan besides (or instead of) the queue file.
         queue_file: YAML job queue, relative to the project folder; empty for none.
-        config: forecast providers and the training deployment.
+        config: forecast providers, the training deployment and the routes to other pools'
+            deployments by region.
         now: plan as of this moment (UTC); empty means now.
         spot_pricing: ask AWS for interruptible jobs' spot prices (needs
             ec2:DescribeSpotPriceHistory); empty or off means the catalog's. Either way each
@@ -65,12 +66,7 @@ def plan_training(
     forecasts = fetch_forecasts(queue.jobs, now, config.forecast)
     plans = plan_queue(queue, forecasts, now, quotes.result())
     emit_plans_made(plans)
-    training = config.training_parameters()
-    scheduled = (
-        schedule_runs(plans, queue.jobs, config.training_deployment, training)
-        if config.schedule
-        else {}
-    )
+    scheduled = schedule_runs(plans, queue.jobs, config) if config.schedule else {}
     publish_plan_artifacts(plans, scheduled, forecasts, queue.jobs)
     failed = [s for s in scheduled.values() if s.status == "failed"]
     if failed:

@@ -175,11 +175,13 @@ def replan_rest(
     except NotRunnable as e:
         _restate_stopped(config, run_id, now)
         return False, f"could not re-plan: {e}; resume from {outcome.checkpoint_uri}"
+    # The rest runs in the pool of the region it was re-planned into (routes carried in).
+    deployment = config.deployment_for(feasible.chosen.region)
     try:
         scheduled = reschedule_remaining(
             rest,
             feasible,
-            config.training_deployment,
+            deployment,
             {
                 "job": rest.model_dump(mode="json", by_alias=True),
                 "plan": feasible.model_dump(mode="json"),
@@ -187,6 +189,7 @@ def replan_rest(
                 "config": config.model_copy(
                     update={
                         "replans": config.replans + 1,
+                        "training_deployment": deployment,
                         # The run ledger links the segments of one job.
                         "job_id": config.job_id or run_id,
                         "previous_run_id": run_id,
@@ -199,7 +202,7 @@ def replan_rest(
     except ObjectNotFound:  # e.g. `carbonshift train` on a server without the deployment
         _restate_stopped(config, run_id, now)
         return False, (
-            f"could not schedule the rest: no deployment {config.training_deployment} on this "
+            f"could not schedule the rest: no deployment {deployment} on this "
             f"server; resume from {outcome.checkpoint_uri}"
         )
     return True, f"{scheduled.note}; run {scheduled.flow_run_id}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,46 @@ def test_a_local_pue_outside_what_a_facility_reaches_is_refused_naming_it(pue: f
     (first,) = error.value.errors()
     assert first["loc"] == ("compute", "local_pue")
     assert "compute.local_pue" in first["msg"] and "give a PUE from 1.0" in first["msg"]
+
+
+ROUTES = {"aws:*": "train-model/gpu-aws", "gcp": "train-model/gpu-gcp",
+          "aws:eu-west-2": "train-model/gpu-london"}
+
+
+def test_routes_send_each_region_to_its_pools_deployment_and_ride_along_to_the_rest() -> None:
+    cfg = PlanningConfig(routes=ROUTES, training_deployment="train-model/default")
+    assert cfg.deployment_for("aws:us-east-1") == "train-model/gpu-aws"
+    assert cfg.deployment_for("aws:eu-west-2") == "train-model/gpu-london"  # exact beats glob
+    assert cfg.deployment_for("gcp:europe-west4") == "train-model/gpu-gcp"  # bare provider
+    assert cfg.deployment_for("azure:westeurope") == "train-model/default"  # unmatched
+    assert cfg.training_deployments() == ["train-model/default", "train-model/gpu-aws",
+                                          "train-model/gpu-gcp", "train-model/gpu-london"]
+    params = cfg.training_parameters("train-model/gpu-aws")
+    assert params is not None and params["training_deployment"] == "train-model/gpu-aws"
+    rest = TrainingConfig.model_validate(params)  # what the run's re-planned rest routes by
+    assert rest.deployment_for("gcp:us-central1") == "train-model/gpu-gcp"
+    assert rest.deployment_for("aws:eu-west-2") == "train-model/gpu-london"
+    assert rest.deployment_for("azure:westeurope") == "train-model/default"
+    assert PlanningConfig().training_parameters() is None  # no routes: the runs' own config
+
+
+@pytest.mark.parametrize(
+    ("routes", "message"),
+    [
+        ({"aws:*": "gpu-aws"}, re.escape("routes['aws:*']: 'gpu-aws' is not a deployment: "
+                                         "give flow-name/deployment-name")),
+        ({"aws us-east-1": "train-model/a"}, "routes: pattern 'aws us-east-1' is not "
+                                             "provider:region"),
+        ({"asw:*": "train-model/a"}, "routes: pattern 'asw:\\*' matches no region in the "
+                                     "catalog"),
+        ({"aws:us-*": "train-model/a", "aws:*t-1": "train-model/b"},
+         "routes: 'aws:.*' and 'aws:.*' both match aws:.* equally: make one more specific"),
+        ({"aws": "train-model/a", "aws:*": "train-model/b"}, "given twice"),
+    ],
+)
+def test_bad_routes_are_refused_naming_the_field_and_the_fix(
+    routes: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message) as raised:
+        PlanningConfig(routes=routes)
+    assert raised.value.errors()[0]["loc"] == ("routes",)
