@@ -29,6 +29,7 @@ from typing import IO, Any
 import httpx
 
 POOL = "carbonshift-process"
+GPU_POOLS = ("carbonshift-gpu-aws", "carbonshift-gpu-gcp")
 ZOMBIE_AUTOMATION = "carbonshift: crash zombie flow runs"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 HEALTH_TIMEOUT_S = 120.0
@@ -152,7 +153,12 @@ class LocalStack:
             self.log(f"Using the Prefect server at {self.api_url}")
         else:
             self._start_server()
-        self._run([prefect_exe(), "work-pool", "create", POOL, "--type", "process", "--overwrite"])
+        # prefect.yaml also has a train-model deployment per GPU pool, and `deploy --all`
+        # refuses a deployment whose pool does not exist; the demo routes nothing to them.
+        for pool in (POOL, *GPU_POOLS):
+            self._run(
+                [prefect_exe(), "work-pool", "create", pool, "--type", "process", "--overwrite"]
+            )
         self._run([prefect_exe(), "--no-prompt", "deploy", "--all"])
         self._spawn("worker", [prefect_exe(), "worker", "start", "--pool", POOL])
         return self

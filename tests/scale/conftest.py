@@ -96,31 +96,8 @@ def _require_postgres() -> None:
 
 
 def _deploy(stack: ScaleStack) -> None:
-    """prefect.yaml's deployments, as users deploy them; then a train-model deployment on each
-    GPU pool where prefect.yaml has none yet (a copy of train-model/default on that pool)."""
+    """prefect.yaml's deployments, as users deploy them (a train-model deployment per GPU pool)."""
     prefect_cli(stack.api_url, stack.home, "--no-prompt", "deploy", "--all", cwd=REPO)
-    from prefect.exceptions import ObjectNotFound
-
-    with stack.client() as client:
-        default = client.read_deployment_by_name("train-model/default")
-        for pool, name in DEPLOYMENTS.items():
-            try:
-                client.read_deployment_by_name(f"train-model/{name}")
-                continue
-            except ObjectNotFound:
-                pass
-            client.create_deployment(
-                flow_id=default.flow_id,
-                name=name,
-                work_pool_name=pool,
-                entrypoint=default.entrypoint,
-                path=default.path,
-                pull_steps=default.pull_steps,
-                parameter_openapi_schema=default.parameter_openapi_schema,
-                enforce_parameter_schema=default.enforce_parameter_schema,
-                tags=default.tags,
-                description=default.description,
-            )
 
 
 @pytest.fixture(scope="session")
