@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -31,9 +30,24 @@ import httpx
 POOL = "carbonshift-process"
 GPU_POOLS = ("carbonshift-gpu-aws", "carbonshift-gpu-gcp")
 ZOMBIE_AUTOMATION = "carbonshift: crash zombie flow runs"
+ZOMBIE_AUTOMATION_FILE = Path(__file__).resolve().parent.parent / "deployments" / "zombie-runs.yaml"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 HEALTH_TIMEOUT_S = 120.0
 STOP_GRACE_S = 5.0  # SIGTERM to SIGKILL; Ctrl-C must leave nothing running after 10 s
+
+
+def zombie_automation(within_s: float = 90.0) -> Any:
+    """deployments/zombie-runs.yaml's automation (what users create with `prefect automation
+    create --from-file`), its window set to `within_s`."""
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    (raw,) = yaml.safe_load(ZOMBIE_AUTOMATION_FILE.read_text())["automations"]
+    raw["trigger"]["within"] = within_s
+    raw["actions"][0]["message"] = (
+        f"No heartbeat for {within_s:g} s: the flow run's process is gone"
+    )
+    return AutomationCore.model_validate(raw)
 
 
 def crash_zombie_runs(within_s: float = 90.0) -> str:
@@ -48,37 +62,8 @@ def crash_zombie_runs(within_s: float = 90.0) -> str:
     this built in ("Unresponsive run detection"). Prefect's guide: "How to detect and respond
     to zombie flows"."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.objects import StateType
-    from prefect.events.actions import ChangeFlowRunState
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-    from prefect.events.schemas.events import ResourceSpecification
 
-    automation = AutomationCore(
-        name=ZOMBIE_AUTOMATION,
-        description="Crash flow runs whose heartbeat stopped (their worker or machine died)",
-        trigger=EventTrigger(
-            # After a heartbeat, expect another (or the run's end) within `within_s`.
-            after={"prefect.flow-run.heartbeat"},
-            expect={
-                "prefect.flow-run.heartbeat",
-                "prefect.flow-run.Completed",
-                "prefect.flow-run.Failed",
-                "prefect.flow-run.Cancelled",
-                "prefect.flow-run.Crashed",
-            },
-            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-            for_each={"prefect.resource.id"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=timedelta(seconds=within_s),
-        ),
-        actions=[
-            ChangeFlowRunState(
-                state=StateType.CRASHED,
-                message=f"No heartbeat for {within_s:g} s: the flow run's process is gone",
-            )
-        ],
-    )
+    automation = zombie_automation(within_s)
     with get_client(sync_client=True) as client:
         found = client.read_automations_by_name(ZOMBIE_AUTOMATION)
         return str(found[0].id if found else client.create_automation(automation))
