@@ -496,7 +496,8 @@ def test_a_tiny_run_shows_three_significant_digits_and_the_files_stay_exact() ->
 @pytest.mark.parametrize(("value", "decimals", "shown"), [
     (0.00027026, 3, "0.000270"), (0.0011266, 2, "0.00113"), (0.08, 3, "0.0800"),
     (0.5, 3, "0.500"), (15.35, 3, "15.350"), (0.0, 3, "0.000"), (8.0, 1, "8.0"),
-    (-0.0042, 3, "-0.00420"),
+    (-0.0042, 3, "-0.00420"), (0.0000123, 3, "0.000012"), (5.42e-20, 3, "0.000"),
+    (-1e-12, 3, "0.000"), (1.53e-7, 3, "0.000"),
 ])
 def test_figures_under_one_keep_three_significant_digits(value: float, decimals: int,
                                                          shown: str) -> None:
