@@ -502,3 +502,18 @@ def test_a_tiny_run_shows_three_significant_digits_and_the_files_stay_exact() ->
 def test_figures_under_one_keep_three_significant_digits(value: float, decimals: int,
                                                          shown: str) -> None:
     assert report._fixed(value, decimals) == shown
+
+
+def test_the_chart_has_headroom_above_its_highest_bar_or_dot() -> None:
+    import matplotlib
+
+    from carbonshift.charts import HEADROOM
+    from carbonshift.study_charts import RC, Panel, report_figure
+
+    day = NOW.date()
+    panels = [Panel("lca", [0.00081, 0.0002], [0.00084, None]), Panel("direct", [3.0, 0.0], [None, None])]
+    with matplotlib.rc_context(RC):
+        fig = report_figure([day, day + timedelta(days=1)], panels, title="t")
+    tops = [ax.get_ylim() for ax in fig.axes]
+    assert tops[0] == (0, pytest.approx(0.00084 * (1 + HEADROOM)))  # the dot is the highest
+    assert tops[1] == (0, pytest.approx(3.0 * (1 + HEADROOM)))
