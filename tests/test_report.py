@@ -511,7 +511,8 @@ def test_the_chart_has_headroom_above_its_highest_bar_or_dot() -> None:
     from carbonshift.study_charts import RC, Panel, report_figure
 
     day = NOW.date()
-    panels = [Panel("lca", [0.00081, 0.0002], [0.00084, None]), Panel("direct", [3.0, 0.0], [None, None])]
+    panels = [Panel("lca", [0.00081, 0.0002], [0.00084, None]),
+              Panel("direct", [3.0, 0.0], [None, None])]
     with matplotlib.rc_context(RC):
         fig = report_figure([day, day + timedelta(days=1)], panels, title="t")
     tops = [ax.get_ylim() for ax in fig.axes]
