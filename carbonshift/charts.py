@@ -12,6 +12,8 @@ are global, so rendering holds a lock while it sets them.
 from __future__ import annotations
 
 import io
+import math
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 
 from carbonshift.monitor import Assessment, Verdict
 from carbonshift.plan import Slot
@@ -50,6 +53,12 @@ _RENDER_LOCK = threading.Lock()
 # for runs of hours and days, minute ticks only for runs shorter than a couple of hours.
 _TICK_MINUTES = (5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
 _MAX_TICKS = 9
+# Room above the highest value, as a share of it, so that no line lies on the frame.
+HEADROOM = 0.1
+# Legend labels are wrapped to lines of this many characters (about 160 px at 8 pt), and the
+# figure keeps this many pixels clear at its right edge.
+_LEGEND_CHARS = 28
+_EDGE_PX = 4.0
 
 
 @dataclass(frozen=True)
@@ -113,60 +122,75 @@ def run_chart_svg(
             "pass the run's end, not its start"
         )
     with _RENDER_LOCK, rc_context(_RC):
-        fig, ax = _figure(width, height)
-        ax.axvspan(
-            _num(run_start), _num(run_end), color=WINDOW_COLOUR, alpha=0.25, lw=0, label="run"
+        return _svg(
+            _run_figure(planned, actual, run_start, run_end, marks, checks, title, width, height)
         )
-        times = [run_start, run_end, *(m.at for m in marks), *(t for t, _ in checks)]
-        if planned is not None:
-            _step(ax, planned, colour=COLOURS[2], label=f"forecast ({planned.source})", width=1.6)
-            times += [_utc(planned.start_s), _utc(planned.end_s)]
-        if actual is not None:
-            _step(ax, actual, colour=COLOURS[1], label=f"actual ({actual.source})", width=1.6)
-            times += [_utc(actual.start_s), _utc(actual.end_s)]
-        if checks:
-            ax.plot(
-                [_num(t) for t, _ in checks],
-                [v for _, v in checks],
-                "o",
-                ms=3.5,
-                color=COLOURS[1],
-                label="actual at monitor checks",
-            )
-        missing = [name for name, s in (("forecast", planned), ("actual", actual)) if s is None]
-        if missing:
-            ax.text(
-                0.01,
-                0.97,
-                f"no {' or '.join(missing)} intensity",
-                transform=ax.transAxes,
-                va="top",
-                fontsize=8,
-                color="#555555",
-            )
-        for i, m in enumerate(marks):
-            ax.axvline(
-                _num(m.at),
-                color=MARK_COLOUR,
-                lw=1.2,
-                ls="--",
-                label="monitor stop / re-plan" if i == 0 else None,
-            )
-            ax.annotate(
-                m.label,
-                (_num(m.at), 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, -3 - 11 * (i % 3)),
-                textcoords="offset points",
-                va="top",
-                fontsize=7.5,
-                color=MARK_COLOUR,
-            )
-        start, end = min(times), max(times)
-        if end == start:
-            end = start + timedelta(minutes=5)
-        _axes(ax, start, end, title)
-        return _svg(fig)
+
+
+def _run_figure(
+    planned: IntensitySeries | None,
+    actual: IntensitySeries | None,
+    run_start: datetime,
+    run_end: datetime,
+    marks: Sequence[Mark],
+    checks: Sequence[tuple[datetime, float]],
+    title: str,
+    width: int,
+    height: int,
+) -> Figure:
+    """The run chart's figure (the caller holds the render lock and the rc context)."""
+    fig, ax = _figure(width, height)
+    ax.axvspan(_num(run_start), _num(run_end), color=WINDOW_COLOUR, alpha=0.25, lw=0, label="run")
+    times = [run_start, run_end, *(m.at for m in marks), *(t for t, _ in checks)]
+    if planned is not None:
+        _step(ax, planned, colour=COLOURS[2], label=f"forecast ({planned.source})", width=1.6)
+        times += [_utc(planned.start_s), _utc(planned.end_s)]
+    if actual is not None:
+        _step(ax, actual, colour=COLOURS[1], label=f"actual ({actual.source})", width=1.6)
+        times += [_utc(actual.start_s), _utc(actual.end_s)]
+    if checks:
+        ax.plot(
+            [_num(t) for t, _ in checks],
+            [v for _, v in checks],
+            "o",
+            ms=3.5,
+            color=COLOURS[1],
+            label="actual at monitor checks",
+        )
+    missing = [name for name, s in (("forecast", planned), ("actual", actual)) if s is None]
+    if missing:
+        ax.text(
+            0.01,
+            0.97,
+            f"no {' or '.join(missing)} intensity",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+            color="#555555",
+        )
+    for i, m in enumerate(marks):
+        ax.axvline(
+            _num(m.at),
+            color=MARK_COLOUR,
+            lw=1.2,
+            ls="--",
+            label="monitor stop / re-plan" if i == 0 else None,
+        )
+        ax.annotate(
+            m.label,
+            (_num(m.at), 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3 - 11 * (i % 3)),
+            textcoords="offset points",
+            va="top",
+            fontsize=7.5,
+            color=MARK_COLOUR,
+        )
+    start, end = min(times), max(times)
+    if end == start:
+        end = start + timedelta(minutes=5)
+    _axes(ax, start, end, title)
+    return fig
 
 
 def stop_marks(history: Sequence[Assessment]) -> list[Mark]:
@@ -210,8 +234,9 @@ def monitor_checks(history: Sequence[Assessment]) -> list[tuple[datetime, float]
 
 def _figure(width: int, height: int) -> tuple[Figure, Axes]:
     # SVG sizes are in points (1/72 in) and a browser draws 96 px per inch: `width` and
-    # `height` are CSS pixels.
-    fig = Figure(figsize=(width / 96, height / 96), dpi=96)
+    # `height` are CSS pixels. The SVG canvas draws at 72 dpi (a pixel is a point), so the
+    # figure is made at 72 dpi too: the sizes measured to lay it out are then those drawn.
+    fig = Figure(figsize=(width / 96, height / 96), dpi=72)
     FigureCanvasSVG(fig)
     ax = fig.add_subplot()
     fig.subplots_adjust(left=0.09, right=0.74, top=0.88, bottom=0.17)
@@ -240,11 +265,55 @@ def _axes(ax: Axes, start: datetime, end: datetime, title: str) -> None:
         )
     )
     ax.set_xlim(_num(start), _num(end))
-    ax.set_ylim(bottom=0)
+    top = ax.dataLim.y1  # the lines' and points' highest value (the shaded spans add no y)
+    if math.isfinite(top) and top > 0:
+        # Headroom: a series at its maximum would otherwise lie on the frame's top edge.
+        ax.set_ylim(0, top * (1 + HEADROOM))
+    else:
+        ax.set_ylim(bottom=0)
     ax.set_xlabel(f"time (UTC), from {start:%Y-%m-%d %H:%M}")
     ax.set_ylabel(f"carbon intensity ({UNITS})")
     ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    legend = ax.legend(
+        handles,
+        [_wrap_label(label) for label in labels],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        frameon=False,
+    )
+    _fit_legend(ax, legend)
+
+
+def _wrap_label(label: str) -> str:
+    """A legend label in lines of at most _LEGEND_CHARS characters, broken after a space or a
+    source's separators (":", "/", "_", "-"); a word longer than a line stays whole (the
+    legend's fit makes room for it). The first line keeps the label's start, e.g. "actual (",
+    so that a label still reads as what it is."""
+    lines: list[str] = []
+    line = ""
+    for token in re.findall(r"[^:/_\- ]*[:/_\- ]?", label):
+        if line and len(line) + len(token.rstrip()) > _LEGEND_CHARS:
+            lines.append(line.rstrip())
+            line = ""
+        line += token
+    if line:
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _fit_legend(ax: Axes, legend: Legend) -> None:
+    """Narrows the axes until the legend to their right ends inside the figure: a label wider
+    than the margin would otherwise be cut off at the SVG's edge. Sizes are in the figure's
+    pixels, which are the SVG's points (see `_figure`)."""
+    figure_w = ax.figure.bbox.width
+    overflow = legend.get_window_extent().x1 - (figure_w - _EDGE_PX)
+    if overflow > 0:
+        box = ax.get_position()
+        # The legend is anchored to the axes: narrowing them by the overflow moves it left by
+        # at least as much (its 1% gap shrinks with them).
+        ax.figure.subplots_adjust(right=box.x1 - overflow / figure_w)
 
 
 def _tick_minutes(span: timedelta) -> int:

@@ -39,6 +39,10 @@ class ReportError(ValueError):
 
 
 LOCATION_BASED = ("lca", "direct")
+# Figures under 1 in the markdown show this many significant digits (CSV and JSON are exact).
+SIGNIFICANT = 3
+MAX_DECIMALS = 6  # 1 mg CO2, 1 mWh: the finest figure the markdown shows
+_NOISE = 0.5 * 10.0**-MAX_DECIMALS
 MAX_DAYS = 3650  # ten years: the ledger is listed one day folder at a time
 
 
@@ -72,6 +76,7 @@ class Segment:
     run_now_pending: bool
     best_kg: float | None
     run_now_completed: bool = False  # pending in the ledger, completed by this report
+    best_pending: bool = False  # its best-in-hindsight waits for the window's actuals
 
     @property
     def saved_kg(self) -> float | None:
@@ -95,10 +100,14 @@ def segment(record: LedgerRecord, completed_kg: float | None = None) -> Segment:
     now = found.get("run-now-home")
     best = found.get("best-in-hindsight")
     pending = now is not None and (now.pending or now.emissions_kg is None)
-    best_kg = None if best is None or best.pending else best.emissions_kg
+    best_pending = best is not None and (best.pending or best.emissions_kg is None)
+    best_kg = None if best is None or best_pending else best.emissions_kg
     if pending and completed_kg is not None:
-        return Segment(record, completed_kg, False, best_kg, run_now_completed=True)
-    return Segment(record, None if now is None or pending else now.emissions_kg, pending, best_kg)
+        return Segment(
+            record, completed_kg, False, best_kg, run_now_completed=True, best_pending=best_pending
+        )
+    run_now_kg = None if now is None or pending else now.emissions_kg
+    return Segment(record, run_now_kg, pending, best_kg, best_pending=best_pending)
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,8 @@ class Totals:
     embodied_kg: float | None = None  # over the segments that have a figure; never added
     gpu_hours: float = 0.0  # of those segments
     embodied_segments: int = 0
+    possible_segments: int = 0  # segments with both counterfactuals known
+    best_pending: int = 0  # segments whose best-in-hindsight is pending
 
     @property
     def saved_kg(self) -> float:
@@ -180,6 +191,8 @@ def totals(key: str, signal: str, group: Sequence[Segment]) -> Totals:
         embodied_kg=None if not embodied else math.fsum(r.embodied_kg or 0.0 for r in embodied),
         gpu_hours=math.fsum(r.gpu_hours or 0.0 for r in embodied),
         embodied_segments=len(embodied),
+        possible_segments=len(both),
+        best_pending=sum(s.best_pending for s in group),
     )
 
 
@@ -272,8 +285,27 @@ def _n(count: int, thing: str) -> str:
     return f"{count} {thing}" if count == 1 else f"{count} {thing}s"
 
 
+def _decimals(value: float, decimals: int) -> int:
+    """At least `decimals` places, and for a value under 1 as many more as show SIGNIFICANT
+    digits of it: a 14 s run's 0.00027 kg reads 0.000270, not 0.000. At most MAX_DECIMALS: a
+    value below that is float noise (a difference of two equal figures), read as 0."""
+    if not math.isfinite(value) or abs(value) >= 1 or abs(value) < _NOISE:
+        return decimals
+    return min(MAX_DECIMALS, max(decimals, SIGNIFICANT - 1 - math.floor(math.log10(abs(value)))))
+
+
+def _fixed(value: float, decimals: int) -> str:
+    if abs(value) < _NOISE:
+        value = 0.0  # not "-0.000" for a saving of -1e-20
+    return f"{value:.{_decimals(value, decimals)}f}"
+
+
 def _kg(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    return "n/a" if value is None else _fixed(value, 3)
+
+
+def _kwh(value: float) -> str:
+    return _fixed(value, 2)
 
 
 def _pct(value: float | None) -> str:
@@ -316,7 +348,7 @@ def markdown(report: Report, chart: str | None = None) -> str:
     ]
     for t in report.by_region():
         lines.append(
-            f"| {t.key} | {t.signal} | {t.segments} | {t.energy_kwh:.2f} | {t.emissions_kg:.3f} "
+            f"| {t.key} | {t.signal} | {t.segments} | {_kwh(t.energy_kwh)} | {_kg(t.emissions_kg)} "
             f"| {_kg(t.run_now_kg if t.compared else None)} "
             f"| {_kg(t.saved_kg if t.compared else None)} | {_pct(t.saved_fraction)} "
             f"| {_pct(t.share_of_possible)} | {t.pending} |"
@@ -331,7 +363,7 @@ def markdown(report: Report, chart: str | None = None) -> str:
     ]
     for t in report.by_job():
         lines.append(
-            f"| {t.key} | {t.signal} | {t.segments} | {t.energy_kwh:.2f} | {t.emissions_kg:.3f} "
+            f"| {t.key} | {t.signal} | {t.segments} | {_kwh(t.energy_kwh)} | {_kg(t.emissions_kg)} "
             f"| {_kg(t.run_now_kg if t.compared else None)} "
             f"| {_kg(t.saved_kg if t.compared else None)} | {_pct(t.share_of_possible)} "
             f"| {_delay(t.delay(0))} | {t.pending} |"
@@ -344,13 +376,13 @@ def markdown(report: Report, chart: str | None = None) -> str:
 def _headline(t: Totals, actuals: str) -> list[str]:
     measured = t.measured_kwh / t.energy_kwh if t.energy_kwh > 0 else None
     lines = [
-        f"- **Emitted: {t.emissions_kg:.3f} kg CO2** from {t.energy_kwh:.2f} kWh "
+        f"- **Emitted: {_kg(t.emissions_kg)} kg CO2** from {_kwh(t.energy_kwh)} kWh "
         f"({_measured(measured)}).",
     ]
     if t.compared:
         lines.append(
-            f"- **Saved against running at once in the home region: {t.saved_kg:.3f} kg CO2** "
-            f"({_pct(t.saved_fraction)} of the {t.run_now_kg:.3f} kg run-now would have "
+            f"- **Saved against running at once in the home region: {_kg(t.saved_kg)} kg CO2** "
+            f"({_pct(t.saved_fraction)} of the {_kg(t.run_now_kg)} kg run-now would have "
             f"emitted), over {t.compared} of {_n(t.segments, 'segment')}."
         )
     else:
@@ -366,7 +398,7 @@ def _headline(t: Totals, actuals: str) -> list[str]:
         )
     if t.pending:
         lines.append(
-            f"- Not counted in the savings: {_n(t.pending, 'segment')} ({t.pending_kg:.3f} kg "
+            f"- Not counted in the savings: {_n(t.pending, 'segment')} ({_kg(t.pending_kg)} kg "
             "emitted) "
             "whose run-now counterfactual is pending (the home region's actual intensity was "
             "not known yet)."
@@ -376,16 +408,7 @@ def _headline(t: Totals, actuals: str) -> list[str]:
             f"- Not counted in the savings: {_n(t.uncompared, 'segment')} with no run-now "
             "counterfactual recorded."
         )
-    lines.append(
-        f"- **Share of possible savings: {_pct(t.share_of_possible)}** ("
-        + (
-            f"{t.captured_kg:.3f} of the {t.possible_kg:.3f} kg the best slot in hindsight "
-            "would have saved"
-            if t.possible_kg > 0
-            else "the best slot in hindsight would have saved nothing, or is not recorded"
-        )
-        + ")."
-    )
+    lines.append(_share_line(t))
     lines.append(
         f"- Delay per job: median {_delay(t.delay(50))}, p90 {_delay(t.delay(90))}, "
         f"max {_delay(t.delay(100))} ({_n(len(t.delays_s), 'job')})."
@@ -402,16 +425,47 @@ def _headline(t: Totals, actuals: str) -> list[str]:
 
         lines.append(
             f"- Embodied emissions (hardware manufacturing, an estimate shown apart, not added): "
-            f"{t.embodied_kg:.3f} kg CO2e over {t.gpu_hours:.1f} GPU-hours of "
+            f"{_kg(t.embodied_kg)} kg CO2e over {_fixed(t.gpu_hours, 1)} GPU-hours of "
             f"{t.embodied_segments} of {_n(t.segments, 'segment')}, at "
             f"{EMBODIED_KG_PER_GPU_HOUR * 1000:.1f} g CO2e per GPU-hour ({EMBODIED_SOURCE})."
         )
     if t.avoided_marginal_kg is not None:
         lines.append(
             f"- Avoided emissions, marginal (MOER) estimate, shown apart and not added: "
-            f"{t.avoided_marginal_kg:.3f} kg CO2."
+            f"{_kg(t.avoided_marginal_kg)} kg CO2."
         )
     return lines
+
+
+def _share_line(t: Totals) -> str:
+    """The share of possible savings, and why it is missing when it is: pending (said so, and
+    how it gets completed), or nothing to compare."""
+    pending = (
+        f"the best slot in hindsight is pending for {_n(t.best_pending, 'segment')}: the "
+        "actual intensity over its job's window, up to the deadline, is not all published "
+        "yet; the `emissions-report` flow works it out from the providers once it is and "
+        "writes it to the ledger, and later reports read it"
+    )
+    if t.possible_kg > 0:
+        why = (
+            f"{_kg(t.captured_kg)} of the {_kg(t.possible_kg)} kg the best slot in hindsight "
+            f"would have saved, over {t.possible_segments} of {_n(t.segments, 'segment')}"
+        )
+        if t.best_pending:
+            why += f"; not counted: {pending}"
+        return f"- **Share of possible savings: {_pct(t.share_of_possible)}** ({why})."
+    if t.best_pending and not t.possible_segments:
+        return f"- **Share of possible savings: pending** ({pending})."
+    if t.possible_segments:
+        why = (
+            "the best slot in hindsight would have saved nothing against run-now, over "
+            f"{t.possible_segments} of {_n(t.segments, 'segment')}"
+        )
+        if t.best_pending:
+            why += f"; {pending}"
+    else:
+        why = "no segment has both a run-now and a best-in-hindsight counterfactual recorded"
+    return f"- **Share of possible savings: {_pct(t.share_of_possible)}** ({why})."
 
 
 CSV_COLUMNS = (
@@ -453,7 +507,7 @@ def job_rows(report: Report) -> list[dict[str, Any]]:
     """Per job and signal (JSON-ready): the table artifact's rows."""
 
     def rounded(value: float | None, digits: int = 3) -> float | None:
-        return None if value is None else round(value, digits)
+        return None if value is None else round(value, _decimals(value, digits))
 
     return [
         {
@@ -552,7 +606,7 @@ def as_json(report: Report) -> dict[str, Any]:
             "delay_max_s": t.delay(100), "avoided_marginal_kg": t.avoided_marginal_kg,
             "intervals": t.intervals, "intervals_on_forecast": t.on_forecast,
             "intervals_on_fallback": t.on_fallback, "embodied_kg": t.embodied_kg,
-            "gpu_hours": t.gpu_hours,
+            "gpu_hours": t.gpu_hours, "best_pending_segments": t.best_pending,
         }  # fmt: skip
 
     return {

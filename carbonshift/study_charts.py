@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from carbonshift.baseline import BaselineStudy
+from carbonshift.charts import HEADROOM
 
 RC: dict[Any, Any] = {  # matplotlib types its keys as a Literal of every rc name
     "svg.hashsalt": "carbonshift",
@@ -101,29 +102,36 @@ def report_chart_svg(days: Sequence[date], panels: Sequence[Panel], *, title: st
     segment ended) and what the same runs would have emitted started at once in their home
     region (dots; only days where every run-now figure is known)."""
     with matplotlib.rc_context(RC):
-        fig = Figure(figsize=(9, 0.6 + 3.0 * max(len(panels), 1)))
-        axes = fig.subplots(max(len(panels), 1), 1, sharex=True, squeeze=False)[:, 0]
-        x = np.arange(len(days))
-        for ax, panel in zip(axes, panels, strict=False):
-            ax.bar(x, panel.emitted_kg, color="#1b9e77", label="emitted (actual intensity)")
-            known = [(i, v) for i, v in enumerate(panel.run_now_kg) if v is not None]
-            if known:
-                ax.plot(
-                    [i for i, _ in known],
-                    [v for _, v in known],
-                    "o",
-                    color="#d95f02",
-                    label="run now, home region",
-                )
-            ax.set_ylabel("kg CO2")
-            ax.set_ylim(bottom=0)
-            ax.grid(axis="y", color="#dddddd")
-            ax.set_axisbelow(True)
-            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # off the bars
-            ax.set_title(panel.label, loc="left", fontsize=9)
-        step = max(1, len(days) // 14)
-        last = axes[-1]
-        last.set_xticks(x[::step], [f"{d:%m-%d}" for d in days][::step])
-        last.set_xlabel("day the run segment ended (UTC)")
-        fig.suptitle(title)
-    return _svg(fig)
+        return _svg(report_figure(days, panels, title=title))
+
+
+def report_figure(days: Sequence[date], panels: Sequence[Panel], *, title: str) -> Figure:
+    """`report_chart_svg`'s figure (call it inside `matplotlib.rc_context(RC)`)."""
+    fig = Figure(figsize=(9, 0.6 + 3.0 * max(len(panels), 1)))
+    axes = fig.subplots(max(len(panels), 1), 1, sharex=True, squeeze=False)[:, 0]
+    x = np.arange(len(days))
+    for ax, panel in zip(axes, panels, strict=False):
+        ax.bar(x, panel.emitted_kg, color="#1b9e77", label="emitted (actual intensity)")
+        known = [(i, v) for i, v in enumerate(panel.run_now_kg) if v is not None]
+        if known:
+            ax.plot(
+                [i for i, _ in known],
+                [v for _, v in known],
+                "o",
+                color="#d95f02",
+                label="run now, home region",
+            )
+        ax.set_ylabel("kg CO2")
+        top = max([*panel.emitted_kg, *(v for _, v in known)], default=0.0)
+        # Headroom, as on the run chart: the highest bar or dot never touches the frame.
+        ax.set_ylim(0, top * (1 + HEADROOM) if top > 0 else None)
+        ax.grid(axis="y", color="#dddddd")
+        ax.set_axisbelow(True)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # off the bars
+        ax.set_title(panel.label, loc="left", fontsize=9)
+    step = max(1, len(days) // 14)
+    last = axes[-1]
+    last.set_xticks(x[::step], [f"{d:%m-%d}" for d in days][::step])
+    last.set_xlabel("day the run segment ended (UTC)")
+    fig.suptitle(title)
+    return fig

@@ -104,14 +104,21 @@ def _baseline(args: argparse.Namespace) -> int:
         signal=args.signal,
     )
     result = baseline.run(request, default_catalog())
+    written: list[Path] = []
     if args.chart:
         from carbonshift.study_charts import baseline_heatmap_svg  # matplotlib: only when asked
 
         args.chart.write_text(baseline_heatmap_svg(result), encoding="utf-8")
+        written.append(args.chart)
+    # Where the files went, as `report` says it: "wrote PATH" lines, or `files` in the JSON.
     if args.json:
-        print(json.dumps(result.as_json(), allow_nan=False))
+        out: dict[str, Any] = result.as_json()
+        out["files"] = [str(p) for p in written]
+        print(json.dumps(out, allow_nan=False))
     else:
         print(baseline.format_study(result))
+        for path in written:
+            print(f"wrote {path} (heat-map)")
     return 0
 
 

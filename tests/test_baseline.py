@@ -225,8 +225,15 @@ def test_the_cli_prints_the_table_and_json(
     assert re.search(r"^05:00 +0\.10 +0\.20$", out, re.M), out
     assert f"Best slot: {LONDON} at 01:00 UTC" in out
     assert chart.read_text().startswith("<?xml")
+    # The output says where the heat-map went (its last line), and nothing when none was asked.
+    assert out.splitlines()[-1] == f"wrote {chart} (heat-map)"
+    assert main(argv) == 0
+    assert "wrote" not in capsys.readouterr().out
+    assert main([*argv, "--json", "--chart", str(tmp_path / "h2.svg")]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == [str(tmp_path / "h2.svg")]
     assert main([*argv, "--json", "--local-time"]) == 0
     found = json.loads(capsys.readouterr().out)
+    assert found["files"] == []
     assert found["hours"] == "local time of each region"
     assert found["starts"] == 71 and found["summary"]["best"]["region"] == LONDON
     assert found["regions"][1]["mean_kg_by_hour"][0] == pytest.approx(0.2)

@@ -5,19 +5,24 @@ which is what these tests read. UPDATE_SNAPSHOTS=1 rewrites the snapshots (revie
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from xml.etree import ElementTree
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from matplotlib import rc_context
 
 from carbonshift.charts import (
     _MAX_TICKS,
+    _RC,
     _TICK_MINUTES,
+    HEADROOM,
     Mark,
+    _run_figure,
     _tick_minutes,
     monitor_checks,
     plan_chart_svg,
@@ -190,3 +195,52 @@ def test_a_chart_over_days_ticks_every_six_hours_with_the_day() -> None:
         "03 Jan"]
     assert [t for t in found if re.fullmatch(r"\d\d:00", t)] == [
         "00:00", "06:00", "12:00", "18:00"] * 2 + ["00:00"]
+
+
+# Layout: nothing cut off at the SVG's edge, no line on the frame's top edge.
+
+
+def sourced(values: list[float], source: str) -> object:
+    return dataclasses.replace(series_at(values, step_min=1, zone="GB"), source=source)
+
+
+def test_a_long_source_label_is_shown_whole_inside_the_figure() -> None:
+    # The evidence's run: a 14 s run, forecast and actual replayed from a CSV whose name made
+    # the legend run past the SVG's right edge ("forecast (replay:csv:GB_mi").
+    source = "replay:csv:GB_minutes.csv"
+    planned, actual = sourced([220, 218, 215, 210], source), sourced([240], source)
+    args = (planned, actual, T0 + timedelta(seconds=40), T0 + timedelta(seconds=54))
+    found = texts(run_chart_svg(*args))  # type: ignore[arg-type]
+    # Wrapped (one line per comment), never shortened: every character of the label is drawn.
+    for kind in ("forecast", "actual"):
+        first = found.index(f"{kind} (replay:csv:GB_")
+        assert found[first] + found[first + 1] == f"{kind} ({source})"
+    with rc_context(_RC):
+        fig = _run_figure(*args, (), (), "t", 720, 300)  # type: ignore[arg-type]
+        drawn = fig.get_tightbbox()  # every artist's extent, in inches
+    assert drawn is not None
+    assert drawn.x0 >= 0 and drawn.y0 >= 0
+    assert drawn.x1 <= 720 / 96 and drawn.y1 <= 300 / 96, drawn
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.sampled_from(["GB", "minutes", "electricitymaps", "carbon-intensity",
+                                 "x" * 30, "history", "2026"]), min_size=1, max_size=6),
+       st.sampled_from([":", "/", "_", "-"]))
+def test_any_legend_fits_inside_the_figure(words: list[str], sep: str) -> None:
+    source = sep.join(words)
+    with rc_context(_RC):
+        fig = _run_figure(sourced([200, 250], source), sourced([240, 260], source), T0,
+                          T0 + timedelta(minutes=2), (), (), "t", 720, 300)  # type: ignore[arg-type]
+        drawn = fig.get_tightbbox()
+    assert drawn is not None and drawn.x1 <= 720 / 96 and drawn.y1 <= 300 / 96, (source, drawn)
+
+
+def test_the_highest_value_has_headroom_above_it() -> None:
+    with rc_context(_RC):
+        fig = _run_figure(EAST, LONDON, T0 + H, T0 + 4 * H, (), [(T0 + 2 * H, 330.0)], "t",
+                          720, 300)
+    bottom, top = fig.axes[0].get_ylim()
+    highest = max(*EAST.g_per_kwh, *LONDON.g_per_kwh, 330.0)
+    assert bottom == 0 and top == pytest.approx(highest * (1 + HEADROOM))
+    assert top >= highest * 1.08

@@ -424,7 +424,97 @@ def test_embodied_emissions_are_totalled_apart(tmp_path: Path) -> None:
     assert t.emissions_kg == 3.0  # operational only
     assert (t.embodied_kg, t.gpu_hours, t.embodied_segments) == (0.08, 8.0, 1)
     assert ("- Embodied emissions (hardware manufacturing, an estimate shown apart, not added): "
-            "0.080 kg CO2e over 8.0 GPU-hours of 1 of 2 segments") in report.markdown(r)
+            "0.0800 kg CO2e over 8.0 GPU-hours of 1 of 2 segments") in report.markdown(r)
     rows = list(csv.DictReader(io.StringIO(report.csv_text(r))))
     assert [row["embodied_kg"] for row in rows] == ["0.08", ""]
     assert report.as_json(r)["totals"][0]["embodied_kg"] == 0.08
+
+
+# The evidence's runs: 14 s each, best-in-hindsight pending until the window (6 h) has passed.
+
+
+def tiny(run_id: str, *, best_pending: bool = True, best: float | None = None) -> LedgerRecord:
+    r = record(run_id, run_id, LONDON, NOW - timedelta(hours=1), 0.00027026,
+               run_now=0.00027026, energy_kwh=0.0011266, measured=False)
+    cf = Counterfactual(kind="best-in-hindsight", region=LONDON, start=r.started_at,
+                        emissions_kg=None if best_pending else best, pending=best_pending)
+    best_cfs = [cf] if best_pending or best is not None else []  # None: none recorded
+    return r.model_copy(update={"counterfactuals": [*r.counterfactuals, *best_cfs],
+                                "gpu_hours": 0.0037552, "embodied_kg": 3.8836e-05})
+
+
+def tiny_report(*records: LedgerRecord) -> report.Report:
+    return report.build(records, NOW - timedelta(days=1), NOW, "file:///ledger")
+
+
+def test_a_pending_best_slot_is_called_pending_and_says_how_it_is_completed() -> None:
+    r = tiny_report(tiny("e1"), tiny("e2"))
+    (t,) = r.overall()
+    assert (t.best_pending, t.possible_segments, t.share_of_possible) == (2, 0, None)
+    text = report.markdown(r)
+    assert ("- **Share of possible savings: pending** (the best slot in hindsight is pending "
+            "for 2 segments: the actual intensity over its job's window, up to the deadline, is "
+            "not all published yet; the `emissions-report` flow works it out from the providers "
+            "once it is and writes it to the ledger, and later reports read it).") in text
+    assert "would have saved nothing" not in text and "not recorded" not in text
+    assert report.as_json(r)["totals"][0]["best_pending_segments"] == 2
+
+
+def test_a_share_over_some_segments_names_the_pending_rest() -> None:
+    settled = record("a", "a", LONDON, NOW - timedelta(hours=2), 2.0, run_now=5.0, best=1.0)
+    (line,) = [x for x in report.markdown(tiny_report(settled, tiny("e1"))).splitlines()
+               if "Share of possible" in x]
+    assert line.startswith("- **Share of possible savings: 75%** (3.000 of the 4.000 kg the "
+                           "best slot in hindsight would have saved, over 1 of 2 segments; not "
+                           "counted: the best slot in hindsight is pending for 1 segment:")
+
+
+@pytest.mark.parametrize(("best", "why"), [
+    (0.00027026, "the best slot in hindsight would have saved nothing against run-now, over 1 "
+                 "of 1 segment"),
+    (None, "no segment has both a run-now and a best-in-hindsight counterfactual recorded"),
+])
+def test_no_share_says_why(best: float | None, why: str) -> None:
+    r = tiny_report(tiny("e1", best_pending=False, best=best))
+    assert f"- **Share of possible savings: n/a** ({why})." in report.markdown(r)
+
+
+def test_a_tiny_run_shows_three_significant_digits_and_the_files_stay_exact() -> None:
+    r = tiny_report(tiny("e1"), tiny("e2"), tiny("e3"))
+    text = report.markdown(r)
+    # 3 x 0.00027026 kg = 0.00081078 kg; 3 x 0.0011266 kWh = 0.0033798 kWh
+    assert "- **Emitted: 0.000811 kg CO2** from 0.00338 kWh (all of it estimated)." in text
+    assert "0.0000 kg CO2e over 0.0113 GPU-hours" not in text
+    assert "0.000117 kg CO2e over 0.0113 GPU-hours" in text
+    assert "| e1 | lca | 1 | 0.00113 | 0.000270 | 0.000270 | 0.000 |" in text  # saved: exactly 0
+    rows = list(csv.DictReader(io.StringIO(report.csv_text(r))))
+    assert float(rows[0]["emissions_kg"]) == 0.00027026 and rows[0]["energy_kwh"] == "0.0011266"
+    assert report.as_json(r)["totals"][0]["emissions_kg"] == pytest.approx(0.00081078, rel=1e-12)
+    assert report.job_rows(r)[0]["emissions_kg"] == 0.00027
+
+
+@pytest.mark.parametrize(("value", "decimals", "shown"), [
+    (0.00027026, 3, "0.000270"), (0.0011266, 2, "0.00113"), (0.08, 3, "0.0800"),
+    (0.5, 3, "0.500"), (15.35, 3, "15.350"), (0.0, 3, "0.000"), (8.0, 1, "8.0"),
+    (-0.0042, 3, "-0.00420"), (0.0000123, 3, "0.000012"), (5.42e-20, 3, "0.000"),
+    (-1e-12, 3, "0.000"), (1.53e-7, 3, "0.000"),
+])
+def test_figures_under_one_keep_three_significant_digits(value: float, decimals: int,
+                                                         shown: str) -> None:
+    assert report._fixed(value, decimals) == shown
+
+
+def test_the_chart_has_headroom_above_its_highest_bar_or_dot() -> None:
+    import matplotlib
+
+    from carbonshift.charts import HEADROOM
+    from carbonshift.study_charts import RC, Panel, report_figure
+
+    day = NOW.date()
+    panels = [Panel("lca", [0.00081, 0.0002], [0.00084, None]),
+              Panel("direct", [3.0, 0.0], [None, None])]
+    with matplotlib.rc_context(RC):
+        fig = report_figure([day, day + timedelta(days=1)], panels, title="t")
+    tops = [ax.get_ylim() for ax in fig.axes]
+    assert tops[0] == (0, pytest.approx(0.00084 * (1 + HEADROOM)))  # the dot is the highest
+    assert tops[1] == (0, pytest.approx(3.0 * (1 + HEADROOM)))

@@ -14,12 +14,22 @@ from carbonshift.energy import EnergyMeter, open_meter
 from carbonshift.meters.nvml import NvmlLike
 from carbonshift.plan import Explanation, NotRunnable, Plan, PlannedSeries, Slot, runnable
 
-__all__ = ["LOCAL_PUE", "NotRunnable", "Placement", "placement_of", "run_meter"]
+__all__ = [
+    "LOCAL_PUE",
+    "NotRunnable",
+    "Placement",
+    "estimate_label",
+    "placement_of",
+    "run_meter",
+]
 
 # This machine's PUE: no facility overhead is known for it, so none is added. Its energy, the
 # ledger's `pue` and the table's PUE row all state this one figure.
 LOCAL_PUE = 1.0
 _PUE_IN_LABEL = re.compile(r"PUE \d+(?:\.\d+)?(?: / \d+(?:\.\d+)?)*")
+# The plan's hours close its estimate ("... x 0.17 h"); a run lasts what it lasts, and the
+# estimate meter multiplies by the elapsed time, so the label must not state the plan's.
+_HOURS_IN_LABEL = re.compile(r" x \d+(?:\.\d+)? h$")
 
 
 class Placement(BaseModel):
@@ -81,8 +91,16 @@ def run_meter(
             f"pue: {min(plan_pue, pue)!r} is below 1, which no data centre reaches: give >= 1"
         )
     power_w = placement.power_w / plan_pue * pue
-    planned = placement.explanation.energy_estimate.split(" = ")[0]
-    label, found = _PUE_IN_LABEL.subn(f"PUE {pue:.2f}", planned, count=1)
-    if not found:
-        label = f"{planned} x PUE {pue:.2f}"
+    label = estimate_label(placement.explanation.energy_estimate, pue)
     return open_meter(power_w, clock, label, prefer_nvml=True, pue=pue, nvml=nvml, environ=environ)
+
+
+def estimate_label(energy_estimate: str, pue: float) -> str:
+    """The plan's energy estimate as a meter's label: the factors (boards, power, utilisation)
+    with `pue` in place of the plan's PUE, and "time run" in place of the plan's hours and
+    kWh, e.g. "1 x A10G 300 W x 0.90 x PUE 1.00 x time run"."""
+    factors = _HOURS_IN_LABEL.sub("", energy_estimate.split(" = ")[0])
+    label, found = _PUE_IN_LABEL.subn(f"PUE {pue:.2f}", factors, count=1)
+    if not found:
+        label = f"{factors} x PUE {pue:.2f}"
+    return f"{label} x time run"

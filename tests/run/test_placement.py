@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from carbonshift.meters import NvmlMeter, close_meter
 from carbonshift.plan import FeasiblePlan, InfeasiblePlan, Plan, SpreadPlan
 from carbonshift.planner import plan_jobs
 from carbonshift.run import NotRunnable, placement_of, run_meter
-from carbonshift.run.placement import LOCAL_PUE
+from carbonshift.run.placement import LOCAL_PUE, estimate_label
 from tests.fakes.nvml import FakeGpu, FakeNvml
 from tests.helpers import T0, job, series_at
 
@@ -110,8 +111,26 @@ def test_without_a_gpu_a_local_run_is_the_plans_estimate_on_this_machines_pue(
     # The plan's power had the planned provider's PUE in it: taken out, this machine's put in.
     assert meter.read_j() == pytest.approx(where.power_w / plan_pue * 7200)
     planned = where.explanation.energy_estimate.split(" = ")[0]
-    assert meter.label == ("estimate: " + planned.replace(f"PUE {plan_pue:.2f}", "PUE 1.00")
-                           + " (NVML unavailable: NVML lists no GPU)")
+    # The label keeps the plan's factors but not its hours: the run lasted 2 h, not the plan's
+    # 10 min, and the meter multiplies by the time run.
+    hours = f" x {where.slot.duration_s / 3600:.2f} h"
+    assert planned.endswith(hours)
+    factors = planned.removesuffix(hours).replace(f"PUE {plan_pue:.2f}", "PUE 1.00")
+    assert meter.label == ("estimate: " + factors + " x time run"
+                           " (NVML unavailable: NVML lists no GPU)")
+    assert not re.search(r"\d h\b", meter.label)
+
+
+@pytest.mark.parametrize(("planned", "expected"), [
+    ("1 x A10G 300 W x 0.90 x PUE 1.15 x 0.17 h = 0.05 kWh",
+     "1 x A10G 300 W x 0.90 x PUE 1.30 x time run"),
+    ("2 replicas x 8 x H100 700 W x 0.80 x PUE 1.10 / 1.15 x 12.00 h = 99.00 kWh",
+     "2 replicas x 8 x H100 700 W x 0.80 x PUE 1.30 x time run"),
+    ("a static figure", "a static figure x PUE 1.30 x time run"),
+])
+def test_the_estimate_label_states_the_factors_not_the_plans_hours(planned: str,
+                                                                   expected: str) -> None:
+    assert estimate_label(planned, 1.3) == expected
 
 
 def test_a_configured_local_pue_is_applied_once_to_either_meter(catalog: Catalog) -> None:
