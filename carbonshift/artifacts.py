@@ -17,6 +17,7 @@ from carbonshift.accounting import Figures, figures
 from carbonshift.ledger import LedgerRecord
 from carbonshift.plan import FeasiblePlan, InfeasiblePlan, Plan, Slot, SpreadPlan
 from carbonshift.training import TrainingOutcome
+from carbonshift.units import figure
 
 ScheduleStatus = Literal["scheduled", "unchanged", "replaced", "running", "not-scheduled", "failed"]
 PLAN_TABLE_KEY = "plan-summary"
@@ -273,18 +274,19 @@ def emissions_markdown(
         # and the total is the rows times it (carbonshift.run.supervisor.devices_of).
         how = "measured" if d.measured else "estimated"
         what = "board, before PUE" if d.device.startswith("GPU ") else "before PUE"
-        lines.append(f"| energy, {d.device} ({how}; {what}) | {d.energy_kwh:.4f} kWh |")
+        lines.append(f"| energy, {d.device} ({how}; {what}) | {figure(d.energy_kwh, 4)} kWh |")
     measured = "measured" if record.energy_measured else "estimated"
     lines += [
         f"| PUE | {record.pue:.2f} |",
-        f"| energy, total (PUE included) | {record.energy_kwh:.4f} kWh ({measured}) |",
-        f"| emissions, location-based ({record.signal}) | {record.emissions_kg:.4f} kg CO2 |",
+        f"| energy, total (PUE included) | {figure(record.energy_kwh, 4)} kWh ({measured}) |",
+        f"| emissions, location-based ({record.signal}) | {figure(record.emissions_kg, 4)} "
+        "kg CO2 |",
         f"| mean intensity | {record.mean_g_per_kwh:.0f} g/kWh |",
     ]
     if f.marginal and record.marginal_emissions_kg is not None:
         lines.append(
-            f"| emissions on marginal intensity (MOER) | {record.marginal_emissions_kg:.4f} kg "
-            "CO2 |"
+            "| emissions on marginal intensity (MOER) | "
+            f"{figure(record.marginal_emissions_kg, 4)} kg CO2 |"
         )
     for c in record.counterfactuals:
         what = (
@@ -296,13 +298,13 @@ def emissions_markdown(
     saved = (
         "pending"
         if f.saved_kg is None
-        else f"{f.saved_kg:.4f} kg CO2"
+        else f"{figure(f.saved_kg, 4)} kg CO2"
         + ("" if f.savings_fraction is None else f" ({f.savings_fraction:.1%})")
     )
     if record.embodied_kg is not None:
         lines.append(
-            f"| embodied emissions, manufacturing (apart, not added) | {record.embodied_kg:.4f} "
-            "kg CO2e |"
+            "| embodied emissions, manufacturing (apart, not added) | "
+            f"{figure(record.embodied_kg, 4)} kg CO2e |"
         )
     lines += [
         f"| saved against starting at submission, {kind} | {saved} |",
@@ -330,8 +332,9 @@ def emissions_markdown(
     if record.avoided_marginal_kg is not None:
         lines += [
             "",
-            f"Avoided emissions (marginal, MOER): {record.avoided_marginal_kg:.4f} kg CO2, an "
-            "estimate shown beside the location-based figure, never added to it.",
+            "Avoided emissions (marginal, MOER): "
+            f"{figure(record.avoided_marginal_kg, 4)} kg CO2, an estimate shown beside the "
+            "location-based figure, never added to it.",
         ]
     lines += [
         "",
@@ -357,13 +360,13 @@ def _embodied(kg: float, gpu_hours: float) -> str:
 
     return (
         f"Embodied emissions (hardware manufacturing, an estimate shown apart, never added to "
-        f"the emissions above): {kg:.4f} kg CO2e, {gpu_hours:.2f} GPU-hours x "
+        f"the emissions above): {figure(kg, 4)} kg CO2e, {figure(gpu_hours, 2)} GPU-hours x "
         f"{EMBODIED_KG_PER_GPU_HOUR * 1000:.1f} g CO2e per GPU-hour ({EMBODIED_SOURCE})."
     )
 
 
 def _kg(kg: float | None) -> str:
-    return "pending" if kg is None else f"{kg:.4f} kg CO2"
+    return "pending" if kg is None else f"{figure(kg, 4)} kg CO2"
 
 
 def _share(f: Figures) -> str:

@@ -28,7 +28,7 @@ from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import ObjectStore
 from carbonshift.checkpoint.store import open_store
 from carbonshift.ledger import LedgerRecord, entries, rewrite
-from carbonshift.units import format_duration, parse_utc_instant
+from carbonshift.units import figure, figure_decimals, format_duration, parse_utc_instant
 
 DEFAULT_DAYS = 14
 EMPTY_EXIT_CODE = 3  # `carbonshift report` when the period holds no record
@@ -39,10 +39,6 @@ class ReportError(ValueError):
 
 
 LOCATION_BASED = ("lca", "direct")
-# Figures under 1 in the markdown show this many significant digits (CSV and JSON are exact).
-SIGNIFICANT = 3
-MAX_DECIMALS = 6  # 1 mg CO2, 1 mWh: the finest figure the markdown shows
-_NOISE = 0.5 * 10.0**-MAX_DECIMALS
 MAX_DAYS = 3650  # ten years: the ledger is listed one day folder at a time
 
 
@@ -285,19 +281,8 @@ def _n(count: int, thing: str) -> str:
     return f"{count} {thing}" if count == 1 else f"{count} {thing}s"
 
 
-def _decimals(value: float, decimals: int) -> int:
-    """At least `decimals` places, and for a value under 1 as many more as show SIGNIFICANT
-    digits of it: a 14 s run's 0.00027 kg reads 0.000270, not 0.000. At most MAX_DECIMALS: a
-    value below that is float noise (a difference of two equal figures), read as 0."""
-    if not math.isfinite(value) or abs(value) >= 1 or abs(value) < _NOISE:
-        return decimals
-    return min(MAX_DECIMALS, max(decimals, SIGNIFICANT - 1 - math.floor(math.log10(abs(value)))))
-
-
 def _fixed(value: float, decimals: int) -> str:
-    if abs(value) < _NOISE:
-        value = 0.0  # not "-0.000" for a saving of -1e-20
-    return f"{value:.{_decimals(value, decimals)}f}"
+    return figure(value, decimals)
 
 
 def _kg(value: float | None) -> str:
@@ -507,7 +492,7 @@ def job_rows(report: Report) -> list[dict[str, Any]]:
     """Per job and signal (JSON-ready): the table artifact's rows."""
 
     def rounded(value: float | None, digits: int = 3) -> float | None:
-        return None if value is None else round(value, _decimals(value, digits))
+        return None if value is None else round(value, figure_decimals(value, digits))
 
     return [
         {

@@ -33,6 +33,7 @@ from carbonshift.run import (
     trainer_for,
     with_failover,
 )
+from carbonshift.run.placement import estimate_label
 from carbonshift.training import Progress, TrainingContext
 
 
@@ -195,7 +196,9 @@ def _remote_trainer(
     inputs: RunInputs, placement: Placement, ctx: TrainingContext, region: Region
 ) -> RemoteTrainer:
     timings = inputs.config.compute.remote
-    label = placement.explanation.energy_estimate.split(" = ")[0]
+    pue = inputs.catalog.pue.get(region.provider, 1.0)
+    # Not the plan's hours: the VM's estimate multiplies by the time the run lasts.
+    label = estimate_label(placement.explanation.energy_estimate, pue)
     spec = spec_for(
         ctx,
         job=inputs.job.name,
@@ -210,7 +213,7 @@ def _remote_trainer(
             kind="nvml",
             power_w=placement.power_w,
             label=label,
-            pue=inputs.catalog.pue.get(region.provider, 1.0),
+            pue=pue,
         ),
         heartbeat_every_s=timings.heartbeat_every_s,
         poll_every_s=timings.poll_every_s,

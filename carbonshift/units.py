@@ -171,3 +171,25 @@ def parse_utc_instant(value: object) -> datetime:
     if not MIN_YEAR <= moment.year <= MAX_YEAR:
         raise InstantError(f"{_shown(value)} is not between {MIN_YEAR} and {MAX_YEAR}")
     return moment
+
+
+# Figures under 1 in markdown show this many significant digits (CSV and JSON are exact).
+SIGNIFICANT = 3
+MAX_DECIMALS = 6  # 1 mg CO2, 1 mWh: the finest figure markdown shows
+_NOISE = 0.5 * 10.0**-MAX_DECIMALS
+
+
+def figure_decimals(value: float, decimals: int) -> int:
+    """At least `decimals` places, and for a value under 1 as many more as show SIGNIFICANT
+    digits of it: a 14 s run's 0.00027 kg reads 0.000270, not 0.000. At most MAX_DECIMALS: a
+    value below that is float noise (a difference of two equal figures), read as 0."""
+    if not math.isfinite(value) or abs(value) >= 1 or abs(value) < _NOISE:
+        return decimals
+    return min(MAX_DECIMALS, max(decimals, SIGNIFICANT - 1 - math.floor(math.log10(abs(value)))))
+
+
+def figure(value: float, decimals: int) -> str:
+    """A figure for people to read (markdown, tables): see `figure_decimals`."""
+    if abs(value) < _NOISE:
+        value = 0.0  # not "-0.000" for a saving of -1e-20
+    return f"{value:.{figure_decimals(value, decimals)}f}"

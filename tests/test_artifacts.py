@@ -157,7 +157,7 @@ def test_emissions_markdown() -> None:
     stopped = TrainingOutcome(False, 1200, 3000, "file:///c/ckpt-000000001200", "stop requested")
     text = emissions_markdown(emissions_record(), "estimate: 1 x A10G 300 W", stopped,
                               "actual 300 g/kWh is +200% above the forecast 100")
-    assert ("| saved against starting at submission, location-based | 0.0060 kg CO2 (13.3%) |"
+    assert ("| saved against starting at submission, location-based | 0.00600 kg CO2 (13.3%) |"
             in text)
     assert "| share of possible savings | 15% |" in text  # 0.006 of a possible 0.040
     assert "| delay against submission | 1 h 30 min |" in text
