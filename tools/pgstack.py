@@ -250,10 +250,28 @@ def prefect_cli(api_url: str, home: Path, *args: str, cwd: Path | None = None) -
 
 
 def create_process_pool(api_url: str, name: str, limit: int | None, home: Path) -> None:
-    """A process work pool (replaced if it exists) running at most `limit` flow runs at once."""
-    prefect_cli(api_url, home, "work-pool", "create", name, "--type", "process", "--overwrite")
-    if limit is not None:
-        prefect_cli(api_url, home, "work-pool", "set-concurrency-limit", name, str(limit))
+    """A process work pool (replaced if it exists) running at most `limit` flow runs at once.
+
+    Through the API, as `prefect work-pool create NAME --type process --overwrite` and
+    `prefect work-pool set-concurrency-limit NAME LIMIT` make it (the process worker's default
+    job template): one request instead of two CLI processes of ~2 s each. `home` is unused
+    (kept for callers)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.workers.process import ProcessWorker
+
+    pool = WorkPoolCreate(
+        name=name,
+        type="process",
+        base_job_template=ProcessWorker.get_default_base_job_template(),
+        concurrency_limit=limit,
+    )
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        client.create_work_pool(pool, overwrite=True)
 
 
 class Worker:

@@ -178,3 +178,17 @@ def poll(check: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s:g} s: {what}")
         time.sleep(poll_s)
+
+
+def phases(states: list[Any]) -> dict[str, float]:
+    """Seconds a run spent in each phase, from its state history: waiting for a slot (first
+    Scheduled to first Pending), starting (Pending to Running), running (Running to the end)."""
+    first: dict[str, datetime] = {}
+    for state in states:
+        first.setdefault(state.type.value, state.timestamp)
+    end = min(first[t] for t in FINAL if t in first)
+    return {
+        "waiting": (first["PENDING"] - first["SCHEDULED"]).total_seconds(),
+        "starting": (first["RUNNING"] - first["PENDING"]).total_seconds(),
+        "running": (end - first["RUNNING"]).total_seconds(),
+    }
