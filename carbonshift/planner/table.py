@@ -12,7 +12,7 @@ import numpy.typing as npt
 from carbonshift import scoring
 from carbonshift.catalog import CATALOG_SOURCE, PriceQuote
 from carbonshift.job import Candidate, ResolvedJob
-from carbonshift.plan import PlannedSeries, Slot
+from carbonshift.plan import PlannedSeries, Slot, trusted_slot
 from carbonshift.planner.batch import Rows, Starts
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments
@@ -141,7 +141,7 @@ def slot_of(table: RowTable, i: int) -> Slot:
     run_s = seg.run_s if seg else c.duration_s
     end = seg.end_s if seg else start + run_s
     static = v.static[i] or table.grid is None
-    return Slot(
+    return trusted_slot(
         region=c.region.key,
         instance_type=c.instance_type.name,
         start=from_epoch_s(start),
@@ -203,11 +203,12 @@ def now_home_slot(table: RowTable, j: int) -> Slot:
             source = series.source
             signal = series.signal.value
     emissions = float(scoring.emissions_kg(c.energy_kwh, mean))
-    return Slot(
+    return trusted_slot(
         region=c.region.key,
         instance_type=c.instance_type.name,
         start=from_epoch_s(start),
         end=from_epoch_s(start + c.duration_s),
+        segments=[],
         duration_s=c.duration_s,
         mean_g_per_kwh=mean,
         energy_kwh=c.energy_kwh,
