@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +17,11 @@ from carbonshift.planner.batch import Rows, Starts
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments
 from carbonshift.series import STATIC_SOURCE, Signal
-from carbonshift.units import from_epoch_s
+from carbonshift.units import from_epoch_s as _from_epoch_s
+
+# A big queue's slots start and end on a few thousand distinct instants (the forecast's steps):
+# each datetime is made once and shared (they are immutable), not once per slot.
+from_epoch_s = lru_cache(maxsize=8192)(_from_epoch_s)
 
 FloatArray = npt.NDArray[np.float64]
 # The catalog's annual means (the static fallback) are life-cycle intensities.
