@@ -291,8 +291,10 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
     # An instance type too slow to finish inside the window is no candidate: left in, it got a
     # static slot past the deadline and could win on cost (a cheap slow GPU, interruptible).
     candidates = [c for c in candidates if c.duration_s <= window]
-    home = regions[0]
-    candidates.sort(key=lambda c: (c.region != home, c.region.key))
+    # Keys, not regions, compared: a catalog's keys are unique, and a string compare is far
+    # cheaper than the dataclass's field-by-field __eq__ (ten thousand jobs x their candidates).
+    home = regions[0].key
+    candidates.sort(key=lambda c: (c.region.key != home, c.region.key))
     return ResolvedJob(spec, earliest, deadline, tuple(candidates))
 
 
