@@ -60,9 +60,26 @@ DURATION_SCHEMA: dict[str, Any] = {
     "description": DURATION_HELP,
     "examples": list(DURATION_EXAMPLES),
 }
+# A queue of thousands of jobs repeats a few duration texts ('4h', '12h'): each is parsed once.
+# Only texts are kept (1, 1.0 and True hash alike), the first few thousand, and only when they
+# parse: a bad one raises anew every time, with its message.
+_PARSED_DURATIONS: dict[str, float] = {}
+
+
+def _duration_s(value: object) -> float:
+    if type(value) is str:
+        seconds = _PARSED_DURATIONS.get(value)
+        if seconds is None:
+            seconds = parse_duration_s(value)
+            if len(_PARSED_DURATIONS) < 4096:  # a long-lived process keeps a bounded few
+                _PARSED_DURATIONS[value] = seconds
+        return seconds
+    return parse_duration_s(value)
+
+
 DurationS = Annotated[
     float,
-    BeforeValidator(parse_duration_s),
+    BeforeValidator(_duration_s),
     Field(ge=0),
     WithJsonSchema(DURATION_SCHEMA),
 ]
@@ -274,8 +291,10 @@ def resolve(spec: JobSpec, catalog: Catalog, now: datetime) -> ResolvedJob:
     # An instance type too slow to finish inside the window is no candidate: left in, it got a
     # static slot past the deadline and could win on cost (a cheap slow GPU, interruptible).
     candidates = [c for c in candidates if c.duration_s <= window]
-    home = regions[0]
-    candidates.sort(key=lambda c: (c.region != home, c.region.key))
+    # Keys, not regions, compared: a catalog's keys are unique, and a string compare is far
+    # cheaper than the dataclass's field-by-field __eq__ (ten thousand jobs x their candidates).
+    home = regions[0].key
+    candidates.sort(key=lambda c: (c.region.key != home, c.region.key))
     return ResolvedJob(spec, earliest, deadline, tuple(candidates))
 
 

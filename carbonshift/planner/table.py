@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -12,12 +12,16 @@ import numpy.typing as npt
 from carbonshift import scoring
 from carbonshift.catalog import CATALOG_SOURCE, PriceQuote
 from carbonshift.job import Candidate, ResolvedJob
-from carbonshift.plan import PlannedSeries, Slot
+from carbonshift.plan import PlannedSeries, Slot, trusted_slot
 from carbonshift.planner.batch import Rows, Starts
 from carbonshift.planner.grid import ForecastGrid
 from carbonshift.planner.interruptible import Segments
 from carbonshift.series import STATIC_SOURCE, Signal
-from carbonshift.units import from_epoch_s
+from carbonshift.units import from_epoch_s as _from_epoch_s
+
+# A big queue's slots start and end on a few thousand distinct instants (the forecast's steps):
+# each datetime is made once and shared (they are immutable), not once per slot.
+from_epoch_s = lru_cache(maxsize=8192)(_from_epoch_s)
 
 FloatArray = npt.NDArray[np.float64]
 # The catalog's annual means (the static fallback) are life-cycle intensities.
@@ -141,7 +145,7 @@ def slot_of(table: RowTable, i: int) -> Slot:
     run_s = seg.run_s if seg else c.duration_s
     end = seg.end_s if seg else start + run_s
     static = v.static[i] or table.grid is None
-    return Slot(
+    return trusted_slot(
         region=c.region.key,
         instance_type=c.instance_type.name,
         start=from_epoch_s(start),
@@ -203,11 +207,12 @@ def now_home_slot(table: RowTable, j: int) -> Slot:
             source = series.source
             signal = series.signal.value
     emissions = float(scoring.emissions_kg(c.energy_kwh, mean))
-    return Slot(
+    return trusted_slot(
         region=c.region.key,
         instance_type=c.instance_type.name,
         start=from_epoch_s(start),
         end=from_epoch_s(start + c.duration_s),
+        segments=[],
         duration_s=c.duration_s,
         mean_g_per_kwh=mean,
         energy_kwh=c.energy_kwh,
