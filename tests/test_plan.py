@@ -4,7 +4,10 @@ every key a plan has had, and only a single slot is runnable."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from typing import Any
 
+import numpy as np
 import pytest
 
 from carbonshift.catalog import Catalog
@@ -14,9 +17,11 @@ from carbonshift.plan import (
     InfeasiblePlan,
     NotRunnable,
     Plan,
+    Slot,
     SpreadPlan,
     plan_record,
     runnable,
+    trusted_slot,
 )
 from carbonshift.planner import plan_jobs
 from tests.helpers import T0, job, series_at
@@ -118,3 +123,36 @@ def test_a_plan_written_before_kinds_still_loads_as_its_kind(catalog: Catalog, n
     old = json.loads(json.dumps(plan_record(plan)))
     del old["kind"]
     assert PLANS.validate_python(old) == plan
+
+
+@pytest.mark.parametrize(
+    "number",
+    [3, np.float64(0.1), np.float32(0.1), np.int64(7), 1e-300],
+    ids=["int", "float64", "float32", "int64", "tiny"],
+)
+def test_a_trusted_slot_is_the_validated_slot(number: object) -> None:
+    # plan --json builds its slots without validation; they must equal and dump as validated ones.
+    values: dict[str, Any] = {
+        "region": EAST,
+        "instance_type": "g5.xlarge",
+        "start": T0,
+        "end": T0 + timedelta(hours=1),
+        "segments": [(T0, T0 + timedelta(hours=1))],
+        "duration_s": number,
+        "mean_g_per_kwh": number,
+        "energy_kwh": number,
+        "emissions_kg": number,
+        "cost_usd": number,
+        "objective": number,
+        "source": "replay:test",
+        "signal": "lifecycle",
+        "coverage": number,
+        "spot_price": "",
+    }
+    trusted, validated = trusted_slot(**values), Slot(**values)
+    assert trusted == validated
+    assert trusted.model_dump(mode="json") == validated.model_dump(mode="json")
+    assert trusted.model_dump_json() == validated.model_dump_json()
+    assert trusted.model_copy(update={"region": LONDON}) == validated.model_copy(
+        update={"region": LONDON}
+    )
