@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from carbonshift import project
-from carbonshift.cli import main
+from carbonshift.cli import _strict_json, main
 from carbonshift.project import demo_env
 from carbonshift.traces import bundled_traces_dir
 
@@ -164,3 +166,31 @@ def test_demo_outside_a_clone_is_one_line(
     code, out, err = run(capsys, "demo", "--exit")
     assert code == 2
     assert err.count("\n") == 1 and "from a clone" in err and str(tmp_path) in err
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats()  # NaN and the infinities too: they must be refused
+    | st.text()
+    | st.sampled_from(["NaN", "Infinity", "-Infinity", "a NaN b"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES)
+def test_strict_json_is_the_standard_encoders_json(value: object) -> None:
+    # plan --json encodes with pydantic-core; the standard encoder (allow_nan=False) is the
+    # reference: the same values back, and a refusal exactly where it refuses.
+    try:
+        reference = json.dumps(value, allow_nan=False)
+    except ValueError:
+        with pytest.raises(ValueError, match="non-finite"):
+            _strict_json(value)
+        return
+    text = _strict_json(value)
+    assert text.isascii()
+    assert json.loads(text) == json.loads(reference)
