@@ -8,8 +8,9 @@ deployment with no worker, so every run stays scheduled. The same runs (paramete
 tags; the idempotency key with a suffix, since keys are unique per flow) are then created by a
 plain client loop, one `create_flow_run_from_deployment` each, into `train-model/bench-client`:
 each side starts from no run of its deployment, and the server is left SETTLE_S seconds between
-them. Then the flow plans the queue again into `train-model/bench-flow-again` (new keys), so that
-the flow's figure brackets the client's: `flow_s` is the mean of the two flow runs
+them. Then the flow plans the same jobs again, under names of their own (a run over the first
+names would replace their runs, a re-plan), into `train-model/bench-flow-again`, so that the
+flow's figure brackets the client's: `flow_s` is the mean of the two flow runs
 (`flow_runs_s`), `client_s` the loop's wall time, `ratio` = flow_s / client_s, `runs_per_s`
 the flow's runs per second. The flow creates SCHEDULE_CONCURRENCY runs at once
 (`config.schedule_concurrency`, as docs/scaling.md recommends on PostgreSQL); the client loop
@@ -183,8 +184,18 @@ def _against(out: Path, jobs: int, regions: int, profile: bool) -> dict[str, Any
         except JobSpecError:
             continue
         kept.append(item)
-    queue = out / f"flow-jobs-{jobs}.yaml"
-    queue.write_text(yaml.safe_dump({"jobs": kept[:jobs]}, sort_keys=False), encoding="utf-8")
+    # One queue per flow run, the same jobs under names of their own: the planner keeps one
+    # scheduled run per job across every deployment of the flow, so a run over names that
+    # already have runs would replace them (a re-plan: a create and a delete or two per job),
+    # not schedule them as the first run did.
+    queues = {
+        name: _queue_file(out / f"flow-jobs-{jobs}-{name}.yaml", kept[:jobs], suffix)
+        for name, suffix in (
+            (FLOW_DEPLOYMENT, ""),
+            (FLOW_AGAIN_DEPLOYMENT, "-again"),
+            (PROFILED_DEPLOYMENT, "-profiled"),
+        )
+    }
 
     ids = {
         name: train_model.to_deployment(name=name).apply()
@@ -199,7 +210,9 @@ def _against(out: Path, jobs: int, regions: int, profile: bool) -> dict[str, Any
             # What docs/scaling.md recommends on PostgreSQL: a few creates at once.
             schedule_concurrency=SCHEDULE_CONCURRENCY,
         )
-        return plan_training(queue_file=str(queue), config=config, now=now, return_state=True)
+        return plan_training(
+            queue_file=str(queues[deployment]), config=config, now=now, return_state=True
+        )
 
     with get_client(sync_client=True) as client:
         client.read_deployment(ids[FLOW_DEPLOYMENT])  # connection made before the clocks start
@@ -257,6 +270,12 @@ def _against(out: Path, jobs: int, regions: int, profile: bool) -> dict[str, Any
             run = partial(run_flow, PROFILED_DEPLOYMENT)
             figures["flow_profile_top"] = _profiled(run, out / "flow.prof")
     return figures
+
+
+def _queue_file(path: Path, items: list[dict[str, Any]], suffix: str) -> Path:
+    renamed = [{**item, "name": item["name"] + suffix} for item in items]
+    path.write_text(yaml.safe_dump({"jobs": renamed}, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _scheduled(when: Any) -> Any:
