@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from carbonshift.catalog import Catalog, Region
+from carbonshift.accounting import Actuals, complete
+from carbonshift.catalog import Catalog, CatalogError, Region
 from carbonshift.checkpoint import ObjectStore
 from carbonshift.checkpoint.store import open_store
 from carbonshift.ledger import FOLDER, Counterfactual, EnergyStep, LedgerRecord, parse
@@ -537,6 +538,48 @@ def completed_run_now(
         if not math.isnan(kg):
             done[record.run_id] = float(kg)
     return done
+
+
+def completed_best_in_hindsight(
+    records: Sequence[LedgerRecord], folder: Path, catalog: Catalog, now: datetime
+) -> dict[str, float]:
+    """Pending best-in-hindsight counterfactuals completed from recorded actual intensity, as
+    the `emissions-report` flow settles them from the providers (`accounting.complete`: every
+    15 minutes of the job's window in each candidate region, on the traces in `folder`); kg by
+    run id. One whose window has not passed, or that a region's trace does not cover, stays
+    pending."""
+    by_signal: dict[str, dict[str, IntensitySeries]] = {}
+    done: dict[str, float] = {}
+    for record in records:
+        if not any(_pending(c, "best-in-hindsight") for c in record.counterfactuals):
+            continue
+        if record.signal not in (Signal.LCA.value, Signal.DIRECT.value):
+            continue
+        if record.signal not in by_signal:
+            by_signal[record.signal] = _by_zone(folder, record.signal)
+        actuals = _trace_actuals(by_signal[record.signal], catalog)
+        settled = complete(record, actuals, now).counterfactuals
+        best = next(c for c in settled if c.kind == "best-in-hindsight")
+        if not best.pending and best.emissions_kg is not None:
+            done[record.run_id] = best.emissions_kg
+    return done
+
+
+def _trace_actuals(by_zone: dict[str, IntensitySeries], catalog: Catalog) -> Actuals:
+    def actuals(region: str, start_s: float, end_s: float) -> IntensitySeries | None:
+        try:
+            series = by_zone.get(catalog.region(region).em_zone)
+        except CatalogError:
+            return None  # a region this catalog lacks: the figure stays pending
+        if series is None or series.end_s <= start_s or series.start_s >= end_s:
+            return None
+        return series.slice(start_s, end_s)
+
+    return actuals
+
+
+def _pending(cf: Counterfactual, kind: str) -> bool:
+    return cf.kind == kind and (cf.pending or cf.emissions_kg is None)
 
 
 def _pending_run_now(record: LedgerRecord) -> Counterfactual | None:

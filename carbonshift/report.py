@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from carbonshift.accounting import Actuals, complete
-from carbonshift.baseline import completed_run_now
+from carbonshift.baseline import completed_best_in_hindsight, completed_run_now
 from carbonshift.catalog import default_catalog
 from carbonshift.checkpoint import ObjectStore
 from carbonshift.checkpoint.store import open_store
@@ -73,6 +73,7 @@ class Segment:
     best_kg: float | None
     run_now_completed: bool = False  # pending in the ledger, completed by this report
     best_pending: bool = False  # its best-in-hindsight waits for the window's actuals
+    best_completed: bool = False  # pending in the ledger, completed by this report
 
     @property
     def saved_kg(self) -> float | None:
@@ -86,8 +87,11 @@ class Segment:
         return self.run_now_kg - self.best_kg
 
 
-def segment(record: LedgerRecord, completed_kg: float | None = None) -> Segment:
-    """A record's figures; `completed_kg` completes its pending run-now counterfactual."""
+def segment(
+    record: LedgerRecord, completed_kg: float | None = None, completed_best_kg: float | None = None
+) -> Segment:
+    """A record's figures; `completed_kg` completes its pending run-now counterfactual, and
+    `completed_best_kg` its pending best in hindsight."""
     # Only counterfactuals on the record's own (location-based) signal are set against its
     # emissions: a MOER one is an avoided-emissions estimate, shown apart, never subtracted.
     found = {
@@ -98,12 +102,28 @@ def segment(record: LedgerRecord, completed_kg: float | None = None) -> Segment:
     pending = now is not None and (now.pending or now.emissions_kg is None)
     best_pending = best is not None and (best.pending or best.emissions_kg is None)
     best_kg = None if best is None or best_pending else best.emissions_kg
+    best_completed = best_pending and completed_best_kg is not None
+    if best_completed:
+        best_kg, best_pending = completed_best_kg, False
     if pending and completed_kg is not None:
         return Segment(
-            record, completed_kg, False, best_kg, run_now_completed=True, best_pending=best_pending
+            record,
+            completed_kg,
+            False,
+            best_kg,
+            run_now_completed=True,
+            best_pending=best_pending,
+            best_completed=best_completed,
         )
     run_now_kg = None if now is None or pending else now.emissions_kg
-    return Segment(record, run_now_kg, pending, best_kg, best_pending=best_pending)
+    return Segment(
+        record,
+        run_now_kg,
+        pending,
+        best_kg,
+        best_pending=best_pending,
+        best_completed=best_completed,
+    )
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,7 @@ class Totals:
     embodied_segments: int = 0
     possible_segments: int = 0  # segments with both counterfactuals known
     best_pending: int = 0  # segments whose best-in-hindsight is pending
+    best_completed: int = 0  # best in hindsight pending in the ledger, completed by this report
 
     @property
     def saved_kg(self) -> float:
@@ -189,6 +210,7 @@ def totals(key: str, signal: str, group: Sequence[Segment]) -> Totals:
         embodied_segments=len(embodied),
         possible_segments=len(both),
         best_pending=sum(s.best_pending for s in group),
+        best_completed=sum(s.best_completed for s in group),
     )
 
 
@@ -240,7 +262,8 @@ def load(
     now: datetime | None = None,
 ) -> Report:
     """The report over the ledger in the store a URI names (a folder, s3://, gs://); pending
-    run-now counterfactuals are completed from the traces in `actuals` where they cover them.
+    counterfactuals (run-now, and best in hindsight once the job's window has passed) are
+    completed from the traces in `actuals` where they cover them, in the report only.
     With `settle` (a region's actual intensity, from the providers), pending counterfactuals
     whose actuals now exist are worked out and written back to the ledger first, so the
     records are settled once and every later report reads them done."""
@@ -250,8 +273,13 @@ def load(
     if settle is not None:
         at = now or datetime.now(UTC)
         records = [_settled(store, key, r, settle, at) for key, r in found]
-    completed = completed_run_now(records, actuals, default_catalog()) if actuals else {}
-    return build(records, since, until, store.uri, completed, str(actuals or ""))
+    completed: dict[str, float] = {}
+    best: dict[str, float] = {}
+    if actuals:
+        catalog = default_catalog()
+        completed = completed_run_now(records, actuals, catalog)
+        best = completed_best_in_hindsight(records, actuals, catalog, now or datetime.now(UTC))
+    return build(records, since, until, store.uri, completed, str(actuals or ""), best)
 
 
 def build(
@@ -261,9 +289,11 @@ def build(
     ledger: str,
     completed: Mapping[str, float] | None = None,
     actuals: str = "",
+    completed_best: Mapping[str, float] | None = None,
 ) -> Report:
-    done = completed or {}
-    return Report(since, until, ledger, [segment(r, done.get(r.run_id)) for r in records], actuals)
+    done, best = completed or {}, completed_best or {}
+    segments = [segment(r, done.get(r.run_id), best.get(r.run_id)) for r in records]
+    return Report(since, until, ledger, segments, actuals)
 
 
 # -- outputs -------------------------------------------------------------------------------------
@@ -375,11 +405,16 @@ def _headline(t: Totals, actuals: str) -> list[str]:
             "- Saved against running at once in the home region: n/a (no segment "
             "has a known run-now counterfactual)."
         )
-    if t.completed:
+    if t.completed or t.best_completed:
+        which = " and ".join(
+            _n(count, f"{kind} counterfactual")
+            for count, kind in ((t.completed, "run-now"), (t.best_completed, "best-in-hindsight"))
+            if count
+        )
         lines.append(
-            f"- Completed by this report: {_n(t.completed, 'run-now counterfactual')} pending in "
-            f"the ledger, from the recorded actual intensity in `{actuals}` (the segment's "
-            "metered energy per interval; spread evenly over its run where the record has none)."
+            f"- Completed by this report: {which} pending in the ledger, from the recorded "
+            f"actual intensity in `{actuals}` (the segment's metered energy per interval; spread "
+            "evenly over its run where the record has none)."
         )
     if t.pending:
         lines.append(
@@ -429,7 +464,8 @@ def _share_line(t: Totals) -> str:
         f"the best slot in hindsight is pending for {_n(t.best_pending, 'segment')}: the "
         "actual intensity over its job's window, up to the deadline, is not all published "
         "yet; the `emissions-report` flow works it out from the providers once it is and "
-        "writes it to the ledger, and later reports read it"
+        "writes it to the ledger, and later reports read it (`--traces DIR` works it out "
+        "here from recorded actuals)"
     )
     if t.possible_kg > 0:
         why = (
@@ -458,8 +494,9 @@ CSV_COLUMNS = (
     "submitted_at", "started_at", "ended_at", "delay_s", "energy_kwh", "energy_measured",
     "pue", "emissions_kg", "mean_g_per_kwh", "signal", "intervals", "intervals_on_forecast",
     "intervals_on_fallback",
-    "run_now_kg", "run_now_pending", "run_now_completed", "best_in_hindsight_kg", "saved_kg",
-    "possible_kg", "avoided_marginal_kg", "cost_usd", "gpu_hours", "embodied_kg",
+    "run_now_kg", "run_now_pending", "run_now_completed", "best_in_hindsight_kg",
+    "best_in_hindsight_completed", "saved_kg", "possible_kg", "avoided_marginal_kg", "cost_usd",
+    "gpu_hours", "embodied_kg",
 )  # fmt: skip
 
 
@@ -480,7 +517,7 @@ def rows(report: Report) -> list[dict[str, Any]]:
             "intervals": r.intervals, "intervals_on_forecast": r.intervals_on_forecast,
             "intervals_on_fallback": r.intervals_on_fallback, "run_now_kg": s.run_now_kg,
             "run_now_pending": s.run_now_pending, "run_now_completed": s.run_now_completed,
-            "best_in_hindsight_kg": s.best_kg,
+            "best_in_hindsight_kg": s.best_kg, "best_in_hindsight_completed": s.best_completed,
             "saved_kg": _clean(s.saved_kg), "possible_kg": _clean(s.possible_kg),
             "avoided_marginal_kg": r.avoided_marginal_kg, "cost_usd": r.cost_usd,
             "gpu_hours": r.gpu_hours, "embodied_kg": r.embodied_kg,

@@ -313,6 +313,62 @@ def test_the_settle_path_and_the_traces_path_agree(tmp_path: Path) -> None:
     assert settled.segments[0].run_now_kg == pytest.approx(0.2) == by_traces
 
 
+def windowed(folder: Path) -> tuple[LedgerRecord, Path]:
+    """profiled(), emitting 0.15 kg, whose job could start 05:00-06:00 (deadline 08:00) in
+    Virginia or London, its best slot pending; London's actuals 50 g/kWh from 04:00 to 09:00."""
+    stepped_trace(folder)
+    rows = [f"2026-11-28T{h:02d}:00Z,50" for h in range(4, 9)]
+    (folder / "GB_actual.csv").write_text("timestamp,g_per_kwh\n" + "\n".join(rows))
+    base = profiled()
+    started = base.started_at
+    best = Counterfactual(kind="best-in-hindsight", region=VIRGINIA, start=started, pending=True)
+    return base.model_copy(update={
+        "emissions_kg": 0.15, "deadline": started + timedelta(hours=3),
+        "candidate_regions": [VIRGINIA, LONDON],
+        "counterfactuals": [*base.counterfactuals, best]}), folder
+
+
+def test_traces_complete_a_pending_best_slot_as_the_settle_path_does(tmp_path: Path) -> None:
+    """In London the 2 kWh emit 2 x 50 g = 0.1 kg at any start; in Virginia the least is 0.2 kg
+    (05:00, all of it at 100 g/kWh). Best 0.1 kg; run-now 0.2 kg; saved 0.05 of a possible 0.1."""
+    from carbonshift.traces import read_trace
+
+    record, folder = windowed(tmp_path / "t")
+    store = LocalStore(tmp_path / "s")
+    append(store, record)
+    period = report.period(NOW, None, None, None)
+    r = report.load(str(store.root), *period, folder, now=NOW)
+    (seg,) = r.segments
+    assert (seg.best_kg, seg.best_pending, seg.best_completed) == (pytest.approx(0.1), False, True)
+    assert seg.run_now_kg == pytest.approx(0.2)
+    (t,) = r.overall()
+    assert (t.best_completed, t.share_of_possible) == (1, pytest.approx(0.5))
+    assert ("Completed by this report: 1 run-now counterfactual and 1 best-in-hindsight "
+            "counterfactual pending in the ledger") in report.markdown(r)
+    assert report.rows(r)[0]["best_in_hindsight_completed"] is True
+    assert report.jsonl_text(r).count('"pending":true') == 2  # the ledger is left as it was
+
+    series = {VIRGINIA: read_trace(folder / "US-MIDA-PJM_actual.csv"),
+              LONDON: read_trace(folder / "GB_actual.csv")}
+    settled = report.load(str(store.root), *period, settle=lambda region, a, b: series[region],
+                          now=NOW)
+    assert settled.segments[0].best_kg == pytest.approx(seg.best_kg)
+
+
+def test_a_best_slot_whose_window_has_not_passed_stays_pending(tmp_path: Path) -> None:
+    record, folder = windowed(tmp_path / "t")
+    store = LocalStore(tmp_path / "s")
+    append(store, record)
+    before_deadline = datetime(2026, 11, 28, 7, 30, tzinfo=UTC)
+    period = report.period(NOW, None, None, None)
+    (seg,) = report.load(str(store.root), *period, folder, now=before_deadline).segments
+    assert (seg.best_kg, seg.best_pending, seg.best_completed) == (None, True, False)
+    (london,) = [p for p in folder.iterdir() if p.name.startswith("GB")]
+    london.unlink()  # a candidate region without actuals: pending too, after the deadline
+    (seg,) = report.load(str(store.root), *period, folder, now=NOW).segments
+    assert (seg.best_kg, seg.best_pending) == (None, True)
+
+
 def test_a_record_without_a_profile_is_settled_flat_not_at_zero(tmp_path: Path) -> None:
     """An older record has no profile: its energy spread evenly, 1 kWh x 100 + 1 kWh x 500."""
     from carbonshift.traces import read_trace
@@ -455,7 +511,8 @@ def test_a_pending_best_slot_is_called_pending_and_says_how_it_is_completed() ->
     assert ("- **Share of possible savings: pending** (the best slot in hindsight is pending "
             "for 2 segments: the actual intensity over its job's window, up to the deadline, is "
             "not all published yet; the `emissions-report` flow works it out from the providers "
-            "once it is and writes it to the ledger, and later reports read it).") in text
+            "once it is and writes it to the ledger, and later reports read it (`--traces DIR` "
+            "works it out here from recorded actuals)).") in text
     assert "would have saved nothing" not in text and "not recorded" not in text
     assert report.as_json(r)["totals"][0]["best_pending_segments"] == 2
 
