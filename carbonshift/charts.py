@@ -51,7 +51,7 @@ _METADATA: dict[str, str | None] = {"Date": None, "Creator": "carbonshift"}
 _RENDER_LOCK = threading.Lock()
 # Tick spacings in minutes, the smallest giving at most _MAX_TICKS ticks is used: hour ticks
 # for runs of hours and days, minute ticks only for runs shorter than a couple of hours.
-_TICK_MINUTES = (5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
+_TICK_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
 _MAX_TICKS = 9
 # Room above the highest value, as a share of it, so that no line lies on the frame.
 HEADROOM = 0.1

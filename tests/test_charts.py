@@ -129,8 +129,16 @@ def test_run_chart_of_a_short_run_without_actuals_has_minute_ticks_and_says_so()
     svg = run_chart_svg(planned, None, T0, T0 + timedelta(minutes=12))
     found = texts(svg)
     assert "no actual intensity" in found
-    assert [t for t in found if re.fullmatch(r"\d\d:\d\d", t)] == ["00:00", "00:05", "00:10",
-                                                                     "00:15"]
+    # 15 minutes drawn: a tick every 2 minutes (every 5 would leave 4 ticks, fewer than fit).
+    assert [t for t in found if re.fullmatch(r"\d\d:\d\d", t)] == [
+        f"00:{m:02d}" for m in range(0, 15, 2)]
+
+
+def test_a_run_of_a_few_minutes_gets_a_tick_per_minute() -> None:
+    planned = series_at([100, 120], step_min=1)
+    found = texts(run_chart_svg(planned, None, T0, T0 + timedelta(minutes=1)))
+    ticks = [t for t in found if re.fullmatch(r"\d\d:\d\d", t)]
+    assert len(ticks) >= 3 and ticks == [f"00:{m:02d}" for m in range(len(ticks))]
 
 
 def test_run_chart_refuses_an_end_before_the_start() -> None:
