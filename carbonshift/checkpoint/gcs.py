@@ -20,7 +20,7 @@ from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[attr-defined, import-untyped, unused-ignore]
 
-from carbonshift.checkpoint.lease import Conflict, take
+from carbonshift.checkpoint.lease import Conflict, lease_from_env, take
 from carbonshift.checkpoint.port import WriterLock
 
 MiB = 1024 * 1024
@@ -46,12 +46,14 @@ class GcsStore:
         *,
         client: storage.Client | None = None,
         chunk_size: int = 32 * MiB,
-        lease_s: float = 60.0,
+        lease_s: float | None = None,
         renew_every_s: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`chunk_size`: a large upload is sent in requests of this size (a multiple of
-        256 KiB); `lease_s`: how long a writer lock outlives its holder."""
+        256 KiB); `lease_s`: how long a writer lock outlives its holder (default:
+        lease_from_env)."""
+        self.lease_s = lease_from_env() if lease_s is None else lease_s
         if chunk_size <= 0 or chunk_size % (256 * 1024):
             raise ValueError(f"chunk_size: {chunk_size} is not a positive multiple of 256 KiB")
         self.root = root.strip("/")
@@ -59,7 +61,7 @@ class GcsStore:
         self.client = client or default_client()
         self.bucket = self.client.bucket(bucket)
         self.chunk_size = chunk_size
-        self.lease_s, self.renew_every_s, self.clock = lease_s, renew_every_s, clock
+        self.renew_every_s, self.clock = renew_every_s, clock
 
     def _full(self, key: str) -> str:
         if key and any(c in ("", ".", "..") for c in key.split("/")):

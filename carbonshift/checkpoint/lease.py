@@ -11,14 +11,41 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
 from carbonshift.checkpoint.port import WriterBusy
 
 log = logging.getLogger("carbonshift.checkpoint")
+
+LEASE_ENV = "CARBONSHIFT_CHECKPOINT_LEASE_S"
+DEFAULT_LEASE_S = 60.0
+# Renewals come every third of the lease: below this, a busy host's late renewal loses the lock.
+MIN_LEASE_S, MAX_LEASE_S = 10.0, 3600.0
+
+
+def lease_from_env(environ: Mapping[str, str] = os.environ) -> float:
+    """The writer lease of object stores (S3, GCS): how long the lock of a writer that died
+    outlives it, so how long a resumed run waits before it writes. CARBONSHIFT_CHECKPOINT_LEASE_S
+    (seconds, 10 to 3600), else 60. Every process writing one folder (the flow's, the VMs')
+    must use the same lease: a shorter one gives up waiting before a longer one ends."""
+    text = environ.get(LEASE_ENV, "").strip()
+    if not text:
+        return DEFAULT_LEASE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not MIN_LEASE_S <= value <= MAX_LEASE_S:  # NaN fails too
+        raise ValueError(
+            f"{LEASE_ENV}={text!r}: give the writer lease in seconds, from {MIN_LEASE_S:g} to "
+            f"{MAX_LEASE_S:g} (unset: {DEFAULT_LEASE_S:g})"
+        )
+    return value
 
 
 class Conflict(Exception):

@@ -21,7 +21,7 @@ import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from carbonshift.checkpoint.lease import Conflict, take
+from carbonshift.checkpoint.lease import Conflict, lease_from_env, take
 from carbonshift.checkpoint.port import WriterLock
 from carbonshift.checkpoint.s3_upload import MultipartUploader, error_code, is_marker
 
@@ -40,14 +40,17 @@ class S3Store:
         session: Any = None,
         part_size: int = 16 * MiB,
         concurrency: int = 8,
-        lease_s: float = 60.0,
+        lease_s: float | None = None,
         renew_every_s: float | None = None,
         stale_upload_s: float = 900.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`part_size`: multipart above it, in parts of that size, `concurrency` at a time.
-        `lease_s`: how long a writer lock outlives its holder. `stale_upload_s`: how old an
-        unfinished upload must be before a sweep aborts it."""
+        `lease_s`: how long a writer lock outlives its holder (default: lease_from_env).
+        `stale_upload_s`: how old an unfinished upload must be before a sweep aborts it."""
+        # First: a bad lease setting is said before any client is made.
+        self.lease_s = lease_from_env() if lease_s is None else lease_s
+        self.renew_every_s = renew_every_s
         self.bucket, self.root = bucket, root.strip("/")
         self.uri = f"s3://{bucket}/{self.root}".rstrip("/")
         self.client = (session or boto3.Session()).client(
@@ -64,7 +67,6 @@ class S3Store:
         self.multipart = MultipartUploader(
             self.client, bucket, part_size=part_size, concurrency=concurrency
         )
-        self.lease_s, self.renew_every_s = lease_s, renew_every_s
         self.stale_upload_s, self.clock = stale_upload_s, clock
 
     def _full(self, key: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from carbonshift.checkpoint import CheckpointManager, LocalStore, takeover_wait_s
+from carbonshift.checkpoint.lease import LEASE_ENV, lease_from_env
 from carbonshift.checkpoint.manager import WriterConflict
 from carbonshift.checkpoint.port import WriterBusy
 from carbonshift.checkpoint.store import WriterLock
@@ -92,3 +93,28 @@ def test_the_latest_committed_checkpoint_is_found_from_the_manifests_alone(
     assert found[1].endswith("run/ckpt-000000000001")
     assert store.read_bytes < 10_000  # manifests, not the 1 MB parts
     assert CheckpointManager(LocalStore(tmp_path / "empty"), "run").latest_committed() is None
+
+
+@pytest.mark.parametrize(("setting", "lease_s"), [(None, 60.0), ("", 60.0), ("15", 15.0),
+                                                  (" 600.5 ", 600.5), ("10", 10.0)])
+def test_the_lease_comes_from_the_environment(setting: str | None, lease_s: float) -> None:
+    environ = {} if setting is None else {LEASE_ENV: setting}
+    assert lease_from_env(environ) == lease_s
+
+
+@pytest.mark.parametrize("setting", ["9.9", "0", "-5", "3601", "nan", "inf", "1m", "sixty"])
+def test_a_bad_lease_is_refused_naming_the_variable_and_the_range(setting: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{LEASE_ENV}='.*': .* from 10 to 3600 \(unset: 60\)"):
+        lease_from_env({LEASE_ENV: setting})
+
+
+def test_object_stores_wait_for_the_lease_of_the_environment(
+        aws: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from carbonshift.checkpoint.store import open_store
+
+    monkeypatch.setenv(LEASE_ENV, "20")
+    store, _ = open_store("s3://any-bucket/jobs")
+    assert (store.lease_s, takeover_wait_s(store)) == (20.0, 25.0)  # type: ignore[attr-defined]
+    monkeypatch.setenv(LEASE_ENV, "5")
+    with pytest.raises(ValueError, match=LEASE_ENV):
+        open_store("s3://any-bucket/jobs")
