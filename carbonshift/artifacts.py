@@ -289,11 +289,15 @@ def emissions_markdown(
             f"{figure(record.marginal_emissions_kg, 4)} kg CO2 |"
         )
     for c in record.counterfactuals:
-        what = (
-            f"started at submission in {c.region} ({_when(c.start)} UTC)"
-            if c.kind == "run-now-home"
-            else f"best slot in hindsight: {c.region} at {_when(c.start)} UTC"
-        )
+        if c.kind == "run-now-home":
+            what = f"started at submission in {c.region} ({_when(c.start)} UTC)"
+        elif c.pending or c.emissions_kg is None:
+            # Not found yet: its region and start are placeholders, not a slot to show.
+            regions = ", ".join(record.candidate_regions) or c.region
+            by = f" by {_when(record.deadline)} UTC" if record.deadline else ""
+            what = f"best slot in hindsight, among {regions}{by}"
+        else:
+            what = f"best slot in hindsight: {c.region} at {_when(c.start)} UTC"
         lines.append(f"| counterfactual: {what} | {_kg(c.emissions_kg)} |")
     saved = (
         "pending"

@@ -171,12 +171,16 @@ def test_emissions_markdown() -> None:
 
 def test_emissions_markdown_pending_and_marginal() -> None:
     cf = emissions_record().counterfactuals
-    pending = emissions_record(counterfactuals=[
-        cf[0], cf[1].model_copy(update={"emissions_kg": None, "pending": True})])
+    pending = emissions_record(
+        counterfactuals=[cf[0], cf[1].model_copy(update={"emissions_kg": None, "pending": True})],
+        candidate_regions=["aws:us-east-1", "aws:eu-north-1"], deadline=T0 + timedelta(hours=6))
     done = TrainingOutcome(True, 3000, 3000, "file:///c/ckpt-000000003000")
     text = emissions_markdown(pending, "m", done, None)
     assert "| share of possible savings | pending |" in text
-    assert "best slot in hindsight: aws:eu-north-1 at" in text and "| pending |" in text
+    # Pending, it names where and until when it is looked for, not a slot nobody found yet.
+    assert "best slot in hindsight: aws:eu-north-1 at" not in text
+    assert ("| counterfactual: best slot in hindsight, among aws:us-east-1, aws:eu-north-1 by "
+            f"{T0 + timedelta(hours=6):%Y-%m-%d %H:%M} UTC | pending |") in text
     assert "completed by the report once actuals are published" in text
     none_possible = emissions_record(counterfactuals=[
         cf[0], cf[1].model_copy(update={"emissions_kg": 0.045})])
