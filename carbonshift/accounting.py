@@ -419,8 +419,12 @@ def complete(record: LedgerRecord, actuals: Actuals, now: datetime) -> LedgerRec
                 )
             )
     update: dict[str, object] = {"counterfactuals": done}
-    run_now = next(c for c in done if c.kind == "run-now-home")
-    if record.marginal_emissions_kg is not None and run_now.emissions_kg is not None:
+    run_now = next((c for c in done if c.kind == "run-now-home"), None)
+    if (
+        record.marginal_emissions_kg is not None
+        and run_now is not None
+        and run_now.emissions_kg is not None
+    ):
         update["avoided_marginal_kg"] = run_now.emissions_kg - record.marginal_emissions_kg
     return record.model_copy(update=update)
 

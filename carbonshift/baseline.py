@@ -547,13 +547,16 @@ def completed_best_in_hindsight(
     the `emissions-report` flow settles them from the providers (`accounting.complete`: every
     15 minutes of the job's window in each candidate region, on the traces in `folder`); kg by
     run id. One whose window has not passed, or that a region's trace does not cover, stays
-    pending."""
+    pending; so does one of a record settled on another signal (MOER: the flow settles it on
+    that signal, and traces hold average intensity). The run itself and run-now are among the
+    best slot's candidates: where the ledger already knows their kg (the providers' actuals,
+    which may differ from the traces), the best is never above them."""
     by_signal: dict[str, dict[str, IntensitySeries]] = {}
     done: dict[str, float] = {}
     for record in records:
         if not any(_pending(c, "best-in-hindsight") for c in record.counterfactuals):
             continue
-        if record.signal not in (Signal.LCA.value, Signal.DIRECT.value):
+        if record.signal not in (Signal.LCA.value, Signal.DIRECT.value) or _other_signal(record):
             continue
         if record.signal not in by_signal:
             by_signal[record.signal] = _by_zone(folder, record.signal)
@@ -561,8 +564,19 @@ def completed_best_in_hindsight(
         settled = complete(record, actuals, now).counterfactuals
         best = next(c for c in settled if c.kind == "best-in-hindsight")
         if not best.pending and best.emissions_kg is not None:
-            done[record.run_id] = best.emissions_kg
+            known = [
+                c.emissions_kg
+                for c in record.counterfactuals
+                if c.kind == "run-now-home" and not c.pending and c.emissions_kg is not None
+            ]
+            done[record.run_id] = min([best.emissions_kg, record.emissions_kg, *known])
     return done
+
+
+def _other_signal(record: LedgerRecord) -> bool:
+    return any(
+        c.signal and c.signal != record.signal and not c.pending for c in record.counterfactuals
+    )
 
 
 def _trace_actuals(by_zone: dict[str, IntensitySeries], catalog: Catalog) -> Actuals:

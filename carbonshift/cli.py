@@ -343,10 +343,11 @@ _STRICT = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def _strict_json(value: Any) -> str:
-    """Compact JSON without NaN or Infinity (which are not JSON): a non-finite figure is a bug,
-    said so. pydantic-core encodes first (`plan --json` writes tens of MB; the standard encoder
-    took a seventh of its time); where its text holds "NaN" or "Infinity", as a bare number or
-    inside a string, or it cannot encode a value, the standard encoder decides."""
+    """Compact JSON of JSON-mode values (string keys, as every caller passes) without NaN or
+    Infinity (which are not JSON): a non-finite figure is a bug, said so. pydantic-core encodes
+    first (`plan --json` writes tens of MB; the standard encoder took a seventh of its time);
+    where its text holds "NaN" or "Infinity", as a bare number or inside a string, or it cannot
+    encode a value, the standard encoder decides."""
     try:
         text = to_json(value, ensure_ascii=True).decode("ascii")
     except PydanticSerializationError:

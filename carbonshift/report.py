@@ -621,7 +621,7 @@ def as_json(report: Report) -> dict[str, Any]:
             "run_now_kg": t.run_now_kg if t.compared else None,
             "saved_kg": t.saved_kg if t.compared else None, "saved_fraction": t.saved_fraction,
             "pending_segments": t.pending, "pending_emissions_kg": t.pending_kg,
-            "completed_segments": t.completed,
+            "completed_segments": t.completed, "best_completed_segments": t.best_completed,
             "uncompared_segments": t.uncompared, "possible_kg": t.possible_kg,
             "captured_kg": t.captured_kg, "share_of_possible": t.share_of_possible,
             "delay_median_s": t.delay(50), "delay_p90_s": t.delay(90),

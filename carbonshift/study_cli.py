@@ -76,8 +76,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--traces",
         type=Path,
         metavar="DIR",
-        help="CSV traces of actual intensity named by zone: complete the pending run-now "
-        "counterfactuals they cover",
+        help="CSV traces of actual intensity named by zone: complete the pending "
+        "counterfactuals they cover (run-now; the best slot in hindsight once the deadline "
+        "has passed), in the report only",
     )
     rp.add_argument(
         "--out",

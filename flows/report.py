@@ -37,15 +37,17 @@ def emissions_report(
         until: period until (exclusive); empty for now.
         out: where the files go (a folder or store URI); empty for `store`, under
             reports/<since>_<until>/. A period with no run writes none.
-        traces: a folder of CSV traces of actual intensity, named by zone: pending run-now
-            counterfactuals they cover are completed (and said so); empty for none.
+        traces: a folder of CSV traces of actual intensity, named by zone: pending
+            counterfactuals they cover (run-now; best in hindsight once the deadline has
+            passed) are completed in the report (and said so); empty for none.
         now: the clock (UTC); empty for now.
         forecast: where actual intensity comes from (the training runs' provider chain):
             pending counterfactuals whose actuals now exist are settled and written back to
             the ledger; empty for the default chain.
     """
-    since, until = period(now or datetime.now(UTC), days, since, until)
-    result = load_report(store, since, until, traces, forecast or ForecastConfig())
+    at = now or datetime.now(UTC)
+    since, until = period(at, days, since, until)
+    result = load_report(store, since, until, traces, forecast or ForecastConfig(), at)
     files: list[str] = []
     if not result.empty:
         files = store_report_files(

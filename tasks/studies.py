@@ -60,9 +60,11 @@ def load_report(
     until: datetime,
     traces: str | None,
     forecast: ForecastConfig | None = None,
+    now: datetime | None = None,
 ) -> report.Report:
     """The ledger's period; with `forecast`, pending counterfactuals whose actual intensity the
-    providers now have are settled (and written back) first."""
+    providers now have are settled (and written back) first. `now`: the clock that says which
+    windows have passed (default: the wall clock)."""
     settle = None
     if forecast is not None:
         chain, catalog = chain_for(forecast), default_catalog()
@@ -70,7 +72,7 @@ def load_report(
         def settle(region: str, start_s: float, end_s: float) -> IntensitySeries | None:
             return ChainActuals(chain, catalog.region(region)).actuals(start_s, end_s)
 
-    result = report.load(store, since, until, Path(traces) if traces else None, settle)
+    result = report.load(store, since, until, Path(traces) if traces else None, settle, now)
     get_run_logger().info(
         "%d run segments in %s from %s to %s", len(result.segments), result.ledger, since, until
     )

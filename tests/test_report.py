@@ -369,6 +369,46 @@ def test_a_best_slot_whose_window_has_not_passed_stays_pending(tmp_path: Path) -
     assert (seg.best_kg, seg.best_pending) == (None, True)
 
 
+def completed_from_traces(tmp_path: Path, **changes: object) -> report.Segment:
+    record, folder = windowed(tmp_path / "t")
+    cfs = [c for c in record.counterfactuals if c.kind != "run-now-home"]
+    store = LocalStore(tmp_path / "s")
+    append(store, record.model_copy(update={"counterfactuals": cfs, **changes}))
+    period = report.period(NOW, None, None, None)
+    (seg,) = report.load(str(store.root), *period, folder, now=NOW).segments
+    return seg
+
+
+def test_a_record_without_a_run_now_counterfactual_still_gets_its_best_slot(
+        tmp_path: Path) -> None:
+    seg = completed_from_traces(tmp_path)
+    assert (seg.best_kg, seg.best_completed, seg.run_now_kg) == (pytest.approx(0.1), True, None)
+
+
+def test_a_completed_best_slot_is_never_above_the_run_now_the_ledger_knows(
+        tmp_path: Path) -> None:
+    """Run-now was settled from the providers at 0.05 kg; the traces' best is 0.1 kg. Run-now's
+    slot is one of the best slot's candidates, so the best is 0.05, and nothing was possible."""
+    run_now = Counterfactual(kind="run-now-home", region=VIRGINIA, start=profiled().started_at,
+                             emissions_kg=0.05, signal="lca")
+    record, _ = windowed(tmp_path / "t")
+    best = [c for c in record.counterfactuals if c.kind == "best-in-hindsight"]
+    seg = completed_from_traces(tmp_path, counterfactuals=[run_now, *best])
+    assert (seg.best_kg, seg.run_now_kg, seg.possible_kg) == (
+        pytest.approx(0.05), pytest.approx(0.05), pytest.approx(0.0))
+
+
+def test_a_record_settled_on_marginal_intensity_is_not_completed_on_average_traces(
+        tmp_path: Path) -> None:
+    run_now = Counterfactual(kind="run-now-home", region=VIRGINIA, start=profiled().started_at,
+                             emissions_kg=0.3, signal="moer")
+    record, _ = windowed(tmp_path / "t")
+    best = [c for c in record.counterfactuals if c.kind == "best-in-hindsight"]
+    seg = completed_from_traces(tmp_path, counterfactuals=[run_now, *best],
+                                marginal_emissions_kg=0.2)
+    assert (seg.best_kg, seg.best_pending, seg.best_completed) == (None, True, False)
+
+
 def test_a_record_without_a_profile_is_settled_flat_not_at_zero(tmp_path: Path) -> None:
     """An older record has no profile: its energy spread evenly, 1 kWh x 100 + 1 kWh x 500."""
     from carbonshift.traces import read_trace
