@@ -597,10 +597,7 @@ def _pending(cf: Counterfactual, kind: str) -> bool:
 
 
 def _pending_run_now(record: LedgerRecord) -> Counterfactual | None:
-    for cf in record.counterfactuals:
-        if cf.kind == "run-now-home" and (cf.pending or cf.emissions_kg is None):
-            return cf
-    return None
+    return next((cf for cf in record.counterfactuals if _pending(cf, "run-now-home")), None)
 
 
 def _by_zone(folder: Path, signal: str) -> dict[str, IntensitySeries]:
