@@ -21,9 +21,10 @@ from pydantic_core import PydanticSerializationError, to_json
 from carbonshift.backtest import backtest
 from carbonshift.catalog import Catalog, CatalogError, default_catalog
 from carbonshift.cli_args import duration, instant, signal_and_json
+from carbonshift.forks import texts_in_forks, worker_count
 from carbonshift.job import load_jobs
 from carbonshift.plan import InfeasiblePlan, Plan, plan_record
-from carbonshift.planner import forecasts_for, plan_jobs
+from carbonshift.planner import ScoredQueue, forecasts_for, score_jobs
 from carbonshift.project import run_project_module
 from carbonshift.series import IntensitySeries, SeriesError
 from carbonshift.traces import bundled_traces_dir, join, read_trace, traces_in
@@ -226,42 +227,50 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _plan_queue(args: argparse.Namespace) -> int:
     catalog = default_catalog()
+    queue = load_jobs(args.jobs)
+    workers = worker_count(len(queue.jobs)) if args.json else 1
     if args.throughput:
         catalog = catalog.with_throughput(dict(args.throughput))
-    queue = load_jobs(args.jobs)
     folder = args.traces or bundled_traces_dir()
     # The bundled folder holds zones outside the catalog on purpose; a user's folder is checked.
     by_zone = _traces_for_catalog(
         traces_in(folder), catalog, args.signal, warn_unknown=args.traces is not None
     )
     forecasts = _forecasts_at(by_zone, catalog, args.now, folder)
-    plans = plan_jobs(queue.jobs, forecasts, now=args.now, catalog=catalog)
+    scored = score_jobs(queue.jobs, forecasts, now=args.now, catalog=catalog)
     for error in queue.errors:
         print(f"carbonshift: {error}", file=sys.stderr)
     if args.json:
         chunks = _plans_json(
             args.now,
-            plans,
+            scored,
             [{"job": e.job, "field": e.field, "message": str(e)} for e in queue.errors],
+            workers,
         )
         sys.stdout.writelines(chunks)
         sys.stdout.write("\n")
     else:
-        print(format_plans(plans))
-    bad_specs = queue.errors or any(isinstance(p, InfeasiblePlan) and p.field for p in plans)
-    return 1 if bad_specs else 0
+        print(format_plans([scored.plan(k) for k in range(len(scored))]))
+    return 1 if queue.errors or scored.bad_specs else 0
 
 
-def _plans_json(now: datetime, plans: Sequence[Plan], errors: list[dict[str, str]]) -> list[str]:
-    """`_strict_json({"now": ..., "plans": [plan records], "errors": errors})` in pieces, one
-    plan record at a time: a compact list is its items' texts joined by ",", so the
-    text is the same, without holding every record (and their joined text) at once. Nothing is
-    printed before every piece is made, so an error still prints no half object."""
-    chunks = [f'{{"now":{_strict_json(now.isoformat())},"plans":[']
-    for i, plan in enumerate(plans):
-        chunks.append(("," if i else "") + _strict_json(plan_record(plan)))
-    chunks.append(f'],"errors":{_strict_json(errors)}}}')
-    return chunks
+def _plans_json(
+    now: datetime, scored: ScoredQueue, errors: list[dict[str, str]], workers: int = 1
+) -> list[str]:
+    """`_strict_json({"now": ..., "plans": [plan records], "errors": errors})` in pieces: a
+    compact list is its items' texts joined by ",", so the text is the same, without holding
+    every record (and their joined text) at once. The records are made by `workers` processes
+    (see carbonshift.forks). Nothing is printed before every piece is made, so an error still
+    prints no half object."""
+
+    def record(k: int) -> str:
+        return ("," if k else "") + _strict_json(plan_record(scored.plan(k)))
+
+    return [
+        f'{{"now":{_strict_json(now.isoformat())},"plans":[',
+        *texts_in_forks(record, len(scored), workers),
+        f'],"errors":{_strict_json(errors)}}}',
+    ]
 
 
 @contextmanager

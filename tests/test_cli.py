@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -194,3 +195,25 @@ def test_strict_json_is_the_standard_encoders_json(value: object) -> None:
     text = _strict_json(value)
     assert text.isascii()
     assert json.loads(text) == json.loads(reference)
+
+
+def test_plan_json_from_worker_processes_is_one_process_json(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks.queues import NOW, make_queue
+    from carbonshift.forks import MIN_SHARE, WORKERS_ENV
+
+    items = make_queue(2 * MIN_SHARE + 17, regions=12, seed=3)
+    items[5]["regions"] = ["aws:eu-west-9"]  # refused before scoring: the exit code says so
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(yaml.safe_dump({"jobs": items}))
+    argv = ["plan", "--jobs", str(jobs), "--now", NOW.isoformat(), "--json"]
+    outputs = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv(WORKERS_ENV, workers)
+        code, outputs[workers], err = run(capsys, *argv)
+        assert code == 1 and "eu-west-9" in outputs[workers], err
+    assert outputs["1"] == outputs["2"]
+    plans = json.loads(outputs["2"])["plans"]
+    assert [p["job"] for p in plans] == [i["name"] for i in items]
+    assert sum(p["feasible"] for p in plans) > MIN_SHARE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -46,17 +47,55 @@ def plan_jobs(
     catalog: Catalog,
 ) -> list[Plan]:
     """Plan every job; a job that cannot be planned gets an infeasible plan saying why."""
+    scored = score_jobs(specs, forecasts, now=now, catalog=catalog)
+    return [scored.plan(k) for k in range(len(scored))]
+
+
+@dataclass(frozen=True)
+class ScoredQueue:
+    """A queue whose jobs are scored together (`evaluate`), each job then planned on its own
+    from the scores: `plan(k)` reads only the table, so the plans can be made in any order, or in
+    forked processes that share the table as it was."""
+
+    specs: Sequence[JobSpec]
+    table: RowTable
+    catalog: Catalog
+    # By job name, as a plan is looked up: a job refused before scoring, else its table index.
+    refusals: dict[str, InfeasiblePlan]
+    index: dict[str, int]
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def plan(self, k: int) -> Plan:
+        """The plan of the k-th job."""
+        name = self.specs[k].name
+        j = self.index.get(name)
+        return self.refusals[name] if j is None else _plan_for(self.table, j, self.catalog)
+
+    @property
+    def bad_specs(self) -> list[InfeasiblePlan]:
+        """The jobs refused for a field of their spec (the only plans that name a field)."""
+        return [p for p in self.refusals.values() if p.field]
+
+
+def score_jobs(
+    specs: Sequence[JobSpec],
+    forecasts: Mapping[str, IntensitySeries],
+    *,
+    now: datetime,
+    catalog: Catalog,
+) -> ScoredQueue:
+    """Resolve and score every job (the batch part of `plan_jobs`); see ScoredQueue."""
     resolved: list[ResolvedJob] = []
-    plans: dict[str, Plan] = {}
+    refusals: dict[str, InfeasiblePlan] = {}
     for spec in specs:
         try:
             resolved.append(resolve(spec, catalog, now))
         except JobSpecError as e:
-            plans[spec.name] = refused(e)
-    table = evaluate(resolved, forecasts)
-    for j, job in enumerate(resolved):
-        plans[job.spec.name] = _plan_for(table, j, catalog)
-    return [plans[s.name] for s in specs]
+            refusals[spec.name] = refused(e)
+    index = {job.spec.name: j for j, job in enumerate(resolved)}
+    return ScoredQueue(specs, evaluate(resolved, forecasts).settled(), catalog, refusals, index)
 
 
 def evaluate(jobs: Sequence[ResolvedJob], forecasts: Mapping[str, IntensitySeries]) -> RowTable:

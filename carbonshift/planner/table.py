@@ -57,6 +57,12 @@ class RowTable:
     job_signal: tuple[str, ...]
     comparable: npt.NDArray[np.bool_]
 
+    def settled(self) -> RowTable:
+        """This table with every derived column made now, once: readers forked after it (see
+        `carbonshift.forks`) would each make them again."""
+        _ = self._bounds, self._ranking, self.values
+        return self
+
     def rows_of(self, j: int) -> npt.NDArray[np.int64]:
         """Job j's rows, in order."""
         return np.arange(self._bounds[j], self._bounds[j + 1], dtype=np.int64)
