@@ -7,11 +7,16 @@ from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+import numpy.typing as npt
 
+from carbonshift.plain_csv import PlainCsv, read_plain_csv
 from carbonshift.series import IntensitySeries, SeriesError, Signal
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EM_TIME = "Datetime (UTC)"
 EM_COLUMNS = {
@@ -63,11 +68,12 @@ def _read_unchanged(
 
 
 def _read_trace(path: Path, signal: Signal | str, fill_gaps_up_to: int) -> IntensitySeries:
-    header = _read_csv(path, nrows=0).columns
+    plain = read_plain_csv(path)
+    header = plain.header if plain is not None else list(_read_csv(path, nrows=0).columns)
     if EM_TIME in header:
-        return read_electricitymaps_csv(path, signal=signal, fill_gaps_up_to=fill_gaps_up_to)
+        return _read_electricitymaps(path, signal, fill_gaps_up_to, plain)
     if GENERIC_TIME in header:
-        return read_generic_csv(path, signal=signal, fill_gaps_up_to=fill_gaps_up_to)
+        return _read_generic(path, signal, fill_gaps_up_to, plain)
     raise TraceError(
         f"{path}: unknown trace format (columns {list(header)}): expected an Electricity Maps "
         f"export ({EM_TIME!r}, ...) or a generic CSV ({GENERIC_TIME!r} + one g/kWh column)"
@@ -78,10 +84,25 @@ def read_electricitymaps_csv(
     path: Path | str, *, signal: Signal | str = Signal.LCA, fill_gaps_up_to: int = 0
 ) -> IntensitySeries:
     path = Path(path)
+    return _read_electricitymaps(path, signal, fill_gaps_up_to, read_plain_csv(path))
+
+
+def _read_electricitymaps(
+    path: Path, signal: Signal | str, fill_gaps_up_to: int, plain: PlainCsv | None
+) -> IntensitySeries:
     sig = Signal(signal)
     if sig not in EM_COLUMNS:
         raise TraceError(f"{path}: Electricity Maps exports hold lca or direct, not {sig.value}")
     column = EM_COLUMNS[sig]
+    if plain is not None and EM_TIME in plain.columns and column in plain.columns:
+        zone = plain.first_text(EM_ZONE) if EM_ZONE in plain.columns else ""
+        series = _plain_series(
+            path, plain, EM_TIME, column, sig, zone, "electricitymaps", fill_gaps_up_to
+        )
+        if series is not None:
+            return series
+    import pandas as pd
+
     frame = _read_csv(path)
     if column not in frame.columns:
         raise TraceError(f"{path}: no column {column!r}: is this an Electricity Maps export?")
@@ -103,6 +124,19 @@ def read_generic_csv(
 ) -> IntensitySeries:
     """`timestamp` (ISO 8601, UTC when no offset) and exactly one value column in g/kWh."""
     path = Path(path)
+    return _read_generic(path, signal, fill_gaps_up_to, read_plain_csv(path))
+
+
+def _read_generic(
+    path: Path, signal: Signal | str, fill_gaps_up_to: int, plain: PlainCsv | None
+) -> IntensitySeries:
+    if plain is not None and len(plain.header) == 2 and GENERIC_TIME in plain.columns:
+        (column,) = (c for c in plain.header if c != GENERIC_TIME)
+        series = _plain_series(
+            path, plain, GENERIC_TIME, column, Signal(signal), "", "csv", fill_gaps_up_to
+        )
+        if series is not None:
+            return series
     frame = _read_csv(path)
     values = [c for c in frame.columns if c != GENERIC_TIME]
     if len(values) != 1:
@@ -118,6 +152,25 @@ def read_generic_csv(
         "csv",
         fill_gaps_up_to,
     )
+
+
+def _plain_series(
+    path: Path,
+    plain: PlainCsv,
+    time_column: str,
+    value_column: str,
+    signal: Signal,
+    zone: str | None,
+    kind: str,
+    fill_gaps_up_to: int,
+) -> IntensitySeries | None:
+    """The series pandas would read, from a plain file; None where pandas must read it."""
+    times = plain.times(time_column)
+    values = plain.values(value_column)
+    if times is None or values is None or zone is None:
+        return None
+    zone = zone or _zone_from_name(path)
+    return _series(path, times, values, signal, zone, kind, fill_gaps_up_to)
 
 
 def read_traces(
@@ -158,6 +211,8 @@ def join(parts: list[IntensitySeries]) -> IntensitySeries:
 
 def _read_csv(path: Path, nrows: int | None = None) -> pd.DataFrame:
     """A CSV as a frame; anything unreadable is one line naming the file and the fix."""
+    import pandas as pd
+
     try:
         return pd.read_csv(path, nrows=nrows)
     except pd.errors.EmptyDataError:
@@ -189,6 +244,8 @@ def _build(
     kind: str,
     fill_gaps_up_to: int,
 ) -> IntensitySeries:
+    import pandas as pd
+
     if len(times) == 0:
         raise TraceError(f"{path}: no data rows under the header: add one row per time")
     parsed = _timestamps(path, times)
@@ -201,10 +258,24 @@ def _build(
             "number: give g/kWh as a number"
         )
     raw = [None if pd.isna(v) else float(v) for v in numeric]
+    return _series(
+        path, parsed.dt.tz_localize(None).to_numpy(), raw, signal, zone, kind, fill_gaps_up_to
+    )
+
+
+def _series(
+    path: Path,
+    times: npt.NDArray[np.datetime64],
+    values: list[float | None],
+    signal: Signal,
+    zone: str,
+    kind: str,
+    fill_gaps_up_to: int,
+) -> IntensitySeries:
     try:
         return IntensitySeries.from_points(
-            parsed.dt.tz_localize(None).to_numpy(),
-            raw,
+            times,
+            values,
             signal=signal,
             source=f"replay:{kind}:{path.name}",
             zone=zone,
@@ -216,6 +287,8 @@ def _build(
 
 def _timestamps(path: Path, times: pd.Series) -> pd.Series:
     """UTC timestamps; the first unreadable or missing one is named by its line in the file."""
+    import pandas as pd
+
     texts = times.astype("string").str.strip()
     try:
         parsed = pd.to_datetime(texts, utc=True, format="ISO8601", errors="coerce")
@@ -232,5 +305,7 @@ def _timestamps(path: Path, times: pd.Series) -> pd.Series:
 
 
 def _shown(value: object) -> str:
+    import pandas as pd
+
     text = "empty" if pd.isna(value) else repr(str(value))  # type: ignore[call-overload]
     return text if len(text) <= 40 else text[:37] + "..."
