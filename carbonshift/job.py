@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from carbonshift import fast_yaml
+from carbonshift import fast_yaml, prefetch
 from carbonshift.catalog import (
     PROVIDERS,
     Catalog,
@@ -386,8 +386,10 @@ def parse_jobs(raw: Any, origin: str = "jobs") -> JobQueue:
 
 def load_jobs(path: Path | str) -> JobQueue:
     path = Path(path)
+    parsed, raw = prefetch.take(path)
     try:
-        raw = fast_yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not parsed:
+            raw = fast_yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read the job file ({e})") from e
     except yaml.YAMLError as e:
