@@ -62,22 +62,34 @@ def texts_in_forks(make: Callable[[int], str], count: int, workers: int) -> list
     # Whatever this process has buffered is written once, by it, not once more by a worker.
     sys.stdout.flush()
     sys.stderr.flush()
-    running: list[tuple[int, IO[bytes]]] = []
+    # A share is a worker's (its pid and file) or, where no worker could start (no temporary
+    # folder, no process left), this process's own.
+    shares: list[tuple[int, IO[bytes]] | range] = []
+    running: list[int] = []
     with contextlib.ExitStack() as files:
         try:
             for w in range(1, workers):
-                sink = files.enter_context(tempfile.TemporaryFile())
-                pid = os.fork()
+                share = range(bounds[w], bounds[w + 1])
+                try:
+                    sink = files.enter_context(tempfile.TemporaryFile())
+                    pid = os.fork()
+                except OSError:
+                    shares.append(share)
+                    continue
                 if pid == 0:
-                    _work(make, range(bounds[w], bounds[w + 1]), sink)
-                running.append((pid, sink))
+                    _work(make, share, sink)
+                running.append(pid)
+                shares.append((pid, sink))
             texts = ["".join(map(make, range(bounds[0], bounds[1])))]
-            while running:
-                texts.append(_collect(*running[0]))
-                running.pop(0)
+            for made in shares:
+                if isinstance(made, range):
+                    texts.append("".join(map(make, made)))
+                else:
+                    texts.append(_collect(*made))
+                    running.remove(made[0])
             return texts
         finally:
-            for pid, _ in running:
+            for pid in running:
                 _stop(pid)
 
 

@@ -33,8 +33,11 @@ def start(path: str | Path) -> None:
         key = _key(name)
     except OSError:
         return  # load_jobs says what is wrong with it
-    # Open until take() or stop_all() closes it, after the fork has written it.
-    sink = tempfile.TemporaryFile()  # noqa: SIM115
+    try:
+        # Open until take() or stop_all() closes it, after the fork has written it.
+        sink = tempfile.TemporaryFile()  # noqa: SIM115
+    except OSError:
+        return  # no temporary folder: parsed here
     try:
         pid = os.fork()
     except OSError:

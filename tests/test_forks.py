@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,3 +117,27 @@ def test_worker_count_is_one_per_cpu_with_a_share_each(monkeypatch: pytest.Monke
 def test_a_bad_worker_setting_names_the_variable(text: str) -> None:
     with pytest.raises(ValueError, match=f"{WORKERS_ENV}='{text}': .* from 1 to 64"):
         worker_count(10, environ={WORKERS_ENV: text})
+
+
+def test_shares_no_worker_could_start_are_made_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    forks_started = []
+    real_fork = os.fork
+
+    def fork_once() -> int:
+        if forks_started:
+            raise BlockingIOError("fork: Resource temporarily unavailable")
+        forks_started.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork_once)
+    assert "".join(texts_in_forks(word, 30, 4)) == "".join(map(word, range(30)))
+    assert forks_started == [1]
+
+
+def test_no_temporary_file_makes_every_share_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_file(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("No usable temporary directory found")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_file)
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked without a file"))
+    assert "".join(texts_in_forks(word, 30, 3)) == "".join(map(word, range(30)))
