@@ -21,7 +21,7 @@ from pydantic_core import PydanticSerializationError, to_json
 from carbonshift.backtest import backtest
 from carbonshift.catalog import Catalog, CatalogError, default_catalog
 from carbonshift.cli_args import duration, instant, signal_and_json
-from carbonshift.forks import texts_in_forks, worker_count
+from carbonshift.forks import texts_in_forks, worker_cap, worker_count
 from carbonshift.job import load_jobs
 from carbonshift.plan import InfeasiblePlan, Plan, plan_record
 from carbonshift.planner import ScoredQueue, forecasts_for, score_jobs
@@ -226,6 +226,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _plan_queue(args: argparse.Namespace) -> int:
+    worker_cap()  # a bad CARBONSHIFT_PLAN_WORKERS is refused before any work
     catalog = default_catalog()
     queue = load_jobs(args.jobs)
     workers = worker_count(len(queue.jobs)) if args.json else 1

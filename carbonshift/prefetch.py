@@ -15,10 +15,11 @@ import gc
 import os
 import pickle
 import signal
-import sys
 import tempfile
 from pathlib import Path
 from typing import IO, Any, NoReturn
+
+from carbonshift import forks
 
 _Key = tuple[int, int, int, int]
 _PENDING: dict[str, tuple[int, IO[bytes], _Key]] = {}
@@ -27,7 +28,7 @@ _PENDING: dict[str, tuple[int, IO[bytes], _Key]] = {}
 def start(path: str | Path) -> None:
     """Parse the job file `path` in a fork; `take(path)` collects it. Nothing if it cannot."""
     name = str(Path(path))
-    if sys.platform != "linux" or name in _PENDING:
+    if not forks.can_fork() or name in _PENDING:
         return
     try:
         key = _key(name)
@@ -38,16 +39,18 @@ def start(path: str | Path) -> None:
         sink = tempfile.TemporaryFile()  # noqa: SIM115
     except OSError:
         return  # no temporary folder: parsed here
+    parent = os.getpid()
     try:
-        pid = os.fork()
+        pid, mask = forks.fork_child()
     except OSError:
         sink.close()
         return
     if pid == 0:
-        _parse(name, key, sink)
+        _parse(name, key, sink, parent, mask)
     if not _PENDING:
         atexit.register(stop_all)
     _PENDING[name] = (pid, sink, key)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def take(path: str | Path) -> tuple[bool, Any]:
@@ -85,12 +88,15 @@ def _key(name: str) -> _Key:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _parse(name: str, key: _Key, sink: IO[bytes]) -> NoReturn:
+def _parse(name: str, key: _Key, sink: IO[bytes], parent: int, mask: set[Any]) -> NoReturn:
     """The fork's whole life: the file's values, pickled, and exit 0; any failure (Ctrl-C
-    included) exits 1 and the parent parses the file itself. It never returns into the caller."""
+    included) exits 1 and the parent parses the file itself. It never returns into the caller,
+    and dies with it."""
     code = 1
     gc.disable()  # it builds one value and exits: the collector's passes would find nothing
     try:
+        forks.die_with_parent(parent)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         from carbonshift import fast_yaml
 
         value = fast_yaml.safe_load(Path(name).read_text(encoding="utf-8"))

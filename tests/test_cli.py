@@ -208,12 +208,35 @@ def test_plan_json_from_worker_processes_is_one_process_json(
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text(yaml.safe_dump({"jobs": items}))
     argv = ["plan", "--jobs", str(jobs), "--now", NOW.isoformat(), "--json"]
+    from carbonshift import forks
+
+    monkeypatch.setattr(forks, "can_fork", lambda: True)  # an earlier test's thread or not
+    forked: list[int] = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forked.append(1) or real_fork())
     outputs = {}
     for workers in ("1", "2"):
         monkeypatch.setenv(WORKERS_ENV, workers)
         code, outputs[workers], err = run(capsys, *argv)
         assert code == 1 and "eu-west-9" in outputs[workers], err
+        assert len(forked) == int(workers) - 1  # one worker beside this process, or none
     assert outputs["1"] == outputs["2"]
     plans = json.loads(outputs["2"])["plans"]
     assert [p["job"] for p in plans] == [i["name"] for i in items]
     assert sum(p["feasible"] for p in plans) > MIN_SHARE
+
+
+def test_a_bad_worker_setting_is_refused_before_the_job_file_is_read(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARBONSHIFT_PLAN_WORKERS", "0")
+    missing = tmp_path / "missing.yaml"
+    for extra in ([], ["--json"]):
+        code, out, err = run(
+            capsys, "plan", "--jobs", str(missing), "--now", "2023-06-01T00:00Z", *extra
+        )
+        assert code == 2 and out == ""
+        assert (
+            err.startswith("carbonshift: error: CARBONSHIFT_PLAN_WORKERS='0': give")
+            and err.count("\n") == 1
+        )
