@@ -139,7 +139,7 @@ def texts_in_forks(make: Callable[[int], str], count: int, workers: int) -> list
             return texts
         finally:
             for pid in running:
-                _stop(pid)
+                stop(pid)
 
 
 def _work(
@@ -196,7 +196,8 @@ def _text(pid: int, code: int, sink: IO[bytes], make: Callable[[int], str], shar
     )
 
 
-def _stop(pid: int) -> None:
+def stop(pid: int) -> None:
+    """Kill a fork not yet reaped, and reap it."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):

@@ -10,7 +10,6 @@ error reads the same. Linux only (see carbonshift.forks)."""
 from __future__ import annotations
 
 import atexit
-import contextlib
 import gc
 import os
 import pickle
@@ -76,10 +75,7 @@ def stop_all() -> None:
     """Kill and reap every fork not collected (the command failed or stopped first)."""
     while _PENDING:
         _, (pid, sink, _key_) = _PENDING.popitem()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        forks.stop(pid)
         sink.close()
 
 
