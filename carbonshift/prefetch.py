@@ -14,6 +14,7 @@ import gc
 import os
 import pickle
 import signal
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -30,9 +31,12 @@ def start(path: str | Path) -> None:
     if not forks.can_fork() or name in _PENDING:
         return
     try:
-        key = _key(name)
+        found = os.stat(name)
     except OSError:
         return  # load_jobs says what is wrong with it
+    if not stat.S_ISREG(found.st_mode):
+        return  # a pipe or device reads once: a fork that failed would leave nothing to read here
+    key = _key_of(found)
     try:
         # Open until take() or stop_all() closes it, after the fork has written it.
         sink = tempfile.TemporaryFile()  # noqa: SIM115
@@ -80,7 +84,10 @@ def stop_all() -> None:
 
 
 def _key(name: str) -> _Key:
-    st = os.stat(name)
+    return _key_of(os.stat(name))
+
+
+def _key_of(st: os.stat_result) -> _Key:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 

@@ -122,3 +122,10 @@ def test_the_command_prints_what_the_module_prints(tmp_path: Path) -> None:
     assert via_launch.returncode == via_cli.returncode == 0, via_launch.stderr
     assert via_launch.stdout == via_cli.stdout and via_launch.stderr == via_cli.stderr
     assert '"plans":[' in via_launch.stdout
+
+
+def test_a_pipe_is_not_prefetched_so_it_is_read_once_here(tmp_path: Path) -> None:
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+    prefetch.start(fifo)
+    assert not prefetch._PENDING
